@@ -1,0 +1,120 @@
+"""Resolved task specifications: the hand-off from configuration to the runtime.
+
+Everything here is plain, immutable data with runtime units (cores as float, bytes as int,
+seconds as float). The config layer produces these; runtimes and backends consume them and
+never look back at the document they came from.
+
+Example::
+
+    spec = resolved.tasks["env2.square"]
+    spec.memory_limit      # 262144000 (250Mi)
+    spec.cpu_limit         # 1.0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_QUEUE = "default"
+DEFAULT_MAX_INLINE_IO_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class OnOOM:
+    """How memory grows when an attempt is killed for memory: `factor` x, or `+add` bytes, capped at `max`."""
+
+    factor: float | None = None
+    add: int | None = None
+    max: int | None = None
+
+    def grow(self, memory: int) -> int:
+        grown = int(memory * self.factor) if self.factor else memory + (self.add or 0)
+        return min(grown, self.max) if self.max else grown
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """`count` retries after the first attempt; the n-th retry waits `backoff * 2**(n-1)` seconds."""
+
+    count: int = 0
+    backoff: float = 0.0
+    on_oom: OnOOM | None = None
+
+    def delay(self, retry_number: int) -> float:
+        return self.backoff * (2 ** (retry_number - 1)) if self.backoff else 0.0
+
+
+@dataclass(frozen=True)
+class ReusePolicy:
+    """Warm workers kept per environment: `replicas` processes, stopped after `idle_ttl` seconds idle."""
+
+    replicas: int = 1
+    idle_ttl: float = 30.0
+    concurrency: int = 1
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything the runtime needs to run one declared task."""
+
+    name: str  # full name, "env2.square"
+    environment: str
+    task: str
+    fn: str  # "pkg.module:func"
+    root_dir: Path  # the config file's folder: on sys.path and the working directory
+    cpu_request: float | None = None
+    cpu_limit: float | None = None
+    memory_request: int | None = None
+    memory_limit: int | None = None
+    gpu: int = 0
+    queue: str = DEFAULT_QUEUE
+    env_vars: dict[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+    timeout: float | None = None
+    retries: RetryPolicy = RetryPolicy()
+    max_inline_io_bytes: int = DEFAULT_MAX_INLINE_IO_BYTES
+    cache: str = "disable"
+    reusable: ReusePolicy | None = None
+    depends_on: tuple[str, ...] = ()
+
+    @property
+    def module(self) -> str:
+        return split_fn(self.fn)[0]
+
+    @property
+    def attribute(self) -> str:
+        return split_fn(self.fn)[1]
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What the local scheduler may hand out; None means this machine's CPUs or memory."""
+
+    cpu: float | None = None
+    memory: int | None = None
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    concurrency: int | None = None  # None: unlimited
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """All resolved tasks and the run-wide settings of one configuration."""
+
+    tasks: dict[str, TaskSpec]
+    queues: dict[str, QueueSpec]
+    capacity: Capacity = Capacity()
+
+
+def split_fn(fn: str) -> tuple[str, str]:
+    """Split "pkg.mod:func" or "pkg.mod.func" into (module, attribute path)."""
+    if ":" in fn:
+        module, _, attr = fn.partition(":")
+        return module, attr
+    module, _, attr = fn.rpartition(".")
+    return module, attr
