@@ -1,0 +1,3 @@
+from flyte_decl.cli.main import main
+
+main()

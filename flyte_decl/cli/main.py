@@ -1,0 +1,79 @@
+"""`flyte-decl` command line: parses arguments and dispatches to one module per command.
+
+Every user mistake ends here as one line on stderr and an exit code (SPEC §4), never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from flyte_decl import __version__
+from flyte_decl.errors import FlyteDeclError
+
+
+class _LazyGroup(click.Group):
+    """Imports a command's module only when that command runs, so `--help` and `schema` start fast."""
+
+    commands_by_name = {
+        "validate": "flyte_decl.cli.validate:validate",
+        "explain": "flyte_decl.cli.explain:explain",
+        "list": "flyte_decl.cli.list_tasks:list_tasks",
+        "schema": "flyte_decl.cli.schema:schema",
+        "run": "flyte_decl.cli.run:run",
+        "doctor": "flyte_decl.cli.doctor:doctor",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands_by_name)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = self.commands_by_name.get(name)
+        if target is None:
+            return None
+        module_name, _, attr = target.partition(":")
+        try:
+            module = __import__(module_name, fromlist=[attr])
+        except ModuleNotFoundError:
+            return None
+        command: click.Command = getattr(module, attr)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="flyte-decl")
+def cli() -> None:
+    """Declarative task environments, enforced locally."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI and turn every known failure into one line and an exit code."""
+    code = _run(cli.main, argv)
+    sys.exit(code)
+
+
+def _run(entry: Callable[..., Any], argv: list[str] | None) -> int:
+    try:
+        result = entry(args=argv, prog_name="flyte-decl", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except FlyteDeclError as exc:
+        for line in exc.lines():
+            click.echo(line, err=True)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "flyte-decl"
+        click.echo(f"error: {exc.format_message()} (see '{command} --help')", err=True)
+        return 2
+    except click.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except BrokenPipeError:
+        return 1

@@ -1,0 +1,38 @@
+"""`flyte-decl validate`: every problem in the config, one per line, located."""
+
+from __future__ import annotations
+
+import click
+
+from flyte_decl.cli.options import config_options, format_option
+from flyte_decl.config import imports
+from flyte_decl.config.load import check
+from flyte_decl.render.problems import count_summary, render_problems
+
+
+@click.command()
+@config_options
+@click.option("--strict", is_flag=True, help="Treat warnings (e.g. overrides matching nothing) as errors.")
+@click.option("--check-imports", is_flag=True, help="Also import every bound function.")
+@format_option("text", "json", "github")
+def validate(configs: tuple[str, ...], profiles: tuple[str, ...], strict: bool, check_imports: bool, fmt: str) -> int:
+    """Check the config: shape, values, references, cycles; exit 1 if anything is wrong."""
+    checked = check(configs or None, profile=profiles, strict=strict)
+    problems = list(checked.problems)
+    if check_imports and checked.resolved is not None:
+        problems += imports.check_imports(checked.resolved)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        summary = count_summary(problems)
+    else:
+        resolved = checked.resolved
+        n_tasks = len(resolved.tasks) if resolved else 0
+        n_envs = len(resolved.environments) if resolved else 0
+        summary = f"ok: {n_tasks} task{'s' * (n_tasks != 1)} in {n_envs} environment{'s' * (n_envs != 1)}"
+        if problems:
+            summary += f" ({count_summary(problems)})"
+    output = render_problems(problems, fmt, summary=summary)
+    if output:
+        click.echo(output)
+    return 1 if errors else 0
+

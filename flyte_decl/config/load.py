@@ -1,0 +1,231 @@
+"""From command-line arguments to a resolved configuration: discover, read, overlay, check, resolve.
+
+    resolved = load(["environments.yaml"], profile="prod")
+    resolved.tasks["env2.square"].value("resources.memory.limit")   # "1Gi"
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flyte_decl.config.check import check_references, check_shape
+from flyte_decl.config.model import ENV_VAR_PATTERN
+from flyte_decl.config.read import Document, Path_, read_file
+from flyte_decl.config.resolve import Origin, Resolved, flatten, resolve
+from flyte_decl.errors import ConfigLoadError, Mark, Problem, UsageError, did_you_mean
+
+CONFIG_NAMES = ("environments.yaml", "environments.yml", "environments.toml")
+SET_SOURCE = "<cli --set>"
+
+
+def discover(cwd: Path | None = None) -> Path:
+    """The config file of a folder, in the documented order; a usage error names what was searched."""
+    folder = cwd or Path.cwd()
+    for name in CONFIG_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    pyproject = folder / "pyproject.toml"
+    if pyproject.is_file() and re.search(r"^\[tool\.flyte-decl[.\]]", pyproject.read_text(errors="replace"), re.M):
+        return pyproject
+    searched = ", ".join(f"./{n}" for n in CONFIG_NAMES) + ", [tool.flyte-decl] in ./pyproject.toml"
+    raise UsageError(f"no config found (searched {searched}); create environments.yaml or pass -c PATH")
+
+
+def read_documents(paths: Sequence[str | Path] | None, cwd: Path | None = None) -> Document:
+    """Read every -c file and overlay each on the ones before it (or discover one)."""
+    files = [Path(p) for p in paths] if paths else [discover(cwd)]
+    document = read_file(files[0], display=_display(files[0], cwd))
+    for path in files[1:]:
+        overlay(document, read_file(path, display=_display(path, cwd)))
+    return document
+
+
+def _display(path: Path, cwd: Path | None) -> str:
+    try:
+        return str(path.resolve().relative_to((cwd or Path.cwd()).resolve()))
+    except ValueError:
+        return str(path)
+
+
+def overlay(base: Document, top: Document, source: Path_ = (), target: Path_ = ()) -> None:
+    """Merge `top`'s subtree at `source` into `base` at `target`: mappings merge, the rest replaces."""
+    value = _get(top.data, source)
+    _merge_into(base, top, source, target, value)
+    base.files.extend(f for f in top.files if f not in base.files)
+
+
+def _merge_into(base: Document, top: Document, source: Path_, target: Path_, value: Any) -> None:
+    current = _get(base.data, target)
+    if isinstance(value, dict) and isinstance(current, dict):
+        for key, child in value.items():
+            _merge_into(base, top, (*source, key), (*target, key), child)
+        return
+    parent = _get(base.data, target[:-1])
+    parent[target[-1]] = value
+    n = len(target)
+    for marks in (base.marks, base.key_marks):
+        for path in [p for p in marks if p[:n] == target]:
+            del marks[path]
+    m = len(source)
+    for own, theirs in ((base.marks, top.marks), (base.key_marks, top.key_marks)):
+        for path, mark in theirs.items():
+            if path[:m] == source:
+                own[(*target, *path[m:])] = mark
+
+
+def _get(data: Any, path: Path_) -> Any:
+    for part in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.setdefault(part, {}) if part not in data else data[part]
+    return data
+
+
+def apply_profiles(document: Document, profiles: Sequence[str]) -> None:
+    """Overlay each named profile, in order, onto the document."""
+    declared = document.data.get("profiles") or {}
+    for name in profiles:
+        if name not in declared:
+            hint = did_you_mean(name, declared) if declared else "the config declares no profiles"
+            raise UsageError(f"unknown profile {name!r} ({hint})")
+        for key, value in (declared[name] or {}).items():
+            if isinstance(value, dict):
+                document.data.setdefault(key, {})
+                if document.data[key] is None:
+                    document.data[key] = {}
+            overlay(document, document, ("profiles", name, key), (key,))
+
+
+def parse_profiles(profile: str | Sequence[str] | None) -> list[str]:
+    """`--profile a,b` and repeated `--profile` both give ["a", "b"]."""
+    if not profile:
+        return []
+    items = [profile] if isinstance(profile, str) else list(profile)
+    return [name.strip() for item in items for name in item.split(",") if name.strip()]
+
+
+def parse_sets(sets: Sequence[str]) -> tuple[list[tuple], list[Problem]]:
+    """Run-level `--set PATH=VALUE` items, checked by the same model as the file, as layer assignments."""
+    settings: dict[str, Any] = {}
+    problems: list[Problem] = []
+    mark = Mark(SET_SOURCE)
+    for item in sets:
+        path, sep, text = item.partition("=")
+        if not sep or not path or not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*", path):
+            problems.append(Problem(mark, item, "expected PATH=VALUE", "e.g. --set resources.memory=1Gi"))
+            continue
+        try:
+            value = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:
+            value = text
+        node = settings
+        keys = path.split(".")
+        for key in keys[:-1]:
+            node = node.setdefault(key, {}) if isinstance(node.get(key, {}), dict) else {}
+        node[keys[-1]] = value
+    if problems:
+        return [], problems
+    wrapped = Document({"version": 1, "defaults": settings}, {(): mark}, {}, [SET_SOURCE])
+    for problem in check_shape(wrapped):
+        problems.append(Problem(mark, problem.path.removeprefix("defaults."), problem.message, problem.hint))
+    assignments = flatten(settings, (), None, "cli --set")
+    return [(path, value, Origin("cli --set", mark)) for path, value, _ in assignments], problems
+
+
+def parse_env(items: Sequence[str]) -> dict[str, str]:
+    """Run-level `-e KEY=VALUE` items."""
+    env: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(ENV_VAR_PATTERN, key):
+            raise UsageError(f"-e {item!r}: expected KEY=VALUE with a variable name like LOG_LEVEL")
+        env[key] = value
+    return env
+
+
+@dataclass
+class Checked:
+    """Everything `validate` reports: the resolution (if it got that far) and every problem."""
+
+    document: Document
+    resolved: Resolved | None
+    problems: list[Problem]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+
+def check(
+    paths: Sequence[str | Path] | None = None,
+    *,
+    profile: str | Sequence[str] | None = None,
+    sets: Sequence[str] = (),
+    queue: str | None = None,
+    root_task: str | None = None,
+    strict: bool = False,
+    cwd: Path | None = None,
+) -> Checked:
+    """Read, check and resolve; unreadable files raise ConfigLoadError, other problems are returned."""
+    document = read_documents(paths, cwd)
+    problems = check_shape(document)
+    if not problems:
+        apply_profiles(document, parse_profiles(profile))
+        problems = check_shape(document)
+    problems += check_references(document)
+    run_level, set_problems = parse_sets(sets)
+    problems += set_problems
+    if queue is not None:
+        if queue not in (document.data.get("queues") or {}) and queue != "default":
+            known = list(document.data.get("queues") or {}) + ["default"]
+            problems.append(Problem(Mark("<cli --queue>"), "queue", f"unknown queue {queue!r}", did_you_mean(queue, known)))
+        run_level.append(("queue", queue, Origin("cli --queue", Mark("<cli --queue>"))))
+    resolved = None
+    if not [p for p in problems if p.severity == "error"]:
+        resolved = resolve(document, run_level=run_level, root_task=root_task)
+        problems += resolved.problems
+    if strict:
+        problems = [Problem(p.mark, p.path, p.message, p.hint, "error") for p in problems]
+    return Checked(document, resolved, problems)
+
+
+def load(
+    paths: Sequence[str | Path] | None = None,
+    *,
+    profile: str | Sequence[str] | None = None,
+    sets: Sequence[str] = (),
+    queue: str | None = None,
+    root_task: str | None = None,
+    strict: bool = False,
+    cwd: Path | None = None,
+) -> Resolved:
+    """The validated, resolved configuration; raises ConfigLoadError listing every error.
+
+    Example::
+
+        resolved = flyte_decl.load(["environments.yaml"], profile="prod")
+        spec = resolved.run_config().tasks["env2.square"]
+    """
+    checked = check(paths, profile=profile, sets=sets, queue=queue, root_task=root_task, strict=strict, cwd=cwd)
+    if checked.errors or checked.resolved is None:
+        raise ConfigLoadError(checked.errors)
+    return checked.resolved
+
+
+def find_task(resolved: Resolved, name: str) -> str:
+    """The full name of a task given by full or unique short name; a usage error otherwise."""
+    if name in resolved.tasks:
+        return name
+    matches = [full for full, task in resolved.tasks.items() if task.task == name]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise UsageError(f"task {name!r} is ambiguous: {', '.join(sorted(matches))} (use the full ENV.TASK name)")
+    choices = list(resolved.tasks) + [t.task for t in resolved.tasks.values()]
+    raise UsageError(f"unknown task {name!r} ({did_you_mean(name, choices) or 'the config declares no tasks'})")

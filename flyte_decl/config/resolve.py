@@ -1,0 +1,380 @@
+"""Resolve every task through the layers, remembering where each effective value came from.
+
+Layers, lowest first: built-in defaults, `defaults:`, the environment (base first along `extends`),
+the task entry, `overrides:` in file order, then run level (`--set`, `-e`, `--queue`).
+
+Settings are flattened to leaf paths ("resources.memory.limit", "env_vars.LOG_LEVEL"), so "mappings
+merge key by key" is a dict update, and "an explicit null resets to the built-in default" deletes
+the leaves under that path. A scalar `cpu: 1` stands for `{request: 1, limit: 1}`; `retries: 3`
+for `{count: 3}`; `task_queue` for `queue`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import psutil
+
+from flyte_decl.config.read import Document, Path_, dotted
+from flyte_decl.errors import Mark, Problem
+from flyte_decl.quantity import (
+    parse_bytes_or_quantity,
+    parse_cpu,
+    parse_duration,
+    parse_memory,
+)
+from flyte_decl.spec import (
+    DEFAULT_QUEUE,
+    Capacity,
+    OnOOM,
+    QueueSpec,
+    RetryPolicy,
+    ReusePolicy,
+    RunConfig,
+    TaskSpec,
+)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Which layer set a value, and where: a file position or a command-line flag."""
+
+    layer: str
+    mark: Mark | None = None
+
+    def __str__(self) -> str:
+        return f"{self.layer} ({self.mark.short})" if self.mark else self.layer
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "file": self.mark.file if self.mark else None,
+            "line": self.mark.line if self.mark and self.mark.line else None,
+        }
+
+
+BUILT_IN = Origin("built-in")
+BUILT_IN_DEFAULTS: dict[str, Any] = {
+    "queue": DEFAULT_QUEUE,
+    "retries.count": 0,
+    "max_inline_io_bytes": "10Mi",
+    "cache": "disable",
+    "interruptible": False,
+}
+
+Fields = dict[str, tuple[Any, Origin]]
+
+
+@dataclass
+class ResolvedTask:
+    """One task's effective settings: leaf path -> (value as written, origin)."""
+
+    name: str
+    environment: str
+    task: str
+    fn: str
+    fields: Fields
+    overrides: list[int] = field(default_factory=list)  # indices of the matching `overrides:` entries
+    mark: Mark | None = None  # where the task entry is declared
+
+    def value(self, path: str, default: Any = None) -> Any:
+        entry = self.fields.get(path)
+        return entry[0] if entry else default
+
+    def section(self, prefix: str) -> dict[str, Any]:
+        """The leaves under `prefix.` as a dict keyed by the rest of the path."""
+        start = prefix + "."
+        return {k[len(start) :]: v for k, (v, _) in self.fields.items() if k.startswith(start)}
+
+
+@dataclass
+class Resolved:
+    """The outcome of resolution: tasks by full name, queues, capacity, and what was found on the way."""
+
+    document: Document
+    tasks: dict[str, ResolvedTask]
+    environments: dict[str, dict[str, Any]]
+    queues: dict[str, QueueSpec]
+    capacity: Capacity
+    problems: list[Problem] = field(default_factory=list)
+    unmatched_overrides: list[int] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    def run_config(self) -> RunConfig:
+        """Typed specs for the runtime (call only when there are no errors)."""
+        return RunConfig(
+            tasks={name: to_spec(task, self.document) for name, task in self.tasks.items()},
+            queues=self.queues,
+            capacity=self.capacity,
+        )
+
+
+# --------------------------------------------------------------------------- flattening
+
+
+def flatten(settings: dict[str, Any], base: Path_, doc: Document | None, origin_layer: str) -> list[tuple]:
+    """A layer's settings as assignments: (leaf path, value, origin); value None means reset."""
+    out: list[tuple] = []
+
+    def origin(path: Path_) -> Origin:
+        return Origin(origin_layer, doc.mark(path) if doc else None)
+
+    def walk(prefix: str, value: Any, path: Path_) -> None:
+        if isinstance(value, dict):
+            if not value:
+                return
+            for key, child in value.items():
+                walk(f"{prefix}.{key}", child, (*path, key))
+        else:
+            out.append((prefix, value, origin(path)))
+
+    for key, value in settings.items():
+        if key in ("fn", "description", "extends", "depends_on", "tasks"):
+            continue
+        path = (*base, key)
+        name = "queue" if key == "task_queue" else key
+        if key == "resources" and isinstance(value, dict):
+            for rkey, rvalue in value.items():
+                rpath = (*path, rkey)
+                if rkey in ("cpu", "memory") and rvalue is not None and not isinstance(rvalue, dict):
+                    out.append((f"resources.{rkey}.request", rvalue, origin(rpath)))
+                    out.append((f"resources.{rkey}.limit", rvalue, origin(rpath)))
+                else:
+                    walk(f"resources.{rkey}", rvalue, rpath)
+        elif key == "retries" and isinstance(value, int) and not isinstance(value, bool):
+            out.append(("retries.count", value, origin(path)))
+        elif key in ("env_vars",) and isinstance(value, dict):
+            for var, var_value in value.items():
+                out.append((f"env_vars.{var}", var_value, origin((*path, var))))
+        else:
+            walk(name, value, path)
+    return out
+
+
+def apply(fields: Fields, assignments: list[tuple]) -> None:
+    """Apply one layer's assignments: field by field; None deletes the leaf and everything below it."""
+    for path, value, origin in assignments:
+        prefix = path + "."
+        if any(k.startswith(prefix) for k in fields):
+            for key in [k for k in fields if k.startswith(prefix)]:
+                del fields[key]
+        # A leaf replacing a mapping, or a mapping replacing a leaf ("reusable: off" then {replicas: 2}).
+        dot = path.rfind(".")
+        while dot > 0:
+            fields.pop(path[:dot], None)
+            dot = path.rfind(".", 0, dot)
+        if value is None:
+            fields.pop(path, None)
+            if path in BUILT_IN_DEFAULTS:
+                fields[path] = (BUILT_IN_DEFAULTS[path], Origin(f"built-in (reset by {origin})"))
+        else:
+            fields[path] = (value, origin)
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+def resolve(doc: Document, *, run_level: list[tuple] | None = None, root_task: str | None = None) -> Resolved:
+    """Resolve every task of a checked document. `run_level` assignments apply to `root_task` only."""
+    data = doc.data
+    problems: list[Problem] = []
+    environments = {k: (v or {}) for k, v in (data.get("environments") or {}).items()}
+    defaults_layer = flatten(data.get("defaults") or {}, ("defaults",), doc, "defaults")
+    base_fields: Fields = {k: (v, BUILT_IN) for k, v in BUILT_IN_DEFAULTS.items()}
+    apply(base_fields, defaults_layer)
+
+    env_fields: dict[str, Fields] = {}
+
+    def environment_fields(name: str, seen: tuple[str, ...] = ()) -> Fields:
+        if name in env_fields:
+            return env_fields[name]
+        env = environments.get(name) or {}
+        parent = env.get("extends")
+        if isinstance(parent, str) and parent in environments and parent not in seen:
+            fields = dict(environment_fields(parent, (*seen, name)))
+        else:
+            fields = dict(base_fields)
+        apply(fields, flatten(env, ("environments", name), doc, f"environment {name}"))
+        env_fields[name] = fields
+        return fields
+
+    overrides = [o for o in (data.get("overrides") or []) if isinstance(o, dict)]
+    override_layers = [
+        (index, o.get("match") or {}, flatten(o.get("set") or {}, ("overrides", index, "set"), doc, f"overrides[{index}]"))
+        for index, o in enumerate(overrides)
+    ]
+    matched: set[int] = set()
+    tasks: dict[str, ResolvedTask] = {}
+    for env_name, env in environments.items():
+        base = environment_fields(env_name)
+        for task_name, entry in (env.get("tasks") or {}).items():
+            entry = entry or {}
+            task_path = ("environments", env_name, "tasks", task_name)
+            fields = dict(base)
+            apply(fields, flatten(entry, task_path, doc, "task"))
+            full = f"{env_name}.{task_name}"
+            hits = []
+            for index, match, layer in override_layers:
+                if _matches(match, env_name, task_name, full, fields):
+                    apply(fields, layer)
+                    hits.append(index)
+                    matched.add(index)
+            if run_level and root_task in (full, task_name):
+                apply(fields, run_level)
+            task = ResolvedTask(full, env_name, task_name, str(entry.get("fn") or ""), fields, hits,
+                                doc.key_marks.get(task_path))
+            problems.extend(_effective_problems(task))
+            tasks[full] = task
+
+    unmatched = [i for i in range(len(overrides)) if i not in matched]
+    for index in unmatched:
+        path = ("overrides", index, "match")
+        problems.append(
+            Problem(doc.mark(path), dotted(path), "selector matches no task",
+                    "check the environment and task names; `flyte-decl list` shows them", severity="warning")
+        )
+    return Resolved(doc, tasks, environments, _queues(data), _capacity(data), problems, unmatched)
+
+
+def _matches(match: dict[str, Any], env: str, task: str, full: str, fields: Fields) -> bool:
+    env_glob, task_glob, queue_glob = match.get("environment"), match.get("task"), match.get("queue")
+    if env_glob is not None and not fnmatch.fnmatchcase(env, env_glob):
+        return False
+    if task_glob is not None and not (fnmatch.fnmatchcase(task, task_glob) or fnmatch.fnmatchcase(full, task_glob)):
+        return False
+    return not (queue_glob is not None and not fnmatch.fnmatchcase(str(fields["queue"][0]), queue_glob))
+
+
+def _effective_problems(task: ResolvedTask) -> list[Problem]:
+    """Mistakes that only show once layers combine: a request above its limit."""
+    problems = []
+    for key, parse in (("cpu", parse_cpu), ("memory", parse_memory)):
+        request = task.fields.get(f"resources.{key}.request")
+        limit = task.fields.get(f"resources.{key}.limit")
+        if request and limit:
+            try:
+                above = parse(request[0]) > parse(limit[0])
+            except ValueError:
+                continue
+            if above:
+                where = request[1].mark or limit[1].mark or Mark("<config>")
+                problems.append(
+                    Problem(where, f"{task.name}.resources.{key}",
+                            f"request {request[0]} ({request[1].layer}) is above the limit {limit[0]} ({limit[1].layer})",
+                            "a request cannot exceed its limit")
+                )
+    return problems
+
+
+def _queues(data: dict[str, Any]) -> dict[str, QueueSpec]:
+    queues = {DEFAULT_QUEUE: QueueSpec(DEFAULT_QUEUE)}
+    for name, queue in (data.get("queues") or {}).items():
+        queue = queue or {}
+        queues[name] = QueueSpec(name, queue.get("concurrency"), queue.get("description"))
+    return queues
+
+
+def _capacity(data: dict[str, Any]) -> Capacity:
+    capacity = data.get("capacity") or {}
+    cpu, memory = capacity.get("cpu"), capacity.get("memory")
+    return Capacity(
+        cpu=float(parse_cpu(cpu)) if cpu is not None else None,
+        memory=parse_memory(memory) if memory is not None else None,
+    )
+
+
+def machine_capacity(capacity: Capacity) -> Capacity:
+    """The capacity with this machine's CPUs and memory filled in where the config is silent."""
+    return Capacity(
+        cpu=capacity.cpu if capacity.cpu is not None else float(len(os.sched_getaffinity(0))),
+        memory=capacity.memory if capacity.memory is not None else psutil.virtual_memory().total,
+    )
+
+
+# --------------------------------------------------------------------------- typed specs
+
+
+def to_spec(task: ResolvedTask, doc: Document) -> TaskSpec:
+    """The runtime's TaskSpec for a resolved task (values parsed into cores, bytes and seconds)."""
+    value = task.value
+
+    def cpu(path: str) -> float | None:
+        raw = value(path)
+        return float(parse_cpu(raw)) if raw is not None else None
+
+    def memory(path: str) -> int | None:
+        raw = value(path)
+        return parse_memory(raw) if raw is not None else None
+
+    timeout = value("timeout")
+    seconds = float(parse_duration(timeout)) if timeout is not None else None
+    env = doc.data.get("environments", {}).get(task.environment) or {}
+    return TaskSpec(
+        name=task.name,
+        environment=task.environment,
+        task=task.task,
+        fn=task.fn,
+        root_dir=doc.root_dir,
+        cpu_request=cpu("resources.cpu.request"),
+        cpu_limit=cpu("resources.cpu.limit"),
+        memory_request=memory("resources.memory.request"),
+        memory_limit=memory("resources.memory.limit"),
+        gpu=_gpu_count(value("resources.gpu")),
+        queue=str(value("queue", DEFAULT_QUEUE)),
+        env_vars={k: str(v) for k, v in task.section("env_vars").items()},
+        secrets=tuple(value("secrets") or ()),
+        timeout=seconds or None,
+        retries=_retry_policy(task),
+        max_inline_io_bytes=parse_bytes_or_quantity(value("max_inline_io_bytes"), field="max_inline_io_bytes"),
+        cache=str(value("cache", "disable")),
+        reusable=_reuse_policy(task),
+        depends_on=tuple(env.get("depends_on") or ()),
+    )
+
+
+def _gpu_count(gpu: Any) -> int:
+    if gpu is None:
+        return 0
+    if isinstance(gpu, int):
+        return gpu
+    _, _, count = str(gpu).partition(":")
+    return int(count) if count.isdigit() else 1
+
+
+def _retry_policy(task: ResolvedTask) -> RetryPolicy:
+    retries = task.section("retries")
+    backoff = retries.get("backoff")
+    grow = retries.get("on_oom.memory")
+    on_oom = None
+    if grow is not None:
+        grow = str(grow)
+        limit = retries.get("on_oom.max")
+        on_oom = OnOOM(
+            factor=float(Decimal(grow[:-1])) if grow.endswith("x") else None,
+            add=parse_memory(grow[1:]) if grow.startswith("+") else None,
+            max=parse_memory(limit) if limit is not None else None,
+        )
+    return RetryPolicy(
+        count=int(retries.get("count") or 0),
+        backoff=float(parse_duration(backoff)) if backoff is not None else 0.0,
+        on_oom=on_oom,
+    )
+
+
+def _reuse_policy(task: ResolvedTask) -> ReusePolicy | None:
+    reusable = task.section("reusable")
+    if not reusable:
+        return None
+    ttl = reusable.get("idle_ttl")
+    return ReusePolicy(
+        replicas=int(reusable.get("replicas") or 1),
+        idle_ttl=float(parse_duration(ttl)) if ttl is not None else 30.0,
+        concurrency=int(reusable.get("concurrency") or 1),
+    )

@@ -1,0 +1,59 @@
+"""Render a resolved task's effective settings with the provenance of each value."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flyte_decl.config.resolve import ResolvedTask
+
+_ORDER = ("resources", "queue", "env_vars", "secrets", "timeout", "retries", "max_inline_io_bytes", "cache",
+          "reusable", "interruptible", "image")
+
+
+def field_order(path: str) -> tuple[int, str]:
+    head = path.split(".", 1)[0]
+    return (_ORDER.index(head) if head in _ORDER else len(_ORDER), path)
+
+
+def explain_data(task: ResolvedTask, overrides: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "task": task.name,
+        "environment": task.environment,
+        "fn": task.fn,
+        "declared_at": task.mark.short if task.mark else None,
+        "fields": [
+            {"path": path, "value": value, **origin.as_dict()}
+            for path, (value, origin) in sorted(task.fields.items(), key=lambda item: field_order(item[0]))
+        ],
+    }
+    if overrides is not None:
+        data["overrides"] = overrides
+    return data
+
+
+def render_explain(task: ResolvedTask, fmt: str, overrides: list[dict[str, Any]] | None = None) -> str:
+    data = explain_data(task, overrides)
+    if fmt == "json":
+        return json.dumps(data, indent=2)
+    rows = [(f["path"], _show(f["value"]), f["layer"] + (f" ({f['file']}:{f['line']})" if f["line"] else ""))
+            for f in data["fields"]]
+    width = [max([len(r[i]) for r in rows] + [5]) for i in range(2)]
+    where = f"  declared at {data['declared_at']}" if data["declared_at"] else ""
+    lines = [f"{task.name}  fn={task.fn}{where}", ""]
+    lines += [f"  {p:<{width[0]}}  {v:<{width[1]}}  {o}" for p, v, o in rows]
+    if overrides is not None:
+        lines.append("")
+        if not overrides:
+            lines.append("  no overrides match this task")
+        for entry in overrides:
+            lines.append(f"  overrides[{entry['index']}] matches ({entry['at']}): {entry['match']}")
+    return "\n".join(lines)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
