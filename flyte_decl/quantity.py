@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {
@@ -137,7 +137,7 @@ def memory_warning(value: str) -> str | None:
     match = _QUANTITY.match(value)
     if match and match["suffix"] in ("k", "M", "G", "T"):
         binary = "Ki" if match["suffix"] == "k" else match["suffix"] + "i"
-        return f"{value!r} is decimal ({parse_quantity(value)[0]:,} bytes); did you mean {match['number']}{binary}?"
+        return f"{value!r} is decimal ({int(parse_quantity(value)[0]):,} bytes); did you mean {match['number']}{binary}?"
     return None
 
 
@@ -171,7 +171,7 @@ def parse_duration(value: object, *, field: str = "duration") -> Decimal:
         total += Decimal(match[1]) * _UNIT_SECONDS[match[2]]
         pos = match.end()
     if pos != len(value) or not value:
-        raise QuantityError(f"{field} {value!r} is not a duration", "e.g. 30s, 5m, 1h30m, 250ms or 30")
+        raise QuantityError(f"{value!r} is not a duration", "e.g. 30s, 5m, 1h30m, 250ms or 30")
     return total
 
 
@@ -212,10 +212,3 @@ def format_seconds(seconds: float | Decimal) -> str:
         parts.append(f"{value.normalize():f}s")
     return "".join(parts)
 
-
-def to_decimal(value: object) -> Decimal | None:
-    """Best-effort exact number for a scalar, or None."""
-    try:
-        return Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None

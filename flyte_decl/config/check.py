@@ -30,9 +30,9 @@ _TYPE_WORDS = {
     "none_required": "null",
 }
 _PATTERN_HINTS = {
-    "environments": "names use lower-case letters and digits, joined by single '-' or '_' (e.g. 'gpu-pool')",
-    "tasks": "names use lower-case letters and digits, joined by single '-' or '_' (e.g. 'train_model')",
-    "queues": "names use lower-case letters and digits, joined by single '-' or '_'",
+    "environments": "use lower-case letters and digits joined by single '-' or '_', e.g. 'gpu-pool'",
+    "tasks": "use lower-case letters and digits joined by single '-' or '_', e.g. 'train_model'",
+    "queues": "use lower-case letters and digits joined by single '-' or '_', e.g. 'spot-pool'",
     "env_vars": "variable names use letters, digits and '_', not starting with a digit",
     "secrets": "secret names use letters, digits and '_', not starting with a digit",
     "fn": "write 'package.module:function' or 'package.module.function'",
@@ -54,6 +54,9 @@ def _translate(doc: ParsedDocument, errors: list[Any]) -> list[Problem]:
     for error in errors:
         path, is_key = _document_path(doc.data, error["loc"], error["type"])
         by_path.setdefault((*path, "[key]") if is_key else path, []).append(error)
+    # A union that failed in a nested place also reports its other branches at the parent: keep the nested one.
+    for shallow in [p for p in by_path if any(len(q) > len(p) and q[: len(p)] == p for q in by_path)]:
+        del by_path[shallow]
     problems = []
     for raw_path, group in by_path.items():
         is_key = bool(raw_path) and raw_path[-1] == "[key]"
@@ -148,7 +151,8 @@ def _allowed_keys(data: Any, path: Path_) -> list[str]:
         elif part in node.get("properties", {}):
             node = node["properties"][part]
         else:
-            node = node.get("additionalProperties", {})
+            patterns = list(node.get("patternProperties", {}).values())
+            node = patterns[0] if patterns else node.get("additionalProperties", {})
         value = value[part] if isinstance(value, (dict, list)) else None
     return list(deref(node).get("properties", {}))
 

@@ -49,6 +49,6 @@ def check_imports(resolved: Resolved) -> list[Problem]:
                                     f"{module_name}'` to see the traceback"))
             continue
         if not callable(target):
-            problems.append(Problem(where, f"{task.name}.fn", f"{task.fn!r} is a {type(target).__name__}, not a function",
+            problems.append(Problem(where, f"{task.name}.fn", f"{task.fn!r} is not callable (it is {type(target).__name__!r})",
                                     "bind the task to a function"))
     return problems

@@ -74,7 +74,7 @@ def _merge_into(base: Document, top: Document, source: Path_, target: Path_, val
             del marks[path]
     m = len(source)
     for own, theirs in ((base.marks, top.marks), (base.key_marks, top.key_marks)):
-        for path, mark in theirs.items():
+        for path, mark in list(theirs.items()):
             if path[:m] == source:
                 own[(*target, *path[m:])] = mark
 
@@ -192,6 +192,7 @@ def check(
         problems += resolved.problems
     if strict:
         problems = [Problem(p.mark, p.path, p.message, p.hint, "error") for p in problems]
+    problems.sort(key=lambda p: (p.mark.file, p.mark.line, p.mark.col))
     return Checked(document, resolved, problems)
 
 

@@ -18,6 +18,7 @@ SCHEMA_ID = f"https://flyte-decl.dev/schemas/environments.v{FORMAT_VERSION}.sche
 def json_schema() -> dict[str, Any]:
     """The JSON Schema (2020-12) of the environments file."""
     generated = Document.model_json_schema(mode="validation")
+    _close_pattern_maps(generated)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
@@ -27,3 +28,15 @@ def json_schema() -> dict[str, Any]:
 
 def schema_text() -> str:
     return json.dumps(json_schema(), indent=2, sort_keys=False) + "\n"
+
+
+def _close_pattern_maps(node: Any) -> None:
+    """Name-keyed maps (environments, tasks, env_vars) refuse keys that miss the name pattern, as the model does."""
+    if isinstance(node, dict):
+        if "patternProperties" in node and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        for child in node.values():
+            _close_pattern_maps(child)
+    elif isinstance(node, list):
+        for child in node:
+            _close_pattern_maps(child)

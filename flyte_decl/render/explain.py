@@ -13,7 +13,8 @@ _ORDER = ("resources", "queue", "env_vars", "secrets", "timeout", "retries", "ma
 
 def field_order(path: str) -> tuple[int, str]:
     head = path.split(".", 1)[0]
-    return (_ORDER.index(head) if head in _ORDER else len(_ORDER), path)
+    # Requests read before limits.
+    return (_ORDER.index(head) if head in _ORDER else len(_ORDER), path.replace(".request", ".!"))
 
 
 def explain_data(task: ResolvedTask, overrides: list[dict[str, Any]] | None = None) -> dict[str, Any]:

@@ -1,0 +1,50 @@
+"""Shared test helpers: run the CLI in-process against config files written to a temp folder."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from flyte_decl.cli.main import _run, cli
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[..., Path]:
+    """write(text, name="environments.yaml") -> path of the dedented file in tmp_path."""
+
+    def _write(text: str, name: str = "environments.yaml") -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+
+    return _write
+
+
+@pytest.fixture
+def flyte_decl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """flyte_decl("validate", "--strict") runs the CLI in tmp_path and returns its exit code and output."""
+
+    def _invoke(*args: str) -> CliResult:
+        old = Path.cwd()
+        os.chdir(tmp_path)
+        try:
+            code = _run(cli.main, list(args))
+        finally:
+            os.chdir(old)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return _invoke
