@@ -72,10 +72,13 @@ def _document_path(data: Any, loc: tuple[Any, ...], kind: str) -> tuple[Path_, b
     for index, part in enumerate(loc):
         if part == "[key]":
             return tuple(path), True
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        if (
+            isinstance(node, dict)
+            and part in node
+            or isinstance(node, list)
+            and isinstance(part, int)
+            and part < len(node)
+        ):
             path.append(part)
             node = node[part]
         elif kind == "missing" and index == len(loc) - 1:
@@ -90,7 +93,7 @@ def _problem(doc: ParsedDocument, path: Path_, is_key: bool, group: list[Any]) -
     name = path[-1] if path else ""
     field = next((p for p in reversed(path) if isinstance(p, str)), "")
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(doc.data, path[:-1])
+        allowed = _allowed_keys(path[:-1])
         return Problem(where, dotted(path), "unknown key", did_you_mean(str(name), allowed))
     if kind == "missing":
         return Problem(doc.mark(path[:-1]), dotted(path), f"missing required key {name!r}")
@@ -101,18 +104,27 @@ def _problem(doc: ParsedDocument, path: Path_, is_key: bool, group: list[Any]) -
         value = path[-1] if is_key else error["input"]
         container = path[-2] if is_key and len(path) > 1 else field
         what = "name" if is_key or container in ("environments", "tasks", "queues") else "value"
-        return Problem(where, dotted(path), f"{value!r} is not a valid {what}", _PATTERN_HINTS.get(str(container), ""))
+        return Problem(
+            where, dotted(path), f"{value!r} is not a valid {what}", _PATTERN_HINTS.get(str(container), "")
+        )
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         return Problem(where, dotted(path), f"must be {expected}, got {error['input']!r}")
     if kind in ("greater_than_equal", "greater_than"):
-        return Problem(where, dotted(path), f"must be at least {error['ctx'].get('ge', 1)}, got {error['input']!r}")
+        return Problem(
+            where, dotted(path), f"must be at least {error['ctx'].get('ge', 1)}, got {error['input']!r}"
+        )
     wanted = [_TYPE_WORDS[e["type"]] for e in group if e["type"] in _TYPE_WORDS]
     if wanted:
         got = _type_name(error["input"])
         expected = " or ".join(dict.fromkeys(wanted))
         hint = ""
-        if field != "env_vars" and len(path) > 1 and path[-2] == "env_vars" and not isinstance(error["input"], str):
+        if (
+            field != "env_vars"
+            and len(path) > 1
+            and path[-2] == "env_vars"
+            and not isinstance(error["input"], str)
+        ):
             hint = f'quote it: "{error["input"]}"'
         elif field in ("env_vars", "secrets") and path and path[-1] == field:
             hint = "e.g. {LOG_LEVEL: debug}" if field == "env_vars" else "e.g. [API_TOKEN]"
@@ -128,11 +140,10 @@ def _type_name(value: Any) -> str:
     )
 
 
-def _allowed_keys(data: Any, path: Path_) -> list[str]:
+def _allowed_keys(path: Path_) -> list[str]:
     """Property names the schema allows at `path` (walking $refs and nullable unions)."""
     schema = json_schema()
     node: Any = schema
-    value = data
 
     def deref(node: Any) -> Any:
         while True:
@@ -153,7 +164,6 @@ def _allowed_keys(data: Any, path: Path_) -> list[str]:
         else:
             patterns = list(node.get("patternProperties", {}).values())
             node = patterns[0] if patterns else node.get("additionalProperties", {})
-        value = value[part] if isinstance(value, (dict, list)) else None
     return list(deref(node).get("properties", {}))
 
 
@@ -193,8 +203,12 @@ def check_references(doc: ParsedDocument) -> list[Problem]:
             refer((*base, key), block.get(key), queues, "queue")
         if "queue" in block and "task_queue" in block:
             problems.append(
-                Problem(doc.key_mark((*base, "task_queue")), dotted((*base, "task_queue")),
-                        "both 'queue' and its alias 'task_queue' are set", "keep only 'queue'")
+                Problem(
+                    doc.key_mark((*base, "task_queue")),
+                    dotted((*base, "task_queue")),
+                    "both 'queue' and its alias 'task_queue' are set",
+                    "keep only 'queue'",
+                )
             )
         problems.extend(_resource_problems(doc, base, _mapping(block.get("resources"))))
         on_oom = _mapping(_mapping(block.get("retries")).get("on_oom"))
@@ -215,8 +229,12 @@ def check_references(doc: ParsedDocument) -> list[Problem]:
             if isinstance(task, dict) and not task.get("fn"):
                 path = ("environments", env_name, "tasks", task_name)
                 problems.append(
-                    Problem(doc.key_mark(path), dotted((*path, "fn")), "missing required key 'fn'",
-                            "bind the task to a function, e.g. fn: 'hello:square'")
+                    Problem(
+                        doc.key_mark(path),
+                        dotted((*path, "fn")),
+                        "missing required key 'fn'",
+                        "bind the task to a function, e.g. fn: 'hello:square'",
+                    )
                 )
     problems.extend(_cycles(doc, environments, "extends"))
     problems.extend(_cycles(doc, environments, "depends_on"))
@@ -232,8 +250,12 @@ def _resource_problems(doc: ParsedDocument, base: Path_, resources: dict[str, An
             if request is not None and limit is not None and _amount(key, request) > _amount(key, limit):
                 path = (*base, "resources", key, "request")
                 problems.append(
-                    Problem(doc.mark(path), dotted(path), f"request {request} is above the limit {limit}",
-                            "a request cannot exceed its limit; lower the request or raise the limit")
+                    Problem(
+                        doc.mark(path),
+                        dotted(path),
+                        f"request {request} is above the limit {limit}",
+                        "a request cannot exceed its limit; lower the request or raise the limit",
+                    )
                 )
     for path, value in _memory_values(base, resources):
         warning = memory_warning(value) if isinstance(value, str) else None
@@ -280,8 +302,12 @@ def _cycles(doc: ParsedDocument, environments: dict[str, Any], key: str) -> list
                     reported.add(frozenset(cycle))
                     path = ("environments", cycle[0], key)
                     problems.append(
-                        Problem(doc.mark(path), dotted(path), f"{key} cycle: {' -> '.join(cycle)}",
-                                f"remove one '{key}' link of the cycle")
+                        Problem(
+                            doc.mark(path),
+                            dotted(path),
+                            f"{key} cycle: {' -> '.join(cycle)}",
+                            f"remove one '{key}' link of the cycle",
+                        )
                     )
             elif target not in state:
                 visit(target)

@@ -39,16 +39,33 @@ def check_imports(resolved: Resolved) -> list[Problem]:
             problems.append(Problem(where, f"{task.name}.fn", f"cannot import module {missing!r}", hint))
             continue
         except AttributeError:
-            problems.append(Problem(where, f"{task.name}.fn", f"module {module_name!r} has no attribute {attr_path!r}",
-                                    "check the function name after ':'"))
+            problems.append(
+                Problem(
+                    where,
+                    f"{task.name}.fn",
+                    f"module {module_name!r} has no attribute {attr_path!r}",
+                    "check the function name after ':'",
+                )
+            )
             continue
         except Exception as exc:  # the user's module raised while importing
             first = str(exc).splitlines()[0] if str(exc) else ""
-            problems.append(Problem(where, f"{task.name}.fn", f"importing {module_name!r} raised "
-                                    f"{type(exc).__name__}: {first}", "run `python -c 'import "
-                                    f"{module_name}'` to see the traceback"))
+            problems.append(
+                Problem(
+                    where,
+                    f"{task.name}.fn",
+                    f"importing {module_name!r} raised {type(exc).__name__}: {first}",
+                    f"run `python -c 'import {module_name}'` to see the traceback",
+                )
+            )
             continue
         if not callable(target):
-            problems.append(Problem(where, f"{task.name}.fn", f"{task.fn!r} is not callable (it is {type(target).__name__!r})",
-                                    "bind the task to a function"))
+            problems.append(
+                Problem(
+                    where,
+                    f"{task.name}.fn",
+                    f"{task.fn!r} is not callable (it is {type(target).__name__!r})",
+                    "bind the task to a function",
+                )
+            )
     return problems

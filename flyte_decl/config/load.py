@@ -1,7 +1,7 @@
 """From command-line arguments to a resolved configuration: discover, read, overlay, check, resolve.
 
-    resolved = load(["environments.yaml"], profile="prod")
-    resolved.tasks["env2.square"].value("resources.memory.limit")   # "1Gi"
+resolved = load(["environments.yaml"], profile="prod")
+resolved.tasks["env2.square"].value("resources.memory.limit")   # "1Gi"
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ def discover(cwd: Path | None = None) -> Path:
         if (folder / name).is_file():
             return folder / name
     pyproject = folder / "pyproject.toml"
-    if pyproject.is_file() and re.search(r"^\[tool\.flyte-decl[.\]]", pyproject.read_text(errors="replace"), re.M):
+    if pyproject.is_file() and re.search(
+        r"^\[tool\.flyte-decl[.\]]", pyproject.read_text(errors="replace"), re.M
+    ):
         return pyproject
     searched = ", ".join(f"./{n}" for n in CONFIG_NAMES) + ", [tool.flyte-decl] in ./pyproject.toml"
     raise UsageError(f"no config found (searched {searched}); create environments.yaml or pass -c PATH")
@@ -184,7 +186,11 @@ def check(
     if queue is not None:
         if queue not in (document.data.get("queues") or {}) and queue != "default":
             known = list(document.data.get("queues") or {}) + ["default"]
-            problems.append(Problem(Mark("<cli --queue>"), "queue", f"unknown queue {queue!r}", did_you_mean(queue, known)))
+            problems.append(
+                Problem(
+                    Mark("<cli --queue>"), "queue", f"unknown queue {queue!r}", did_you_mean(queue, known)
+                )
+            )
         run_level.append(("queue", queue, Origin("cli --queue", Mark("<cli --queue>"))))
     resolved = None
     if not [p for p in problems if p.severity == "error"]:
@@ -213,7 +219,9 @@ def load(
         resolved = flyte_decl.load(["environments.yaml"], profile="prod")
         spec = resolved.run_config().tasks["env2.square"]
     """
-    checked = check(paths, profile=profile, sets=sets, queue=queue, root_task=root_task, strict=strict, cwd=cwd)
+    checked = check(
+        paths, profile=profile, sets=sets, queue=queue, root_task=root_task, strict=strict, cwd=cwd
+    )
     if checked.errors or checked.resolved is None:
         raise ConfigLoadError(checked.errors)
     return checked.resolved
@@ -227,6 +235,10 @@ def find_task(resolved: Resolved, name: str) -> str:
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        raise UsageError(f"task {name!r} is ambiguous: {', '.join(sorted(matches))} (use the full ENV.TASK name)")
+        raise UsageError(
+            f"task {name!r} is ambiguous: {', '.join(sorted(matches))} (use the full ENV.TASK name)"
+        )
     choices = list(resolved.tasks) + [t.task for t in resolved.tasks.values()]
-    raise UsageError(f"unknown task {name!r} ({did_you_mean(name, choices) or 'the config declares no tasks'})")
+    raise UsageError(
+        f"unknown task {name!r} ({did_you_mean(name, choices) or 'the config declares no tasks'})"
+    )

@@ -43,7 +43,9 @@ def _checked(parse: Any, **kwargs: Any) -> Any:
         try:
             parse(value, **kwargs)
         except QuantityError as exc:
-            raise PydanticCustomError("quantity", "{message}", {"message": exc.message, "hint": exc.hint}) from None
+            raise PydanticCustomError(
+                "quantity", "{message}", {"message": exc.message, "hint": exc.hint}
+            ) from None
         return value
 
     return AfterValidator(check)
@@ -62,9 +64,14 @@ CpuQuantity = Annotated[
 ]
 MemoryQuantity = Annotated[
     int | float | str,  # numbers are accepted here only to be refused with a hint
-
     _checked(parse_memory),
-    WithJsonSchema({"type": "string", "pattern": MEMORY_PATTERN, "description": "Bytes as a Kubernetes quantity: '512Mi', '1.5Gi', '2G'."}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": MEMORY_PATTERN,
+            "description": "Bytes as a Kubernetes quantity: '512Mi', '1.5Gi', '2G'.",
+        }
+    ),
 ]
 Duration = Annotated[
     int | float | str,
@@ -130,7 +137,9 @@ class Resources(_Strict):
     gpu: Annotated[int, Field(ge=0)] | str | None = Field(
         None, description="GPUs: a count, or an accelerator such as 'A100:2'."
     )
-    disk: MemoryQuantity | None = Field(None, description="Ephemeral disk, e.g. '10Gi' (exported, not enforced).")
+    disk: MemoryQuantity | None = Field(
+        None, description="Ephemeral disk, e.g. '10Gi' (exported, not enforced)."
+    )
     shm: MemoryQuantity | Literal["auto"] | None = Field(None, description="Shared memory size, or 'auto'.")
 
 
@@ -169,7 +178,9 @@ class Settings(_Strict):
     """Settings that every layer may set: defaults, environments, tasks, overrides."""
 
     resources: Resources | None = Field(None, description="CPU, memory, GPU, disk and shared memory.")
-    queue: Name | None = Field(None, description="Locally a concurrency limit; remotely a cluster or partition.")
+    queue: Name | None = Field(
+        None, description="Locally a concurrency limit; remotely a cluster or partition."
+    )
     task_queue: Name | None = Field(None, description="Alias of `queue`.")
     env_vars: dict[EnvVarName, str | None] | None = Field(
         None, description="Environment variables for the task; merged by name, null removes one."
@@ -194,7 +205,8 @@ class Task(Settings):
     """A task: a Python function bound by dotted path, plus settings of its own."""
 
     fn: Annotated[str, StringConstraints(pattern=FN_PATTERN)] | None = Field(
-        None, description="The function: 'pkg.module:func' or 'pkg.module.func', relative to the config's folder."
+        None,
+        description="The function: 'pkg.module:func' or 'pkg.module.func', relative to the config's folder.",
     )
     description: str | None = Field(None, description="What the task does.")
 
@@ -245,7 +257,9 @@ class Profile(_Strict):
     defaults: Settings | None = Field(None, description="Overlaid on `defaults`.")
     queues: dict[Name, Queue | None] | None = Field(None, description="Overlaid on `queues`.")
     capacity: Capacity | None = Field(None, description="Overlaid on `capacity`.")
-    environments: dict[Name, Environment | None] | None = Field(None, description="Overlaid on `environments`.")
+    environments: dict[Name, Environment | None] | None = Field(
+        None, description="Overlaid on `environments`."
+    )
     overrides: list[Override] | None = Field(None, description="Replaces `overrides`.")
 
 
@@ -254,11 +268,17 @@ class Document(_Strict):
 
     version: Literal[1] = Field(description="Format version; 1.")
     defaults: Settings | None = Field(None, description="The lowest layer; applies to every task.")
-    queues: dict[Name, Queue | None] | None = Field(None, description="Queues by name; 'default' always exists.")
+    queues: dict[Name, Queue | None] | None = Field(
+        None, description="Queues by name; 'default' always exists."
+    )
     capacity: Capacity | None = Field(None, description="What the local scheduler may hand out.")
-    environments: dict[Name, Environment | None] | None = Field(None, description="Task environments by name.")
+    environments: dict[Name, Environment | None] | None = Field(
+        None, description="Task environments by name."
+    )
     overrides: list[Override] | None = Field(None, description="Patches applied in order after environments.")
-    profiles: dict[Name, Profile] | None = Field(None, description="Partial documents selected with --profile.")
+    profiles: dict[Name, Profile] | None = Field(
+        None, description="Partial documents selected with --profile."
+    )
 
 
 SETTINGS_KEYS = tuple(Settings.model_fields)

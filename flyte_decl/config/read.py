@@ -64,7 +64,9 @@ def read_file(path: Path, *, display: str | None = None) -> Document:
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise _fail(name, 1, 1, f"file is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit", "split it")
+            raise _fail(
+                name, 1, 1, f"file is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit", "split it"
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise _fail(name, 0, 0, "file not found", "check the path given to -c/--config") from None
@@ -114,7 +116,9 @@ def read_yaml(text: str, file: str) -> Document:
     if walker.problems:
         raise ConfigLoadError(walker.problems)
     if not isinstance(data, dict):
-        raise _fail(file, root.start_mark.line + 1, root.start_mark.column + 1, "the top level must be a mapping")
+        raise _fail(
+            file, root.start_mark.line + 1, root.start_mark.column + 1, "the top level must be a mapping"
+        )
     return Document(data, walker.marks, walker.key_marks, [file])
 
 
@@ -212,7 +216,7 @@ class _YamlWalker:
             merged.update(value)
         return merged
 
-    def scalar(self, node: yaml.ScalarNode, path: Path_) -> Any:
+    def scalar(self, node: yaml.Node, path: Path_) -> Any:
         if node.tag not in _SAFE_TAGS:
             if node.tag == "tag:yaml.org,2002:timestamp":
                 return node.value  # dates stay text; nothing in the format is a date
@@ -292,7 +296,9 @@ def read_toml(text: str, file: str, *, table: tuple[str, ...] = ()) -> Document:
     return Document(data, marks, key_marks, [file])
 
 
-def _interpolate_tree(value: Any, path: Path_, file: str, marks: dict[Path_, Mark], out: list[Problem]) -> Any:
+def _interpolate_tree(
+    value: Any, path: Path_, file: str, marks: dict[Path_, Mark], out: list[Problem]
+) -> Any:
     if isinstance(value, dict):
         return {k: _interpolate_tree(v, (*path, k), file, marks, out) for k, v in value.items()}
     if isinstance(value, list):

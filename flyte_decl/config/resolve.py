@@ -207,7 +207,11 @@ def resolve(doc: Document, *, run_level: list[tuple] | None = None, root_task: s
 
     overrides = [o for o in (data.get("overrides") or []) if isinstance(o, dict)]
     override_layers = [
-        (index, o.get("match") or {}, flatten(o.get("set") or {}, ("overrides", index, "set"), doc, f"overrides[{index}]"))
+        (
+            index,
+            o.get("match") or {},
+            flatten(o.get("set") or {}, ("overrides", index, "set"), doc, f"overrides[{index}]"),
+        )
         for index, o in enumerate(overrides)
     ]
     matched: set[int] = set()
@@ -228,8 +232,15 @@ def resolve(doc: Document, *, run_level: list[tuple] | None = None, root_task: s
                     matched.add(index)
             if run_level and root_task in (full, task_name):
                 apply(fields, run_level)
-            task = ResolvedTask(full, env_name, task_name, str(entry.get("fn") or ""), fields, hits,
-                                doc.key_marks.get(task_path))
+            task = ResolvedTask(
+                full,
+                env_name,
+                task_name,
+                str(entry.get("fn") or ""),
+                fields,
+                hits,
+                doc.key_marks.get(task_path),
+            )
             problems.extend(_effective_problems(task))
             tasks[full] = task
 
@@ -237,8 +248,13 @@ def resolve(doc: Document, *, run_level: list[tuple] | None = None, root_task: s
     for index in unmatched:
         path = ("overrides", index, "match")
         problems.append(
-            Problem(doc.mark(path), dotted(path), "selector matches no task",
-                    "check the environment and task names; `flyte-decl list` shows them", severity="warning")
+            Problem(
+                doc.mark(path),
+                dotted(path),
+                "selector matches no task",
+                "check the environment and task names; `flyte-decl list` shows them",
+                severity="warning",
+            )
         )
     return Resolved(doc, tasks, environments, _queues(data), _capacity(data), problems, unmatched)
 
@@ -247,7 +263,9 @@ def _matches(match: dict[str, Any], env: str, task: str, full: str, fields: Fiel
     env_glob, task_glob, queue_glob = match.get("environment"), match.get("task"), match.get("queue")
     if env_glob is not None and not fnmatch.fnmatchcase(env, env_glob):
         return False
-    if task_glob is not None and not (fnmatch.fnmatchcase(task, task_glob) or fnmatch.fnmatchcase(full, task_glob)):
+    if task_glob is not None and not (
+        fnmatch.fnmatchcase(task, task_glob) or fnmatch.fnmatchcase(full, task_glob)
+    ):
         return False
     return not (queue_glob is not None and not fnmatch.fnmatchcase(str(fields["queue"][0]), queue_glob))
 
@@ -266,9 +284,12 @@ def _effective_problems(task: ResolvedTask) -> list[Problem]:
             if above:
                 where = request[1].mark or limit[1].mark or Mark("<config>")
                 problems.append(
-                    Problem(where, f"{task.name}.resources.{key}",
-                            f"request {request[0]} ({request[1].layer}) is above the limit {limit[0]} ({limit[1].layer})",
-                            "a request cannot exceed its limit")
+                    Problem(
+                        where,
+                        f"{task.name}.resources.{key}",
+                        f"request {request[0]} ({request[1].layer}) is above the limit {limit[0]} ({limit[1].layer})",
+                        "a request cannot exceed its limit",
+                    )
                 )
     return problems
 
@@ -332,7 +353,9 @@ def to_spec(task: ResolvedTask, doc: Document) -> TaskSpec:
         secrets=tuple(value("secrets") or ()),
         timeout=seconds or None,
         retries=_retry_policy(task),
-        max_inline_io_bytes=parse_bytes_or_quantity(value("max_inline_io_bytes"), field="max_inline_io_bytes"),
+        max_inline_io_bytes=parse_bytes_or_quantity(
+            value("max_inline_io_bytes"), field="max_inline_io_bytes"
+        ),
         cache=str(value("cache", "disable")),
         reusable=_reuse_policy(task),
         depends_on=tuple(env.get("depends_on") or ()),

@@ -1,6 +1,6 @@
 """The published JSON Schema, generated from the pydantic model.
 
-    flyte-decl schema > schemas/environments.schema.json
+flyte-decl schema > schemas/environments.schema.json
 """
 
 from __future__ import annotations
