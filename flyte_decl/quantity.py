@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 from decimal import Decimal
+from functools import lru_cache
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {
@@ -67,6 +68,7 @@ class QuantityError(ValueError):
         self.hint = hint
 
 
+@lru_cache(maxsize=4096)
 def parse_quantity(text: str) -> tuple[Decimal, str]:
     """Parse a Kubernetes quantity string into (exact value, suffix)."""
     match = _QUANTITY.match(text)
@@ -93,6 +95,7 @@ def _quantity_hint(text: str) -> str:
     return "write a number with an optional suffix: 500m, 1, 0.5, 250Mi, 1.5Gi, 2G"
 
 
+@lru_cache(maxsize=4096)
 def parse_cpu(value: object) -> Decimal:
     """Cores from a number or a quantity string: 1, 0.5, "500m", "2"."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -112,10 +115,13 @@ def parse_cpu(value: object) -> Decimal:
     return cores
 
 
+@lru_cache(maxsize=4096)
 def parse_memory(value: object, *, field: str = "memory") -> int:
     """Bytes from a quantity string: "250Mi", "1.5Gi", "2G". Bare numbers and millibytes are refused."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise QuantityError(f"{field} must be a quantity string, got {type(value).__name__}", "e.g. '512Mi' or '1Gi'")
+        raise QuantityError(
+            f"{field} must be a quantity string, got {type(value).__name__}", "e.g. '512Mi' or '1Gi'"
+        )
     if isinstance(value, (int, float)) or re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)", value):
         raise QuantityError(
             f"{field} {value} is a bare number, which means {value} bytes",
@@ -145,15 +151,24 @@ def parse_bytes_or_quantity(value: object, *, field: str) -> int:
     """An integer number of bytes (as Flyte's max_inline_io_bytes), or a memory quantity string."""
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:
-            raise QuantityError(f"{field} {value} is negative", "write 0 or more bytes, or a quantity like '10Mi'")
+            raise QuantityError(
+                f"{field} {value} is negative", "write 0 or more bytes, or a quantity like '10Mi'"
+            )
         return value
     return parse_memory(value, field=field)
 
 
 _DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ms|s|m|h|d)")
-_UNIT_SECONDS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600), "d": Decimal(86400)}
+_UNIT_SECONDS = {
+    "ms": Decimal("0.001"),
+    "s": Decimal(1),
+    "m": Decimal(60),
+    "h": Decimal(3600),
+    "d": Decimal(86400),
+}
 
 
+@lru_cache(maxsize=4096)
 def parse_duration(value: object, *, field: str = "duration") -> Decimal:
     """Seconds from "30s", "5m", "1h30m", "250ms", or a number of seconds."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -211,4 +226,3 @@ def format_seconds(seconds: float | Decimal) -> str:
     if value or not parts:
         parts.append(f"{value.normalize():f}s")
     return "".join(parts)
-

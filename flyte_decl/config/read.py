@@ -95,10 +95,26 @@ _SAFE_TAGS = {
     "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null",
 }
+_STR_TAG = "tag:yaml.org,2002:str"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """The safe loader with a memo on tag resolution: config files repeat the same keys thousands of times."""
+
+    _resolved: dict[tuple[Any, str, Any], str] = {}
+
+    def resolve(self, kind: Any, value: str, implicit: Any) -> str:
+        key = (kind, value, implicit)
+        tag = self._resolved.get(key)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)
+            if len(self._resolved) < 100_000:
+                self._resolved[key] = tag
+        return tag
 
 
 def read_yaml(text: str, file: str) -> Document:
@@ -222,7 +238,8 @@ class _YamlWalker:
                 return node.value  # dates stay text; nothing in the format is a date
             self.problem(node, path, f"unsupported YAML tag {node.tag}", "remove the tag")
             return None
-        value = self.constructor.construct_object(node)
+        # Plain strings are most of a config; skip the generic constructor for them.
+        value = node.value if node.tag == _STR_TAG else self.constructor.construct_object(node)
         if isinstance(value, str) and "$" in value:
             value, problems = interpolate(value, self.at(node), path)
             self.problems.extend(problems)

@@ -158,18 +158,21 @@ def flatten(settings: dict[str, Any], base: Path_, doc: Document | None, origin_
     return out
 
 
+# Paths that hold a mapping: a scalar or null written there replaces everything below it.
+_SUBTREES = frozenset(
+    {"resources", "resources.cpu", "resources.memory", "env_vars", "retries", "retries.on_oom", "reusable"}
+)
+
+
 def apply(fields: Fields, assignments: list[tuple]) -> None:
     """Apply one layer's assignments: field by field; None deletes the leaf and everything below it."""
     for path, value, origin in assignments:
-        prefix = path + "."
-        if any(k.startswith(prefix) for k in fields):
+        if path in _SUBTREES:
+            prefix = path + "."
             for key in [k for k in fields if k.startswith(prefix)]:
                 del fields[key]
-        # A leaf replacing a mapping, or a mapping replacing a leaf ("reusable: off" then {replicas: 2}).
-        dot = path.rfind(".")
-        while dot > 0:
-            fields.pop(path[:dot], None)
-            dot = path.rfind(".", 0, dot)
+        elif path.startswith("reusable."):
+            fields.pop("reusable", None)  # a mapping replacing "reusable: off"
         if value is None:
             fields.pop(path, None)
             if path in BUILT_IN_DEFAULTS:
