@@ -14,10 +14,19 @@ from flyte_decl.render.explain import render_explain
 @config_options
 @click.option("--set", "sets", multiple=True, metavar="PATH=VALUE", help="Run-level setting, as for `run`.")
 @click.option("--queue", default=None, help="Run-level queue, as for `run`.")
-@click.option("--overrides", "show_overrides", is_flag=True, help="Also list the overrides entries that match.")
+@click.option(
+    "--overrides", "show_overrides", is_flag=True, help="Also list the overrides entries that match."
+)
 @format_option("text", "json")
-def explain(task: str, configs: tuple[str, ...], profiles: tuple[str, ...], sets: tuple[str, ...],
-            queue: str | None, show_overrides: bool, fmt: str) -> None:
+def explain(
+    task: str,
+    configs: tuple[str, ...],
+    profiles: tuple[str, ...],
+    sets: tuple[str, ...],
+    queue: str | None,
+    show_overrides: bool,
+    fmt: str,
+) -> None:
     """Show the effective settings of TASK (ENV.TASK or a unique short name) and where each came from."""
     resolved = load(configs or None, profile=profiles, sets=sets, queue=queue, root_task=task)
     name = find_task(resolved, task)
@@ -26,7 +35,11 @@ def explain(task: str, configs: tuple[str, ...], profiles: tuple[str, ...], sets
     if show_overrides:
         entries = resolved.document.data.get("overrides") or []
         overrides = [
-            {"index": i, "match": entries[i].get("match"), "at": resolved.document.mark(("overrides", i)).short}
+            {
+                "index": i,
+                "match": entries[i].get("match"),
+                "at": resolved.document.mark(("overrides", i)).short,
+            }
             for i in resolved_task.overrides
         ]
     click.echo(render_explain(resolved_task, fmt, overrides))

@@ -18,31 +18,53 @@ def list_tasks(configs: tuple[str, ...], profiles: tuple[str, ...], fmt: str) ->
     resolved = load(configs or None, profile=profiles)
     rows = []
     for task in resolved.tasks.values():
-        rows.append({
-            "task": task.name,
-            "environment": task.environment,
-            "fn": task.fn,
-            "queue": task.value("queue"),
-            "cpu": _pair(task.value("resources.cpu.request"), task.value("resources.cpu.limit")),
-            "memory": _pair(task.value("resources.memory.request"), task.value("resources.memory.limit")),
-            "timeout": task.value("timeout"),
-        })
-    queues = [{"queue": q.name, "concurrency": q.concurrency, "description": q.description}
-              for q in resolved.queues.values()]
-    environments = [{"environment": name, "description": env.get("description"), "extends": env.get("extends"),
-                     "tasks": sum(t.environment == name for t in resolved.tasks.values())}
-                    for name, env in resolved.environments.items()]
+        rows.append(
+            {
+                "task": task.name,
+                "environment": task.environment,
+                "fn": task.fn,
+                "queue": task.value("queue"),
+                "cpu": _pair(task.value("resources.cpu.request"), task.value("resources.cpu.limit")),
+                "memory": _pair(task.value("resources.memory.request"), task.value("resources.memory.limit")),
+                "timeout": task.value("timeout"),
+            }
+        )
+    queues = [
+        {"queue": q.name, "concurrency": q.concurrency, "description": q.description}
+        for q in resolved.queues.values()
+    ]
+    environments = [
+        {
+            "environment": name,
+            "description": env.get("description"),
+            "extends": env.get("extends"),
+            "tasks": sum(t.environment == name for t in resolved.tasks.values()),
+        }
+        for name, env in resolved.environments.items()
+    ]
     if fmt == "json":
         click.echo(json.dumps({"environments": environments, "tasks": rows, "queues": queues}, indent=2))
         return
-    click.echo(_table(["ENVIRONMENT", "TASKS", "EXTENDS", "DESCRIPTION"],
-                      [[e["environment"], e["tasks"], e["extends"], e["description"]] for e in environments]))
+    click.echo(
+        _table(
+            ["ENVIRONMENT", "TASKS", "EXTENDS", "DESCRIPTION"],
+            [[e["environment"], e["tasks"], e["extends"], e["description"]] for e in environments],
+        )
+    )
     click.echo()
-    click.echo(_table(["TASK", "FN", "QUEUE", "CPU", "MEMORY", "TIMEOUT"],
-                      [[r["task"], r["fn"], r["queue"], r["cpu"], r["memory"], r["timeout"]] for r in rows]))
+    click.echo(
+        _table(
+            ["TASK", "FN", "QUEUE", "CPU", "MEMORY", "TIMEOUT"],
+            [[r["task"], r["fn"], r["queue"], r["cpu"], r["memory"], r["timeout"]] for r in rows],
+        )
+    )
     click.echo()
-    click.echo(_table(["QUEUE", "CONCURRENCY", "DESCRIPTION"],
-                      [[q["queue"], q["concurrency"], q["description"]] for q in queues]))
+    click.echo(
+        _table(
+            ["QUEUE", "CONCURRENCY", "DESCRIPTION"],
+            [[q["queue"], q["concurrency"], q["description"]] for q in queues],
+        )
+    )
 
 
 def _pair(request: object, limit: object) -> str | None:

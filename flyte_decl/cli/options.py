@@ -13,15 +13,30 @@ F = TypeVar("F", bound=Callable[..., Any])
 def config_options(func: F) -> F:
     """-c/--config (repeatable, later files overlay earlier ones) and --profile (repeatable, or a,b)."""
     func = click.option(
-        "--profile", "profiles", multiple=True, metavar="NAME[,NAME]", help="Overlay these profiles, in order."
+        "--profile",
+        "profiles",
+        multiple=True,
+        metavar="NAME[,NAME]",
+        help="Overlay these profiles, in order.",
     )(func)
     func = click.option(
-        "-c", "--config", "configs", multiple=True, type=click.Path(dir_okay=False), metavar="PATH",
+        "-c",
+        "--config",
+        "configs",
+        multiple=True,
+        type=click.Path(dir_okay=False),
+        metavar="PATH",
         help="Config file; repeat to overlay. Default: ./environments.yaml, .yml, .toml, then pyproject.toml.",
     )(func)
     return func
 
 
 def format_option(*choices: str) -> Callable[[F], F]:
-    return click.option("--format", "fmt", type=click.Choice(choices), default=choices[0], show_default=True,
-                        help="Output format.")
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(choices),
+        default=choices[0],
+        show_default=True,
+        help="Output format.",
+    )

@@ -15,7 +15,9 @@ from flyte_decl.render.problems import count_summary, render_problems
 @click.option("--strict", is_flag=True, help="Treat warnings (e.g. overrides matching nothing) as errors.")
 @click.option("--check-imports", is_flag=True, help="Also import every bound function.")
 @format_option("text", "json", "github")
-def validate(configs: tuple[str, ...], profiles: tuple[str, ...], strict: bool, check_imports: bool, fmt: str) -> int:
+def validate(
+    configs: tuple[str, ...], profiles: tuple[str, ...], strict: bool, check_imports: bool, fmt: str
+) -> int:
     """Check the config: shape, values, references, cycles; exit 1 if anything is wrong."""
     checked = check(configs or None, profile=profiles, strict=strict)
     problems = list(checked.problems)
@@ -35,4 +37,3 @@ def validate(configs: tuple[str, ...], profiles: tuple[str, ...], strict: bool, 
     if output:
         click.echo(output)
     return 1 if errors else 0
-

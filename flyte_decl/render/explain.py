@@ -7,8 +7,19 @@ from typing import Any
 
 from flyte_decl.config.resolve import ResolvedTask
 
-_ORDER = ("resources", "queue", "env_vars", "secrets", "timeout", "retries", "max_inline_io_bytes", "cache",
-          "reusable", "interruptible", "image")
+_ORDER = (
+    "resources",
+    "queue",
+    "env_vars",
+    "secrets",
+    "timeout",
+    "retries",
+    "max_inline_io_bytes",
+    "cache",
+    "reusable",
+    "interruptible",
+    "image",
+)
 
 
 def field_order(path: str) -> tuple[int, str]:
@@ -37,8 +48,10 @@ def render_explain(task: ResolvedTask, fmt: str, overrides: list[dict[str, Any]]
     data = explain_data(task, overrides)
     if fmt == "json":
         return json.dumps(data, indent=2)
-    rows = [(f["path"], _show(f["value"]), f["layer"] + (f" ({f['file']}:{f['line']})" if f["line"] else ""))
-            for f in data["fields"]]
+    rows = [
+        (f["path"], _show(f["value"]), f["layer"] + (f" ({f['file']}:{f['line']})" if f["line"] else ""))
+        for f in data["fields"]
+    ]
     width = [max([len(r[i]) for r in rows] + [5]) for i in range(2)]
     where = f"  declared at {data['declared_at']}" if data["declared_at"] else ""
     lines = [f"{task.name}  fn={task.fn}{where}", ""]

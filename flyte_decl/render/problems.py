@@ -18,7 +18,9 @@ def render_problems(problems: Sequence[Problem], fmt: str, *, summary: str = "")
     """All problems in one format; `summary` is the last text line (text format only)."""
     if fmt == "json":
         errors = sum(p.severity == "error" for p in problems)
-        return json.dumps({"valid": errors == 0, "errors": errors, "problems": [p.as_dict() for p in problems]}, indent=2)
+        return json.dumps(
+            {"valid": errors == 0, "errors": errors, "problems": [p.as_dict() for p in problems]}, indent=2
+        )
     if fmt == "github":
         lines = []
         for p in problems:

@@ -16,7 +16,16 @@ from flyte_decl.quantity import (
 
 @pytest.mark.parametrize(
     ("text", "cores"),
-    [("500m", "0.5"), ("1", "1"), ("0.5", "0.5"), (1, "1"), (0.25, "0.25"), ("1e3", "1000"), ("2.", "2"), (".5", "0.5")],
+    [
+        ("500m", "0.5"),
+        ("1", "1"),
+        ("0.5", "0.5"),
+        (1, "1"),
+        (0.25, "0.25"),
+        ("1e3", "1000"),
+        ("2.", "2"),
+        (".5", "0.5"),
+    ],
 )
 def test_cpu_values_are_exact(text, cores):
     assert parse_cpu(text) == Decimal(cores)
@@ -24,7 +33,14 @@ def test_cpu_values_are_exact(text, cores):
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("250Mi", 250 * 2**20), ("1.5Gi", 1536 * 2**20), ("2G", 2 * 10**9), ("1e3", 1000), ("1k", 1000), ("1Ki", 1024)],
+    [
+        ("250Mi", 250 * 2**20),
+        ("1.5Gi", 1536 * 2**20),
+        ("2G", 2 * 10**9),
+        ("1e3", 1000),
+        ("1k", 1000),
+        ("1Ki", 1024),
+    ],
 )
 def test_memory_values_are_exact(text, size):
     assert parse_memory(text) == size
@@ -38,7 +54,11 @@ def test_memory_values_are_exact(text, size):
         ("250MB", "'250MB' is not a quantity", "suffixes are case-sensitive: use M or Mi"),
         ("2 Gi", "'2 Gi' is not a quantity", "remove the spaces, e.g. '2Gi'"),
         (1024, "memory 1024 is a bare number, which means 1024 bytes", "write a unit, e.g. '1Gi' or '512Mi'"),
-        ("1024", "memory 1024 is a bare number, which means 1024 bytes", "write a unit, e.g. '1Gi' or '512Mi'"),
+        (
+            "1024",
+            "memory 1024 is a bare number, which means 1024 bytes",
+            "write a unit, e.g. '1Gi' or '512Mi'",
+        ),
         ("500m", "memory '500m' is in milli-bytes", "'m' means 1/1000 of a byte; write 500M or 500Mi"),
         ("-1Gi", "memory '-1Gi' is negative", "memory must be 0 or more bytes"),
     ],
@@ -59,7 +79,8 @@ def test_cpu_refuses_memory_units_and_negatives():
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("30s", 30), ("5m", 300), ("1h30m", 5400), ("250ms", Decimal("0.25")), (30, 30), ("1d", 86400)]
+    ("text", "seconds"),
+    [("30s", 30), ("5m", 300), ("1h30m", 5400), ("250ms", Decimal("0.25")), (30, 30), ("1d", 86400)],
 )
 def test_durations(text, seconds):
     assert parse_duration(text) == Decimal(seconds)

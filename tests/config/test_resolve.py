@@ -84,7 +84,9 @@ def test_null_resets_to_the_built_in_default(write):
     cube = fields(resolved, "env2.cube")
     assert "env_vars.A" not in cube
     assert cube["max_inline_io_bytes"] == "10Mi"
-    assert origin(resolved, "env2.cube", "max_inline_io_bytes").startswith("built-in (reset by task (environments.yaml:")
+    assert origin(resolved, "env2.cube", "max_inline_io_bytes").startswith(
+        "built-in (reset by task (environments.yaml:"
+    )
     assert cube["timeout"] == "5m"  # overrides[1] by full name
 
 
@@ -93,7 +95,9 @@ def test_profile_overlays_before_resolution(write):
     # The profile changes the environment layer; the override still wins for square, not for cube.
     assert fields(resolved, "env2.square")["resources.memory.limit"] == "2Gi"
     assert fields(resolved, "env2.cube")["resources.memory.limit"] == "3Gi"
-    assert origin(resolved, "env2.cube", "resources.memory.limit") == "environment env2 (environments.yaml:35)"
+    assert (
+        origin(resolved, "env2.cube", "resources.memory.limit") == "environment env2 (environments.yaml:35)"
+    )
 
 
 def test_unknown_profile_is_a_usage_error(write):
@@ -111,8 +115,9 @@ def test_later_config_files_overlay_earlier_ones(write):
 
 
 def test_run_level_set_and_queue_apply_to_the_root_task_only(write):
-    resolved = load([write(LAYERED)], sets=["resources.memory=4Gi", "retries=5"], queue="default",
-                    root_task="square")
+    resolved = load(
+        [write(LAYERED)], sets=["resources.memory=4Gi", "retries=5"], queue="default", root_task="square"
+    )
     square = fields(resolved, "env2.square")
     assert square["resources.memory.limit"] == "4Gi"
     assert square["retries.count"] == 5
@@ -139,14 +144,23 @@ def test_request_above_limit_across_layers(write):
     text = LAYERED.replace("cpu: {request: 500m, limit: 1}", "cpu: {request: 2}")
     with pytest.raises(ConfigLoadError) as caught:
         load([write(text)])
-    assert "env2.square.resources.cpu: request 2 (environment env2) is above the limit 1 (defaults) " \
+    assert (
+        "env2.square.resources.cpu: request 2 (environment env2) is above the limit 1 (defaults) "
         "(a request cannot exceed its limit)" in caught.value.lines()[0]
+    )
 
 
 def test_interpolation_reads_the_environment(write, monkeypatch):
     monkeypatch.setenv("FD_MEM", "768Mi")
-    resolved = load([write(LAYERED.replace("memory: 1Gi", "memory: '${FD_MEM}'").replace(
-        "from-env2", "'${FD_UNSET:-fallback}'"))])
+    resolved = load(
+        [
+            write(
+                LAYERED.replace("memory: 1Gi", "memory: '${FD_MEM}'").replace(
+                    "from-env2", "'${FD_UNSET:-fallback}'"
+                )
+            )
+        ]
+    )
     assert fields(resolved, "env2.cube")["resources.memory.limit"] == "768Mi"
     assert fields(resolved, "env2.cube")["env_vars.C"] == "fallback"
 
@@ -175,7 +189,9 @@ def test_toml_has_the_same_shape_and_locations(write):
     resolved = load([toml])
     square = fields(resolved, "env2.square")
     assert square["resources.memory.limit"] == "250Mi" and square["retries.count"] == 3
-    assert origin(resolved, "env2.square", "resources.memory.limit") == "environment env2 (environments.toml:7)"
+    assert (
+        origin(resolved, "env2.square", "resources.memory.limit") == "environment env2 (environments.toml:7)"
+    )
     assert origin(resolved, "env2.square", "retries.count") == "overrides[0] (environments.toml:15)"
 
 
@@ -185,15 +201,21 @@ def test_toml_errors_are_located(write, flyte_decl):
     assert result.out.splitlines()[0] == (
         "environments.toml:3:14: error: environments.env1.resources.memery: unknown key (did you mean 'memory'?)"
     )
-    write('version = 1\n[environments.env1\n', "environments.toml")
+    write("version = 1\n[environments.env1\n", "environments.toml")
     result = flyte_decl("validate")
     assert result.code == 2
-    assert result.err.strip() == "environments.toml:2:19: error: invalid TOML: Expected ']' at the end of a table declaration"
+    assert (
+        result.err.strip()
+        == "environments.toml:2:19: error: invalid TOML: Expected ']' at the end of a table declaration"
+    )
 
 
 def test_pyproject_table_is_discovered(write, flyte_decl):
-    write('[project]\nname = "x"\n\n[tool.flyte-decl]\nversion = 1\n[tool.flyte-decl.environments.env1.tasks]\n'
-          't = {fn = "m:f", timeout = "5x"}\n', "pyproject.toml")
+    write(
+        '[project]\nname = "x"\n\n[tool.flyte-decl]\nversion = 1\n[tool.flyte-decl.environments.env1.tasks]\n'
+        't = {fn = "m:f", timeout = "5x"}\n',
+        "pyproject.toml",
+    )
     result = flyte_decl("validate")
     assert result.out.splitlines()[0] == (
         "pyproject.toml:7:28: error: environments.env1.tasks.t.timeout: '5x' is not a duration "

@@ -173,19 +173,31 @@ def test_each_rule_reports_its_exact_location_and_message(write, flyte_decl, tex
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("version: 1\nx:\n\tb: 1\n", "environments.yaml:3:1: error: invalid YAML: found character that cannot start "
-         "any token (indent with spaces; YAML does not allow tabs for indentation)"),
-        ('version: 1\nx: "abc\n', "environments.yaml:2:4: error: invalid YAML: found unexpected end of stream "
-         "(this quote is never closed)"),
+        (
+            "version: 1\nx:\n\tb: 1\n",
+            "environments.yaml:3:1: error: invalid YAML: found character that cannot start "
+            "any token (indent with spaces; YAML does not allow tabs for indentation)",
+        ),
+        (
+            'version: 1\nx: "abc\n',
+            "environments.yaml:2:4: error: invalid YAML: found unexpected end of stream "
+            "(this quote is never closed)",
+        ),
         ("", "environments.yaml:1:1: error: the file is empty (start with 'version: 1')"),
-        ("version: 1\nx: !!python/object:os.system {}\n",
-         "environments.yaml:2:4: error: x: unsupported YAML tag tag:yaml.org,2002:python/object:os.system "
-         "(remove the tag)"),
-        ("version: 1\nx: ${FLYTE_DECL_TEST_UNSET}\n",
-         "environments.yaml:2:4: error: x: environment variable FLYTE_DECL_TEST_UNSET is not set "
-         "(export FLYTE_DECL_TEST_UNSET, or give a default: ${FLYTE_DECL_TEST_UNSET:-value})"),
-        ("version: 1\na: 1\na: 2\n",
-         "environments.yaml:3:1: error: a: duplicate key (first defined at line 2; remove one of them)"),
+        (
+            "version: 1\nx: !!python/object:os.system {}\n",
+            "environments.yaml:2:4: error: x: unsupported YAML tag tag:yaml.org,2002:python/object:os.system "
+            "(remove the tag)",
+        ),
+        (
+            "version: 1\nx: ${FLYTE_DECL_TEST_UNSET}\n",
+            "environments.yaml:2:4: error: x: environment variable FLYTE_DECL_TEST_UNSET is not set "
+            "(export FLYTE_DECL_TEST_UNSET, or give a default: ${FLYTE_DECL_TEST_UNSET:-value})",
+        ),
+        (
+            "version: 1\na: 1\na: 2\n",
+            "environments.yaml:3:1: error: a: duplicate key (first defined at line 2; remove one of them)",
+        ),
     ],
     ids=["tab", "unclosed-quote", "empty", "python-tag", "unset-variable", "duplicate-key"],
 )
@@ -198,8 +210,10 @@ def test_unreadable_files_exit_2_with_one_line(write, flyte_decl, text, expected
 
 
 def test_all_errors_are_reported_in_one_pass(write, flyte_decl):
-    write(HEAD + "defaults:\n  resources: {memory: 1gi, cpu: 2Gi}\n  timeout: 5x\nenvironments:\n  env1:\n"
-          "    queue: nope\n")
+    write(
+        HEAD + "defaults:\n  resources: {memory: 1gi, cpu: 2Gi}\n  timeout: 5x\nenvironments:\n  env1:\n"
+        "    queue: nope\n"
+    )
     result = flyte_decl("validate")
     assert result.code == 1
     assert len([line for line in result.out.splitlines() if ": error: " in line]) == 4
@@ -219,10 +233,14 @@ def test_warning_for_decimal_memory_and_strict_makes_it_an_error(write, flyte_de
 
 
 def test_override_matching_nothing_warns_and_fails_with_strict(write, flyte_decl):
-    write(HEAD + "environments:\n  env1:\n    tasks: {t: {fn: 'm:f'}}\noverrides:\n"
-          "  - match: {environment: env9}\n    set: {timeout: 1s}\n")
-    expected = ("environments.yaml:6:12: {}: overrides[0].match: selector matches no task "
-                "(check the environment and task names; `flyte-decl list` shows them)")
+    write(
+        HEAD + "environments:\n  env1:\n    tasks: {t: {fn: 'm:f'}}\noverrides:\n"
+        "  - match: {environment: env9}\n    set: {timeout: 1s}\n"
+    )
+    expected = (
+        "environments.yaml:6:12: {}: overrides[0].match: selector matches no task "
+        "(check the environment and task names; `flyte-decl list` shows them)"
+    )
     result = flyte_decl("validate")
     assert result.code == 0 and expected.format("warning") in result.out.splitlines()
     strict = flyte_decl("validate", "--strict")
@@ -236,7 +254,10 @@ def test_alias_bomb_is_refused_quickly(write, flyte_decl):
     result = flyte_decl("validate")
     assert result.code == 2
     assert result.err.startswith("environments.yaml:")
-    assert "aliases expand to more than 100,000 nodes (this looks like an alias bomb; write the values out)" in result.err
+    assert (
+        "aliases expand to more than 100,000 nodes (this looks like an alias bomb; write the values out)"
+        in result.err
+    )
 
 
 def test_oversized_file_is_refused(write, flyte_decl, monkeypatch):
@@ -246,7 +267,9 @@ def test_oversized_file_is_refused(write, flyte_decl, monkeypatch):
     write(HEAD + "#" * 200 + "\n")
     result = flyte_decl("validate")
     assert result.code == 2
-    assert result.err.strip() == ("environments.yaml:1:1: error: file is 212 bytes, over the 100-byte limit (split it)")
+    assert result.err.strip() == (
+        "environments.yaml:1:1: error: file is 212 bytes, over the 100-byte limit (split it)"
+    )
 
 
 def test_github_and_json_formats(write, flyte_decl):
@@ -259,8 +282,13 @@ def test_github_and_json_formats(write, flyte_decl):
     data = json.loads(flyte_decl("validate", "--format", "json").out)
     assert data["valid"] is False
     assert data["problems"][0] == {
-        "file": "environments.yaml", "line": 4, "col": 17, "severity": "error",
-        "path": "environments.env1.resources.memery", "message": "unknown key", "hint": "did you mean 'memory'?",
+        "file": "environments.yaml",
+        "line": 4,
+        "col": 17,
+        "severity": "error",
+        "path": "environments.env1.resources.memery",
+        "message": "unknown key",
+        "hint": "did you mean 'memory'?",
     }
 
 
@@ -275,8 +303,10 @@ def test_no_config_is_a_usage_error(flyte_decl):
 
 def test_check_imports_reports_at_the_fn_line(write, flyte_decl, tmp_path):
     write("def f():\n    pass\nVALUE = 3\n", "mod_for_imports.py")
-    write(HEAD + "environments:\n  env1:\n    tasks:\n      a: {fn: 'mod_for_imports:f'}\n"
-          "      b: {fn: 'mod_for_imports:g'}\n      c: {fn: 'nomod:f'}\n      d: {fn: 'mod_for_imports.VALUE'}\n")
+    write(
+        HEAD + "environments:\n  env1:\n    tasks:\n      a: {fn: 'mod_for_imports:f'}\n"
+        "      b: {fn: 'mod_for_imports:g'}\n      c: {fn: 'nomod:f'}\n      d: {fn: 'mod_for_imports.VALUE'}\n"
+    )
     result = flyte_decl("validate", "--check-imports")
     assert result.code == 1
     assert result.out.splitlines() == [
