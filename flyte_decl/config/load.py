@@ -178,7 +178,20 @@ def check(
 ) -> Checked:
     """Read, check and resolve; unreadable files raise ConfigLoadError, other problems are returned."""
     with _gc_paused():
-        return _check(paths, profile, sets, queue, root_task, strict, cwd)
+        return _check(read_documents(paths, cwd), profile, sets, queue, root_task, strict)
+
+
+def check_document(
+    document: Document, *, profile: str | Sequence[str] | None = None, strict: bool = False
+) -> Checked:
+    """Check and resolve a document that is already read, such as one read from a git revision.
+
+    Example::
+
+        checked = check_document(read_text(blob, "environments.yaml"), profile="prod")
+    """
+    with _gc_paused():
+        return _check(document, profile, (), None, None, strict)
 
 
 @contextmanager
@@ -194,15 +207,13 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _check(
-    paths: Sequence[str | Path] | None,
+    document: Document,
     profile: str | Sequence[str] | None,
     sets: Sequence[str],
     queue: str | None,
     root_task: str | None,
     strict: bool,
-    cwd: Path | None,
 ) -> Checked:
-    document = read_documents(paths, cwd)
     problems = check_shape(document)
     profiles = parse_profiles(profile)
     if profiles and not problems:

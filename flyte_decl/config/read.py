@@ -17,7 +17,7 @@ import sys
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import yaml
@@ -74,12 +74,23 @@ def read_file(path: Path, *, display: str | None = None) -> Document:
         raise _fail(name, 1, 1, f"not UTF-8 text ({exc.reason})", "save the file as UTF-8") from None
     except IsADirectoryError:
         raise _fail(name, 0, 0, "is a directory, not a config file", "name a .yaml or .toml file") from None
-    if path.suffix == ".toml":
-        doc = read_toml(text, name, table=("tool", "flyte-decl") if path.name == "pyproject.toml" else ())
-    else:
-        doc = read_yaml(text, name)
+    doc = read_text(text, path, display=name)
     doc.root_dir = path.resolve().parent
     return doc
+
+
+def read_text(text: str, path: PurePath | str, *, display: str | None = None) -> Document:
+    """Parse config text as the file at `path` would be read (its name picks YAML, TOML or pyproject).
+
+    For text that is not on disk, such as a file at a git revision::
+
+        doc = read_text(blob, "environments.yaml", display="HEAD~1:environments.yaml")
+    """
+    path = PurePath(path)
+    name = display or str(path)
+    if path.suffix == ".toml":
+        return read_toml(text, name, table=("tool", "flyte-decl") if path.name == "pyproject.toml" else ())
+    return read_yaml(text, name)
 
 
 def _fail(file: str, line: int, col: int, message: str, hint: str = "") -> ConfigLoadError:
