@@ -13,8 +13,10 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_QUEUE = "default"
 DEFAULT_MAX_INLINE_IO_BYTES = 10 * 1024 * 1024
@@ -109,6 +111,15 @@ class RunConfig:
     tasks: dict[str, TaskSpec]
     queues: dict[str, QueueSpec]
     capacity: Capacity = Capacity()
+    # Layer 6: the spec of a task called with `.override(...)` settings (environments.yaml shape),
+    # merged field by field over all lower layers. None: overrides are not supported by this config.
+    respec: Callable[[str, dict[str, Any]], TaskSpec] | None = field(default=None, compare=False, repr=False)
+
+    def spec_for(self, name: str, call_settings: dict[str, Any] | None = None) -> TaskSpec:
+        """The spec of task `name`, with call-site override settings applied when given."""
+        if call_settings and self.respec is not None:
+            return self.respec(name, call_settings)
+        return self.tasks[name]
 
 
 def split_fn(fn: str) -> tuple[str, str]:

@@ -5,7 +5,7 @@ Every finding is a located `Problem`; nothing stops at the first one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from pydantic import ValidationError
@@ -186,11 +186,16 @@ def _settings_blocks(data: dict[str, Any]) -> Iterator[tuple[Path_, dict[str, An
         yield ("overrides", index, "set"), _mapping(_mapping(override).get("set"))
 
 
-def check_references(doc: ParsedDocument) -> list[Problem]:
-    """Undeclared environments and queues, cycles, request above limit, ambiguous units."""
+def check_references(
+    doc: ParsedDocument, code_environments: Collection[str] = (), code_tasks: Collection[str] = ()
+) -> list[Problem]:
+    """Undeclared environments and queues, cycles, request above limit, ambiguous units.
+
+    Environments and tasks declared in code count as declared (a YAML task of one needs no `fn`).
+    """
     data = doc.data
     problems: list[Problem] = []
-    environments = _mapping(data.get("environments"))
+    environments = {**dict.fromkeys(code_environments, {}), **_mapping(data.get("environments"))}
     queues = set(_mapping(data.get("queues"))) | {DEFAULT_QUEUE}
 
     def refer(path: Path_, name: Any, known: set[str] | dict[str, Any], what: str) -> None:
@@ -226,7 +231,7 @@ def check_references(doc: ParsedDocument) -> list[Problem]:
         for index, dep in enumerate(env.get("depends_on") or []):
             refer(("environments", env_name, "depends_on", index), dep, environments, "environment")
         for task_name, task in _mapping(env.get("tasks")).items():
-            if isinstance(task, dict) and not task.get("fn"):
+            if isinstance(task, dict) and not task.get("fn") and f"{env_name}.{task_name}" not in code_tasks:
                 path = ("environments", env_name, "tasks", task_name)
                 problems.append(
                     Problem(

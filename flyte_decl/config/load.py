@@ -19,7 +19,7 @@ import yaml
 from flyte_decl.config.check import check_references, check_shape
 from flyte_decl.config.model import ENV_VAR_PATTERN
 from flyte_decl.config.read import Document, Path_, read_file
-from flyte_decl.config.resolve import Origin, Resolved, flatten, resolve
+from flyte_decl.config.resolve import CodeLayers, Origin, Resolved, flatten, resolve
 from flyte_decl.errors import ConfigLoadError, Mark, Problem, UsageError, did_you_mean
 
 CONFIG_NAMES = ("environments.yaml", "environments.yml", "environments.toml")
@@ -39,6 +39,14 @@ def discover(cwd: Path | None = None) -> Path:
         return pyproject
     searched = ", ".join(f"./{n}" for n in CONFIG_NAMES) + ", [tool.flyte-decl] in ./pyproject.toml"
     raise UsageError(f"no config found (searched {searched}); create environments.yaml or pass -c PATH")
+
+
+def _has_config(cwd: Path | None) -> bool:
+    try:
+        discover(cwd)
+    except UsageError:
+        return False
+    return True
 
 
 def read_documents(paths: Sequence[str | Path] | None, cwd: Path | None = None) -> Document:
@@ -175,10 +183,18 @@ def check(
     root_task: str | None = None,
     strict: bool = False,
     cwd: Path | None = None,
+    code: CodeLayers | None = None,
 ) -> Checked:
-    """Read, check and resolve; unreadable files raise ConfigLoadError, other problems are returned."""
+    """Read, check and resolve; unreadable files raise ConfigLoadError, other problems are returned.
+
+    With `code` (declarations from Python), a missing config file is fine: the code alone is the config.
+    """
     with _gc_paused():
-        return _check(read_documents(paths, cwd), profile, sets, queue, root_task, strict)
+        if code is not None and not paths and not _has_config(cwd):
+            document = Document({"version": 1}, {(): Mark("<code>")}, {}, ["<code>"], cwd or Path.cwd())
+        else:
+            document = read_documents(paths, cwd)
+        return _check(document, profile, sets, queue, root_task, strict, code)
 
 
 def check_document(
@@ -191,7 +207,7 @@ def check_document(
         checked = check_document(read_text(blob, "environments.yaml"), profile="prod")
     """
     with _gc_paused():
-        return _check(document, profile, (), None, None, strict)
+        return _check(document, profile, (), None, None, strict, None)
 
 
 @contextmanager
@@ -213,13 +229,14 @@ def _check(
     queue: str | None,
     root_task: str | None,
     strict: bool,
+    code: CodeLayers | None,
 ) -> Checked:
     problems = check_shape(document)
     profiles = parse_profiles(profile)
     if profiles and not problems:
         apply_profiles(document, profiles)
         problems = check_shape(document)
-    problems += check_references(document)
+    problems += check_references(document, code.environments if code else (), code.tasks if code else ())
     run_level, set_problems = parse_sets(sets) if sets else ([], [])
     problems += set_problems
     if queue is not None:
@@ -233,7 +250,7 @@ def _check(
         run_level.append(("queue", queue, Origin("cli --queue", Mark("<cli --queue>"))))
     resolved = None
     if not [p for p in problems if p.severity == "error"]:
-        resolved = resolve(document, run_level=run_level, root_task=root_task)
+        resolved = resolve(document, run_level=run_level, root_task=root_task, code=code)
         problems += resolved.problems
     if strict:
         problems = [Problem(p.mark, p.path, p.message, p.hint, "error") for p in problems]
@@ -250,6 +267,7 @@ def load(
     root_task: str | None = None,
     strict: bool = False,
     cwd: Path | None = None,
+    code: CodeLayers | None = None,
 ) -> Resolved:
     """The validated, resolved configuration; raises ConfigLoadError listing every error.
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -70,6 +70,21 @@ Fields = dict[str, tuple[Any, Origin]]
 
 
 @dataclass
+class CodeLayers:
+    """Declarations made in Python (TaskEnvironment, @env.task), as settings in the file's shape."""
+
+    environments: dict[str, tuple[dict[str, Any], Mark]] = field(default_factory=dict)
+    tasks: dict[str, tuple[str, dict[str, Any], Mark]] = field(default_factory=dict)  # full name -> (fn, ...)
+
+    def task_names_by_environment(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for full in self.tasks:
+            env, _, task = full.partition(".")
+            out.setdefault(env, []).append(task)
+        return out
+
+
+@dataclass
 class ResolvedTask:
     """One task's effective settings: leaf path -> (value as written, origin)."""
 
@@ -113,18 +128,31 @@ class Resolved:
             tasks={name: to_spec(task, self.document) for name, task in self.tasks.items()},
             queues=self.queues,
             capacity=self.capacity,
+            respec=self.with_call_settings,
         )
+
+    def with_call_settings(self, name: str, settings: dict[str, Any]) -> TaskSpec:
+        """Layer 6: the spec of `name` with `.override(...)` settings merged over its effective fields."""
+        task = self.tasks[name]
+        fields = dict(task.fields)
+        apply(fields, flatten(settings, (), None, "call-site override", Mark("<code .override()>")))
+        return to_spec(replace(task, fields=fields), self.document)
 
 
 # --------------------------------------------------------------------------- flattening
 
 
-def flatten(settings: dict[str, Any], base: Path_, doc: Document | None, origin_layer: str) -> list[tuple]:
-    """A layer's settings as assignments: (leaf path, value, origin); value None means reset."""
+def flatten(
+    settings: dict[str, Any], base: Path_, doc: Document | None, origin_layer: str, mark: Mark | None = None
+) -> list[tuple]:
+    """A layer's settings as assignments: (leaf path, value, origin); value None means reset.
+
+    Origins point into `doc` when the settings come from a file, else to the fixed `mark`.
+    """
     out: list[tuple] = []
 
     def origin(path: Path_) -> Origin:
-        return Origin(origin_layer, doc.mark(path) if doc else None)
+        return Origin(origin_layer, doc.mark(path) if doc else mark)
 
     def walk(prefix: str, value: Any, path: Path_) -> None:
         if isinstance(value, dict):
@@ -184,11 +212,24 @@ def apply(fields: Fields, assignments: list[tuple]) -> None:
 # --------------------------------------------------------------------------- resolution
 
 
-def resolve(doc: Document, *, run_level: list[tuple] | None = None, root_task: str | None = None) -> Resolved:
-    """Resolve every task of a checked document. `run_level` assignments apply to `root_task` only."""
+def resolve(
+    doc: Document,
+    *,
+    run_level: list[tuple] | None = None,
+    root_task: str | None = None,
+    code: CodeLayers | None = None,
+) -> Resolved:
+    """Resolve every task of a checked document (plus declarations from code beneath it).
+
+    `run_level` assignments apply to `root_task` only.
+    """
     data = doc.data
+    code = code or CodeLayers()
     problems: list[Problem] = []
     environments = {k: (v or {}) for k, v in (data.get("environments") or {}).items()}
+    for name in code.environments:
+        environments.setdefault(name, {})
+    code_tasks = code.task_names_by_environment()
     defaults_layer = flatten(data.get("defaults") or {}, ("defaults",), doc, "defaults")
     base_fields: Fields = {k: (v, BUILT_IN) for k, v in BUILT_IN_DEFAULTS.items()}
     apply(base_fields, defaults_layer)
@@ -204,6 +245,9 @@ def resolve(doc: Document, *, run_level: list[tuple] | None = None, root_task: s
             fields = dict(environment_fields(parent, (*seen, name)))
         else:
             fields = dict(base_fields)
+        if name in code.environments:
+            settings, mark = code.environments[name]
+            apply(fields, flatten(settings, (), None, f"code environment {name}", mark))
         apply(fields, flatten(env, ("environments", name), doc, f"environment {name}"))
         env_fields[name] = fields
         return fields
@@ -221,12 +265,18 @@ def resolve(doc: Document, *, run_level: list[tuple] | None = None, root_task: s
     tasks: dict[str, ResolvedTask] = {}
     for env_name, env in environments.items():
         base = environment_fields(env_name)
-        for task_name, entry in (env.get("tasks") or {}).items():
-            entry = entry or {}
+        yaml_tasks = env.get("tasks") or {}
+        for task_name in [*yaml_tasks, *(t for t in code_tasks.get(env_name, []) if t not in yaml_tasks)]:
+            entry = yaml_tasks.get(task_name) or {}
             task_path = ("environments", env_name, "tasks", task_name)
-            fields = dict(base)
-            apply(fields, flatten(entry, task_path, doc, "task"))
             full = f"{env_name}.{task_name}"
+            fields = dict(base)
+            code_fn, declared_at = "", doc.key_marks.get(task_path)
+            if full in code.tasks:
+                code_fn, settings, mark = code.tasks[full]
+                apply(fields, flatten(settings, (), None, "code task", mark))
+                declared_at = declared_at or mark
+            apply(fields, flatten(entry, task_path, doc, "task"))
             hits = []
             for index, match, layer in override_layers:
                 if _matches(match, env_name, task_name, full, fields):
@@ -239,10 +289,10 @@ def resolve(doc: Document, *, run_level: list[tuple] | None = None, root_task: s
                 full,
                 env_name,
                 task_name,
-                str(entry.get("fn") or ""),
+                str(entry.get("fn") or code_fn),
                 fields,
                 hits,
-                doc.key_marks.get(task_path),
+                declared_at,
             )
             problems.extend(_effective_problems(task))
             tasks[full] = task

@@ -1,0 +1,137 @@
+"""`TaskTemplate`: a declared task. Outside a run it is the plain function; inside an action, a call
+submits a new action in the task's own environment (through the submitter the runtime installs).
+
+    await square(5)                                              # in an action: a new action in env2
+    await square.override(resources=Resources(memory="1Gi"))(5)  # layer 6, merged field by field
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from flyte_decl.errors import Mark
+
+if TYPE_CHECKING:
+    from flyte_decl._task_environment import TaskEnvironment
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+
+class Submitter(Protocol):
+    """What the runtime installs inside an action so task calls become new actions."""
+
+    def submit(self, task: TaskTemplate, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
+
+    async def submit_async(
+        self, task: TaskTemplate, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any: ...
+
+
+_submitter: Submitter | None = None
+
+
+def install_submitter(submitter: Submitter | None) -> None:
+    """Called by the runtime in an action process (None uninstalls)."""
+    global _submitter
+    _submitter = submitter
+
+
+def code_mark() -> Mark:
+    """Where user code called into this package (file relative to the working directory, line)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return Mark("<code>")
+    return Mark(relative_path(frame.f_code.co_filename), frame.f_lineno, 1)
+
+
+def relative_path(filename: str) -> str:
+    """A source file as shown in provenance: relative to the working directory when inside it."""
+    try:
+        return str(Path(filename).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return filename
+
+
+@dataclass
+class TaskTemplate:
+    """A task declared with `@env.task`; call it like the function."""
+
+    func: Callable[..., Any]
+    env: TaskEnvironment | None
+    short_name: str
+    settings: dict[str, Any] = field(default_factory=dict)  # decorator arguments (layer 4, beneath YAML)
+    call_settings: dict[str, Any] = field(default_factory=dict)  # .override() arguments (layer 6)
+    mark: Mark = field(default_factory=lambda: Mark("<code>"))
+
+    def __post_init__(self) -> None:
+        self.__name__ = self.short_name
+        self.__doc__ = self.func.__doc__
+        self.__wrapped__ = self.func
+
+    @property
+    def name(self) -> str:
+        return self.full_name
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.env.name}.{self.short_name}" if self.env else self.short_name
+
+    @property
+    def fn(self) -> str:
+        """The dotted path the runtime imports: "module:qualname"."""
+        return f"{self.func.__module__}:{self.func.__qualname__}"
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.func)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if _submitter is None:
+            return self.func(*args, **kwargs)  # outside a run: just the function, as in Flyte
+        if self.is_async:
+            return _submitter.submit_async(self, args, kwargs)
+        return _submitter.submit(self, args, kwargs)
+
+    async def aio(self, *args: Any, **kwargs: Any) -> Any:
+        """Await a task from async code, sync tasks included."""
+        if _submitter is None:
+            result = self.func(*args, **kwargs)
+            return await result if inspect.isawaitable(result) else result
+        return await _submitter.submit_async(self, args, kwargs)
+
+    def override(self, **kwargs: Any) -> TaskTemplate:
+        """A copy whose calls apply these settings on top of every layer below run level.
+
+        Unlike Flyte, settings merge field by field (overriding memory keeps the environment's cpu)
+        and falsy values really apply (`retries=0`, `queue=None` reset).
+        """
+        from flyte_decl._task_environment import environment_settings
+
+        forbidden = {"name", "image", "docs", "interface"} & set(kwargs)
+        if forbidden:
+            raise ValueError(f"{sorted(forbidden)[0].capitalize()} cannot be overridden")
+        allowed = {"resources", "env_vars", "secrets", "cache", "retries", "timeout", "max_inline_io_bytes",
+                   "queue", "interruptible", "reusable"}  # fmt: skip
+        unknown = sorted(set(kwargs) - allowed)
+        if unknown:
+            raise TypeError(f"override() got an unexpected keyword argument {unknown[0]!r}")
+        return replace(self, call_settings=_merge(self.call_settings, environment_settings(**kwargs)))
+
+    with_overrides = override
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out

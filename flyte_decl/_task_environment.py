@@ -1,0 +1,358 @@
+"""`TaskEnvironment` and `@env.task`: Flyte 2's names, declarations that environments.yaml can layer over.
+
+    env2 = flyte_decl.TaskEnvironment(name="env2", resources=flyte_decl.Resources(cpu=1, memory="250Mi"))
+
+    @env2.task(retries=3, timeout=30)
+    async def square(i: int = 3) -> int:
+        return i * i
+
+Every argument you pass becomes one layer of settings (SPEC §3): an environment declared in code
+lies beneath the YAML environment of the same name, and decorator arguments beneath the YAML task
+entry. Arguments you do not pass set nothing, so they never hide a value from the YAML file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+from flyte_decl._resources import Resources
+from flyte_decl._task import TaskTemplate, code_mark, relative_path
+from flyte_decl.errors import Mark
+
+_NAME = re.compile(r"^[a-z0-9]+([_-][a-z0-9]+)*$")
+_CACHE = {"auto", "override", "disable"}
+_CACHE_ALIASES = {"enable": "auto", "enabled": "auto", "on": "auto", "true": "auto", "yes": "auto",
+                  "off": "disable", "false": "disable", "no": "disable", "none": "disable"}  # fmt: skip
+_UNSET: Any = object()
+
+# Every environment constructed in this process, by name (the last one of a name wins; duplicates are
+# reported when configurations are built).
+ENVIRONMENTS: dict[str, list[TaskEnvironment]] = {}
+
+
+@dataclass(frozen=True)
+class ReusePolicy:
+    """Keep warm workers: `replicas` processes, stopped after `idle_ttl` seconds idle."""
+
+    replicas: int = 2
+    idle_ttl: int | timedelta = 30
+    concurrency: int = 1
+
+    def to_settings(self) -> dict[str, Any]:
+        return {
+            "replicas": self.replicas,
+            "idle_ttl": seconds(self.idle_ttl),
+            "concurrency": self.concurrency,
+        }
+
+
+@dataclass(frozen=True)
+class RetryStrategy:
+    """`count` retries after the first attempt; `backoff` before the first retry, doubling each time."""
+
+    count: int
+    backoff: float | timedelta | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
+            raise ValueError(f"RetryStrategy.count must be an int >= 0, got {self.count!r}")
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """Wall-clock limit of one attempt (`max_runtime`), as seconds or a timedelta."""
+
+    max_runtime: int | float | timedelta | None = None
+
+
+def seconds(value: int | float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def retries_settings(retries: Any) -> dict[str, Any]:
+    if isinstance(retries, RetryStrategy):
+        out: dict[str, Any] = {"count": retries.count}
+        if retries.backoff is not None:
+            out["backoff"] = seconds(retries.backoff)
+        return out
+    if isinstance(retries, bool) or not isinstance(retries, int):
+        raise ValueError(f"retries must be an int (a retry count) or a flyte.RetryStrategy, got {retries!r}")
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries}")
+    return {"count": retries}
+
+
+def timeout_settings(timeout: Any) -> float | None:
+    if isinstance(timeout, Timeout):
+        timeout = timeout.max_runtime
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float, timedelta)):
+        raise ValueError(f"Timeout must be an instance of Timeout, int, or timedelta, got {timeout!r}")
+    value = seconds(timeout)
+    if value < 0:
+        raise ValueError(f"timeout must be >= 0 seconds, got {value}")
+    return value or None  # 0 means no timeout, as in Flyte
+
+
+def cache_settings(cache: Any) -> str:
+    behavior = getattr(cache, "behavior", cache)
+    if not isinstance(behavior, str):
+        raise ValueError(f"cache must be 'auto', 'override' or 'disable', got {cache!r}")
+    behavior = _CACHE_ALIASES.get(behavior.lower(), behavior.lower())
+    if behavior not in _CACHE:
+        raise ValueError(f"Invalid cache behavior {cache!r}: use 'auto', 'override' or 'disable'")
+    return behavior
+
+
+def secrets_settings(secrets: Any) -> list[str]:
+    items = [secrets] if isinstance(secrets, str) else list(secrets)
+    names: list[str] = []
+    for item in items:
+        name = getattr(item, "as_env_var", None) or getattr(item, "key", item)
+        if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            raise ValueError(f"secret names must be environment variable names like API_TOKEN, got {name!r}")
+        names.append(name)
+    return names
+
+
+def environment_settings(**kwargs: Any) -> dict[str, Any]:
+    """Settings (environments.yaml shape) from the arguments that were given (not _UNSET)."""
+    out: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if value is _UNSET:
+            continue
+        if value is None:
+            out[key] = None  # an explicit None resets the field (layer semantics)
+        elif key == "resources":
+            if not isinstance(value, Resources):
+                raise TypeError(f"Expected resources to be of type Resources, got {type(value).__name__}")
+            out[key] = value.to_settings()
+        elif key == "env_vars":
+            if not isinstance(value, dict):
+                raise TypeError(f"env_vars must be a dict, got {type(value).__name__}")
+            out[key] = {str(k): (None if v is None else str(v)) for k, v in value.items()}
+        elif key == "secrets":
+            out[key] = secrets_settings(value)
+        elif key == "cache":
+            out[key] = cache_settings(value)
+        elif key == "retries":
+            out[key] = retries_settings(value)
+        elif key == "timeout":
+            out[key] = timeout_settings(value)
+        elif key == "reusable":
+            out[key] = "off" if value == "off" else value.to_settings()
+        elif key == "max_inline_io_bytes":
+            if isinstance(value, bool) or not isinstance(value, (int, str)):
+                raise ValueError(f"max_inline_io_bytes must be an int number of bytes, got {value!r}")
+            out[key] = value
+        elif key == "queue":
+            if not isinstance(value, str) or not _NAME.match(value):
+                raise ValueError(f"queue must be a name like 'gpu-pool', got {value!r}")
+            out[key] = value
+        elif key == "interruptible":
+            out[key] = bool(value)
+        elif key == "image":
+            out[key] = value if isinstance(value, str) else str(value)
+    return out
+
+
+class TaskEnvironment:
+    """A named environment: resources, env vars, secrets, queue and the tasks declared in it.
+
+    Example::
+
+        env = flyte_decl.TaskEnvironment(name="env2", resources=flyte_decl.Resources(memory="250Mi"))
+
+        @env.task
+        async def square(i: int) -> int:
+            return i * i
+    """
+
+    def __init__(
+        self,
+        name: str,
+        depends_on: list[TaskEnvironment] | None = None,
+        pod_template: Any = None,
+        description: str | None = None,
+        secrets: Any = _UNSET,
+        env_vars: dict[str, str] | None = _UNSET,
+        resources: Resources | None = _UNSET,
+        interruptible: bool = _UNSET,
+        image: Any = "auto",
+        include: tuple[str, ...] = (),
+        service_account: str | None = None,
+        cache: Any = _UNSET,
+        reusable: ReusePolicy | Literal["off"] | None = _UNSET,
+        plugin_config: Any = None,
+        queue: str | None = _UNSET,
+        task_queue: str | None = _UNSET,
+    ) -> None:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(f"Environment name {name!r} must be in snake_case or kebab-case format.")
+        if depends_on is not None and not all(isinstance(e, TaskEnvironment) for e in depends_on):
+            raise TypeError("depends_on must be a list of TaskEnvironment")
+        if isinstance(include, str):
+            raise TypeError("include must be a tuple of paths, not a str")
+        if queue is not _UNSET and task_queue is not _UNSET:
+            raise ValueError("set either queue or task_queue (an alias), not both")
+        self.name = name
+        self.description = description[:255] if description else description
+        self.depends_on: list[TaskEnvironment] = list(depends_on or [])
+        self.pod_template = pod_template
+        self.image = image
+        self.include = include
+        self.service_account = service_account
+        self.plugin_config = plugin_config
+        self._given = {
+            "resources": resources, "env_vars": env_vars, "secrets": secrets, "interruptible": interruptible,
+            "cache": cache, "reusable": reusable, "queue": queue if task_queue is _UNSET else task_queue,
+        }  # fmt: skip
+        self.settings = environment_settings(**self._given)
+        self.mark: Mark = code_mark()
+        self._tasks: dict[str, TaskTemplate] = {}
+        ENVIRONMENTS.setdefault(name, []).append(self)
+
+    def __repr__(self) -> str:
+        return f"TaskEnvironment(name={self.name!r}, settings={self.settings!r})"
+
+    @property
+    def resources(self) -> Any:
+        return self._given["resources"] if self._given["resources"] is not _UNSET else None
+
+    @property
+    def queue(self) -> str | None:
+        return self.settings.get("queue")
+
+    @property
+    def env_vars(self) -> dict[str, str] | None:
+        return self.settings.get("env_vars")
+
+    @property
+    def tasks(self) -> dict[str, TaskTemplate]:
+        """Tasks declared in this environment, by full name (`env.task`)."""
+        return dict(self._tasks)
+
+    def add_dependency(self, *env: TaskEnvironment) -> None:
+        for other in env:
+            if other is self:
+                raise ValueError("Cannot add self as a dependency")
+            if not isinstance(other, TaskEnvironment):
+                raise TypeError(f"Expected TaskEnvironment, got {type(other).__name__}")
+            self.depends_on.append(other)
+
+    def clone_with(
+        self,
+        name: str,
+        image: Any = None,
+        resources: Resources | None = None,
+        env_vars: dict[str, str] | None = None,
+        secrets: Any = None,
+        depends_on: list[TaskEnvironment] | None = None,
+        description: str | None = None,
+        interruptible: bool | None = None,
+        include: tuple[str, ...] | None = None,
+        service_account: str | None = None,
+        **kwargs: Any,
+    ) -> TaskEnvironment:
+        """A copy under a new name; arguments given replace this environment's, the rest are copied."""
+        unexpected = sorted(set(kwargs) - {"cache", "reusable"})
+        if unexpected:
+            raise TypeError(f"Unexpected keyword arguments: {unexpected}")
+        given = dict(self._given)
+        for key, value in (("resources", resources), ("env_vars", env_vars), ("secrets", secrets),
+                           ("interruptible", interruptible)):  # fmt: skip
+            if value is not None:
+                given[key] = value
+        given.update(kwargs)
+        queue = given.pop("queue")
+        return TaskEnvironment(
+            name, depends_on=depends_on if depends_on is not None else list(self.depends_on),
+            description=description if description is not None else self.description,
+            image=image if image is not None else self.image,
+            include=include if include is not None else self.include,
+            service_account=service_account if service_account is not None else self.service_account,
+            queue=queue, **given,
+        )  # fmt: skip
+
+    @classmethod
+    def from_task(
+        cls, name: str, *tasks: TaskTemplate, depends_on: list[TaskEnvironment] | None = None
+    ) -> TaskEnvironment:
+        """An environment wrapping tasks that have none yet."""
+        if any(t.env is not None for t in tasks):
+            raise ValueError("Tasks cannot assigned to multiple environments.")
+        env = cls(name, depends_on=depends_on)
+        for t in tasks:
+            t.env = env
+            env._tasks[t.full_name] = t
+        return env
+
+    def task(
+        self,
+        _func: Callable[..., Any] | None = None,
+        *,
+        short_name: str | None = None,
+        cache: Any = _UNSET,
+        retries: Any = _UNSET,
+        timeout: Any = _UNSET,
+        docs: Any = None,
+        pod_template: Any = None,
+        report: bool = False,
+        interruptible: bool | None = _UNSET,
+        max_inline_io_bytes: int = _UNSET,
+        queue: str | None = _UNSET,
+        service_account: str | None = None,
+        triggers: Any = (),
+        links: Any = (),
+        task_resolver: Any = None,
+        entrypoint: bool = False,
+        produces_artifacts: bool = False,
+    ) -> Any:
+        """Declare a task: `@env.task` or `@env.task(retries=3, timeout=30, ...)`."""
+        settings = environment_settings(
+            cache=cache,
+            retries=retries,
+            timeout=timeout,
+            interruptible=interruptible,
+            max_inline_io_bytes=max_inline_io_bytes,
+            queue=queue,
+        )
+
+        def decorate(func: Callable[..., Any]) -> TaskTemplate:
+            if not callable(func):
+                raise TypeError(f"@{self.name}.task decorates a function, got {type(func).__name__}")
+            template = TaskTemplate(
+                func=func,
+                env=self,
+                short_name=short_name or func.__name__,
+                settings=settings,
+                mark=_function_mark(func),
+            )
+            self._tasks[template.full_name] = template
+            return template
+
+        return decorate(_func) if _func is not None else decorate
+
+
+def _function_mark(func: Callable[..., Any]) -> Mark:
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return code_mark()
+    return Mark(relative_path(code.co_filename), code.co_firstlineno, 1)
+
+
+def declared_environments() -> dict[str, TaskEnvironment]:
+    """Environments declared in code so far, by name; two different ones with one name is an error."""
+    out = {}
+    for name, envs in ENVIRONMENTS.items():
+        if len({id(e) for e in envs}) > 1 and len({repr(e.settings) for e in envs}) > 1:
+            raise ValueError(
+                f"Duplicate environment name {name!r} found. Each TaskEnvironment must have a unique name."
+            )
+        out[name] = envs[-1]
+    return out
