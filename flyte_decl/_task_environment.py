@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from flyte_decl._resources import Resources
 from flyte_decl._task import TaskTemplate, code_mark, relative_path
+from flyte_decl.config.resolve import CodeLayers
 from flyte_decl.errors import Mark
 
 _NAME = re.compile(r"^[a-z0-9]+([_-][a-z0-9]+)*$")
@@ -356,3 +357,13 @@ def declared_environments() -> dict[str, TaskEnvironment]:
             )
         out[name] = envs[-1]
     return out
+
+
+def code_layers() -> CodeLayers:
+    """Every environment and task declared in code so far, as resolution layers beneath the YAML file."""
+    layers = CodeLayers()
+    for name, env in declared_environments().items():
+        layers.environments[name] = (env.settings, env.mark)
+        for full, template in env.tasks.items():
+            layers.tasks[full] = (template.fn, template.settings, template.mark)
+    return layers

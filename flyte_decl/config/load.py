@@ -277,7 +277,7 @@ def load(
         spec = resolved.run_config().tasks["env2.square"]
     """
     checked = check(
-        paths, profile=profile, sets=sets, queue=queue, root_task=root_task, strict=strict, cwd=cwd
+        paths, profile=profile, sets=sets, queue=queue, root_task=root_task, strict=strict, cwd=cwd, code=code
     )
     if checked.errors or checked.resolved is None:
         raise ConfigLoadError(checked.errors)
