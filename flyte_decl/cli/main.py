@@ -25,6 +25,7 @@ class _LazyGroup(click.Group):
         "schema": "flyte_decl.cli.schema:schema",
         "run": "flyte_decl.cli.run:run",
         "doctor": "flyte_decl.cli.doctor:doctor",
+        "diff": "flyte_decl.cli.diff:diff",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
