@@ -54,8 +54,8 @@ _MEANING: dict[str, Callable[[Any], Any]] = {
     "max_inline_io_bytes": _inline_bytes,
     "secrets": _as_set,
     "depends_on": _as_set,
-    "capacity.cpu": parse_cpu,
-    "capacity.memory": parse_memory,
+    "cpu": parse_cpu,  # capacity
+    "memory": parse_memory,  # capacity
 }
 
 
@@ -164,11 +164,9 @@ def compare(old: Resolved, new: Resolved, old_label: str, new_label: str) -> Con
 def _document_changes(old: Resolved, new: Resolved) -> list[Change]:
     """Settings outside tasks that still change how they run: depends_on, queues, capacity."""
 
-    def settings(
-        resolved: Resolved, base: Path_, layer: str, values: dict[str, Any], prefix: str = ""
-    ) -> Fields:
+    def settings(resolved: Resolved, base: Path_, layer: str, values: dict[str, Any]) -> Fields:
         return {
-            prefix + key: (value, Origin(layer, resolved.document.mark((*base, key))))
+            key: (value, Origin(layer, resolved.document.mark((*base, key))))
             for key, value in values.items()
             if value is not None and key != "description"
         }
@@ -194,8 +192,8 @@ def _document_changes(old: Resolved, new: Resolved) -> list[Change]:
     return changes + _changes(
         "capacity",
         "capacity",
-        settings(old, ("capacity",), "capacity", _section(old.document.data, "capacity"), "capacity."),
-        settings(new, ("capacity",), "capacity", _section(new.document.data, "capacity"), "capacity."),
+        settings(old, ("capacity",), "capacity", _section(old.document.data, "capacity")),
+        settings(new, ("capacity",), "capacity", _section(new.document.data, "capacity")),
     )
 
 
