@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from flyte_decl.cli.options import format_option
-from flyte_decl.config.load import check_document
+from flyte_decl.config.load import _gc_paused, check_document
 from flyte_decl.config.resolve import Resolved
 from flyte_decl.errors import ConfigLoadError, UsageError
 from flyte_decl.render.diff import render_diff
@@ -35,7 +35,8 @@ def diff(old: str, new: str, profiles: tuple[str, ...], fmt: str) -> int:
     environments.yaml`. Exit 0 if nothing effective changed, 1 if something did.
     """
     sides = [parse_side(old), parse_side(new)]
-    before, after = (_resolve(side, profiles) for side in sides)
+    with _gc_paused():  # as `check` does: reading builds many small acyclic objects
+        before, after = (_resolve(side, profiles) for side in sides)
     result = compare(before, after, old, new)
     click.echo(render_diff(result, fmt))
     return 1 if result.changed else 0

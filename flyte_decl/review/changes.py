@@ -87,7 +87,7 @@ class Change:
     old: Any
     new: Any
     source: Origin | None
-    was: Origin | None = None
+    was: Origin | None
 
 
 @dataclass(frozen=True)
@@ -232,6 +232,8 @@ def _changes(subject: str, kind: str, old: Fields, new: Fields) -> list[Change]:
     for path in sorted(set(old) | set(new)):
         before, was = old.get(path, (None, None))
         after, source = new.get(path, (None, None))
+        if type(before) is type(after) and before == after:
+            continue  # written the same: no need to parse
         if meaning(path, before) != meaning(path, after):
             changes.append(Change(subject, kind, path, before, after, source, was))
     return changes

@@ -1,6 +1,7 @@
 """Values compare by meaning; every risk rule; settings outside tasks (queues, capacity, depends_on)."""
 
 import json
+import subprocess
 
 import pytest
 
@@ -119,3 +120,34 @@ def test_added_and_removed_environments_and_tasks(write, flyte_decl):
         "",
         "old.yaml -> new.yaml: 1 environment added; 1 task added; 1 task removed",
     ]
+
+
+def test_tasks_of_a_renamed_environment_are_compared_under_the_new_name(write, flyte_decl):
+    write("version: 1\nenvironments:\n  a: {resources: {memory: 1Gi}, tasks: {t: {fn: 'm:t'}}}\n", "old.yaml")
+    write("version: 1\nenvironments:\n  b: {resources: {memory: 4Gi}, tasks: {t: {fn: 'm:t'}}}\n", "new.yaml")
+    result = flyte_decl("diff", "old.yaml", "new.yaml")
+    assert result.code == 1, result.err
+    assert result.out.splitlines() == [
+        "b.t  resources.memory.request  1Gi -> 4Gi  (environment b, new.yaml:3)",
+        "b.t  resources.memory.limit    1Gi -> 4Gi  (environment b, new.yaml:3)",
+        "renamed environment a -> b (tasks: t)",
+        "",
+        "risks:",
+        "  b.t: memory more than doubled (1Gi -> 4Gi)",
+        "",
+        "old.yaml -> new.yaml: 2 task settings changed in 1 task; 1 environment renamed; 1 risk to review",
+    ]
+
+
+def test_toml_config_at_a_revision(tmp_path, isolated_git, write, flyte_decl):
+    toml = '[environments.env1]\nresources = {memory = "%s"}\n[environments.env1.tasks.t]\nfn = "m:t"\n'
+    write("version = 1\n" + toml % "1Gi", "environments.toml")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "add", "."], cwd=tmp_path, check=True)
+    subprocess.run(["git", "commit", "-qm", "toml"], cwd=tmp_path, check=True)
+    write("version = 1\n" + toml % "1536Mi", "environments.toml")
+    result = flyte_decl("diff", "git:HEAD", "environments.toml")
+    assert result.code == 1, result.err
+    assert result.out.splitlines()[0] == (
+        "env1.t  resources.memory.request  1Gi -> 1536Mi  (environment env1, environments.toml:3)"
+    )
