@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from typing import Any
 
+from flyte_decl.config.resolve import Origin
 from flyte_decl.render.explain import field_order
 from flyte_decl.review.changes import Change, ConfigDiff
 
@@ -95,11 +96,19 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+def _provenance(change: Change) -> tuple[str, Origin] | None:
+    """Where the new value is set, or ("was ", where) a removed one was."""
+    if change.source is not None:
+        return "", change.source
+    return ("was ", change.was) if change.was is not None else None
+
+
 def _source(change: Change) -> str:
-    """Where the new value is set, or where a removed one was: `overrides[0], environments.yaml:31`."""
-    origin, was = (change.source, "") if change.source else (change.was, "was ")
-    if origin is None:
+    """`overrides[0], environments.yaml:31`, or `was environment env2, HEAD:environments.yaml:12`."""
+    found = _provenance(change)
+    if found is None:
         return ""
+    was, origin = found
     return was + (f"{origin.layer}, {origin.mark.short}" if origin.mark else origin.layer)
 
 
@@ -152,9 +161,10 @@ def _code(text: str) -> str:
 
 
 def _md_source(change: Change) -> str:
-    origin, was = (change.source, "") if change.source else (change.was, "was ")
-    if origin is None:
+    found = _provenance(change)
+    if found is None:
         return ""
+    was, origin = found
     layer = origin.layer.replace("|", "\\|")
     return was + (f"{layer} ({_code(origin.mark.short)})" if origin.mark else layer)
 

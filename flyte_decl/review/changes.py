@@ -203,13 +203,16 @@ def _section(data: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def _renames(old: Resolved, new: Resolved, removed: list[str], added: list[str]) -> list[Rename]:
-    def signature(resolved: Resolved, env: str) -> frozenset[tuple[str, str]]:
-        return frozenset((t.task, t.fn) for t in resolved.tasks.values() if t.environment == env)
+    def signatures(resolved: Resolved, envs: list[str]) -> dict[str, frozenset[tuple[str, str]]]:
+        tasks: dict[str, set[tuple[str, str]]] = {env: set() for env in envs}
+        for task in resolved.tasks.values():
+            if task.environment in tasks:
+                tasks[task.environment].add((task.task, task.fn))
+        return {env: frozenset(found) for env, found in tasks.items()}
 
     renames = []
-    candidates = {env: signature(new, env) for env in added}
-    for env in removed:
-        tasks = signature(old, env)
+    candidates = signatures(new, added)
+    for env, tasks in signatures(old, removed).items():
         match = next((a for a, s in candidates.items() if tasks and s == tasks), None)
         if match is not None:
             del candidates[match]
