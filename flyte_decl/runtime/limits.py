@@ -681,7 +681,9 @@ class ActionLimiter:
 
     def _walk(self) -> dict[int, int]:
         assert self._pid is not None
-        tree = proctree.walk(self._pid) if self._root_start is not None else {}
+        # A pid that names another process now (ours was reaped, the pid reused) is not our tree.
+        ours = self._root_start is not None and proctree.start_time(self._pid) == self._root_start
+        tree = proctree.walk(self._pid) if ours else {}
         for pid in tree.keys() - self._seen.keys():
             if (started := proctree.start_time(pid)) is not None:
                 self._seen[pid] = started
@@ -734,11 +736,10 @@ class ActionLimiter:
     def _throttle_step(self, now: float, cpu: float, tree: dict[int, int]) -> None:
         assert self._throttle is not None and self._pid is not None
         if self._throttle.should_stop(now, cpu):
-            # Stop the group and every member (a setsid'd one is outside the group), including
-            # members that appeared since the last stop.
-            if not self._stopped:
-                _signal_group(self._pid, signal.SIGSTOP)
-            for pid in tree.keys() - self._stopped:
+            # The group and every member (a setsid'd one is outside the group), on every check
+            # while over quota: a SIGCONT from elsewhere (kill_tree, a shell) must not free it.
+            _signal_group(self._pid, signal.SIGSTOP)
+            for pid in tree:
                 _signal(pid, signal.SIGSTOP)
             self._stopped.update(tree)
         elif self._stopped:

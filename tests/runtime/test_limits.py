@@ -201,6 +201,32 @@ def test_memory_breach_is_killed_with_small_overshoot(
     assert_cleaned_up(outcome)
 
 
+def test_kernel_oom_kill_noticed_only_after_exit_is_still_reported(mechanisms: Mechanisms) -> None:
+    # The kernel kills the action before any poll; remove() and close() still attribute it.
+    require_cgroup(mechanisms, "memory")
+    if mechanisms.memory == "watchdog":
+        pytest.skip("only a cgroup kills without the limiter looking")
+    limiter = ActionLimiter("late", Limits(memory=100 * MiB), mechanisms, CpuPool())
+    setup = limiter.child_setup()
+    read, write = os.pipe()
+    os.set_inheritable(write, True)
+    pid = spawn(ALLOCATE, setup, write)
+    os.close(write)
+    limiter.attach(pid)
+    _, status = os.waitpid(pid, 0)
+    os.close(read)
+    assert os.WTERMSIG(status) == signal.SIGKILL
+    late: list[Breach] = []
+    monitor = Monitor()
+    monitor.add(limiter, late.append)
+    monitor.remove(limiter)
+    monitor.stop()
+    usage = limiter.close()
+    assert len(late) == 1 and late[0].kind == "oom_killed"
+    assert usage.breach == late[0]
+    assert usage.peak_memory == 100 * MiB  # the kernel's high-water mark: exactly the limit
+
+
 def test_copy_on_write_fork_tree_is_not_killed(mechanisms: Mechanisms, monitor: Monitor) -> None:
     # Summed RSS is about 4 x 200 MiB; the pages are shared, so PSS (and the cgroup) see ~200 MiB.
     script = """
