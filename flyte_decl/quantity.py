@@ -193,7 +193,7 @@ def parse_duration(value: object, *, field: str = "duration") -> Decimal:
 def format_bytes(amount: int) -> str:
     """The shortest exact binary quantity for a byte count, else a rounded one: 262144000 -> '250Mi'."""
     for suffix, scale in reversed(_BINARY.items()):
-        if amount >= scale and amount % scale == 0:
+        if amount >= scale and amount % scale == 0 and amount // scale < 10_000:
             return f"{amount // scale}{suffix}"
     for suffix, scale in reversed(_BINARY.items()):
         if amount >= scale:

@@ -1,0 +1,103 @@
+"""Task parameters on the command line, from the function's signature and type hints.
+
+    async def hello_wf(data: str = "hello", lt: list[int] | None = None) -> ...
+    flyte-decl run hello_wf --data hi --lt '[1,2,3]'
+
+Strings are taken as written; other types are read as JSON (falling back to the raw text) and
+checked by pydantic against the annotation. Booleans are flags: `--x/--no-x`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import click
+from pydantic import TypeAdapter, ValidationError
+
+from flyte_decl.errors import UsageError
+
+
+def _annotation(fn: Callable[..., Any], name: str, parameter: inspect.Parameter) -> Any:
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable forward references: fall back to the raw annotation
+        hints = {}
+    annotation = hints.get(name, parameter.annotation)
+    return Any if annotation is inspect.Parameter.empty else annotation
+
+
+def _type_label(annotation: Any) -> str:
+    if annotation is Any:
+        return "VALUE"
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def task_command(
+    task_name: str, fn: Callable[..., Any], on_values: Callable[[dict[str, Any]], Any]
+) -> click.Command:
+    """A click command whose options are `fn`'s parameters; calls `on_values(inputs)` once parsed."""
+    params: list[click.Parameter] = []
+    adapters: dict[str, tuple[Any, TypeAdapter[Any]]] = {}
+    for name, parameter in inspect.signature(fn).parameters.items():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        annotation = _annotation(fn, name, parameter)
+        required = parameter.default is inspect.Parameter.empty
+        default = None if required else parameter.default
+        flag = "--" + name
+        if annotation is bool:
+            params.append(
+                click.Option(
+                    [f"{flag}/--no-{name}"], default=default, required=required, show_default=not required
+                )
+            )
+            continue
+        adapters[name] = (annotation, TypeAdapter(annotation))
+        shown = repr(default) if not required and default is not None else None
+        params.append(
+            click.Option(
+                [flag],
+                type=str,
+                required=required,
+                default=None,
+                metavar=_type_label(annotation).upper(),
+                help=f"default {shown}" if shown else ("required" if required else None),
+            )
+        )
+
+    def callback(**raw: Any) -> Any:
+        inputs: dict[str, Any] = {}
+        for name, value in raw.items():
+            if value is None:
+                continue  # not given: the function's own default applies
+            if name in adapters:
+                annotation, adapter = adapters[name]
+                inputs[name] = _convert(name, value, annotation, adapter)
+            else:
+                inputs[name] = value
+        return on_values(inputs)
+
+    doc = inspect.getdoc(fn) or ""
+    return click.Command(task_name, params=params, callback=callback, help=doc, no_args_is_help=False)
+
+
+def _convert(name: str, text: str, annotation: Any, adapter: TypeAdapter[Any]) -> Any:
+    if annotation is str:
+        return text
+    try:
+        value: Any = json.loads(text)
+    except ValueError:
+        value = text
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = "".join(f"[{p}]" for p in first["loc"])
+        raise UsageError(
+            f"--{name}{where}: {first['msg'].lower()}, got {text!r} "
+            f"(expected {_type_label(annotation)}; lists and mappings are JSON, e.g. '[1,2]')"
+        ) from None

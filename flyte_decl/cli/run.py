@@ -1,0 +1,116 @@
+"""`flyte-decl run TASK [--PARAM VALUE]...`: run a task, every call an isolated, limit-enforced action.
+
+flyte-decl run hello_wf --data hi
+flyte-decl run examples/flyte_code/hello.py main --n 4     # a Flyte-style program, like `flyte run`
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+import click
+
+from flyte_decl.cli.options import config_options
+from flyte_decl.cli.params import task_command
+from flyte_decl.errors import UsageError
+from flyte_decl.render.run import RunView, render_result
+from flyte_decl.runtime.records import Phase, RunResult
+from flyte_decl.session import prepare_run
+
+
+@click.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+)
+@click.argument("target", required=False)
+@config_options
+@click.option("--queue", default=None, help="Queue of the root task (as in Flyte, children keep their own).")
+@click.option(
+    "--set", "sets", multiple=True, metavar="PATH=VALUE", help="Run-level setting of the root task."
+)
+@click.option(
+    "-e", "--env", "env_items", multiple=True, metavar="KEY=VALUE", help="Env var for every action."
+)
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: run, status, outputs, actions.")
+@click.option("-h", "--help", "show_help", is_flag=True, help="Show this help, or a task's parameters.")
+@click.pass_context
+def run(
+    ctx: click.Context,
+    target: str | None,
+    configs: tuple[str, ...],
+    profiles: tuple[str, ...],
+    queue: str | None,
+    sets: tuple[str, ...],
+    env_items: tuple[str, ...],
+    backend: str,
+    as_json: bool,
+    show_help: bool,
+) -> int:
+    """Run TASK (ENV.TASK or a unique short name), or TASK in a Python file (FILE.py TASK).
+
+    Task parameters come from the function's signature: --data hi --lt '[1,2]'.
+    """
+    if target is None:
+        if show_help:
+            click.echo(ctx.get_help())
+            return 0
+        raise UsageError(
+            "run needs a task: flyte-decl run TASK [--PARAM VALUE]... (see 'flyte-decl run --help')"
+        )
+    extras = list(ctx.args)
+    if backend == "ray":
+        raise UsageError("--backend ray is not available in this version; use --backend local")
+    prepared = prepare_run(target, extras, configs=configs, profiles=profiles, sets=sets, queue=queue,
+                           env_items=env_items)  # fmt: skip
+    command = task_command(prepared.task, prepared.function, lambda inputs: inputs)
+    if show_help:
+        click.echo(command.get_help(click.Context(command, info_name=f"flyte-decl run {prepared.task}")))
+        return 0
+    inputs = command.main(
+        args=prepared.params, prog_name=f"flyte-decl run {prepared.task}", standalone_mode=False
+    )
+    view = RunView(stream=sys.stderr, live=sys.stderr.isatty() and not as_json)
+    runner = prepared.runner(on_event=view.on_event)
+    started = time.monotonic()
+    if not as_json:
+        click.echo(prepared.header(runner.mechanisms), err=True)
+    with view, _aborting_on_signals(runner.abort) as interrupted:
+        result = runner.run(prepared.task, inputs, env=prepared.env)
+    return _finish(result, as_json, interrupted[0], time.monotonic() - started)
+
+
+def _finish(result: RunResult, as_json: bool, interrupted: bool, seconds: float) -> int:
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+    else:
+        out, err = render_result(result, seconds)
+        if out:
+            click.echo(out)
+        click.echo(err, err=True)
+    if interrupted or result.status is Phase.ABORTED:
+        return 130
+    return 0 if result.status is Phase.SUCCEEDED else 1
+
+
+@contextmanager
+def _aborting_on_signals(abort: Any) -> Iterator[list[bool]]:
+    """Ctrl-C and SIGTERM abort the run (every action tree is killed) instead of killing the runner."""
+    interrupted = [False]
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        interrupted[0] = True
+        abort()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield interrupted
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

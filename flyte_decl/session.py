@@ -1,0 +1,136 @@
+"""From "run this task" to a ready runner: shared by `flyte-decl run` and `flyte_decl.run(...)`.
+
+prepared = prepare_run("hello_wf", ["--data", "hi"])
+result = prepared.runner().run(prepared.task, {"data": "hi"}, env=prepared.env)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flyte_decl import _task_environment
+from flyte_decl._task import TaskTemplate
+from flyte_decl.config.imports import import_function
+from flyte_decl.config.load import find_task, load, parse_env
+from flyte_decl.config.resolve import CodeLayers, Resolved
+from flyte_decl.errors import UsageError, did_you_mean
+from flyte_decl.quantity import format_bytes, format_cpu, format_seconds
+from flyte_decl.runtime.limits import Mechanisms
+from flyte_decl.runtime.records import ActionEvent
+from flyte_decl.runtime.runner import LocalRunner
+from flyte_decl.spec import RunConfig, TaskSpec
+
+
+def home_dir(root_dir: Path) -> Path:
+    """Where runs are kept: $FLYTE_DECL_HOME, else .flyte-decl/ beside the config."""
+    return Path(os.environ.get("FLYTE_DECL_HOME") or root_dir / ".flyte-decl")
+
+
+@dataclass
+class PreparedRun:
+    """A resolved configuration, the root task, its function and the run-level environment."""
+
+    task: str
+    function: Callable[..., Any]
+    resolved: Resolved
+    config: RunConfig
+    env: dict[str, str] = field(default_factory=dict)
+    params: list[str] = field(default_factory=list)  # command-line tokens left for the task's parameters
+
+    @property
+    def spec(self) -> TaskSpec:
+        return self.config.tasks[self.task]
+
+    def runner(self, on_event: Callable[[ActionEvent], None] | None = None) -> LocalRunner:
+        log_dir = home_dir(self.spec.root_dir) / "logs" / f"{os.getpid()}-{id(self):x}"
+        return LocalRunner(self.config, log_dir=log_dir, on_event=on_event)
+
+    def header(self, mechanisms: Mechanisms) -> str:
+        spec = self.spec
+        limits = [
+            f"cpu {format_cpu(spec.cpu_limit)}" if spec.cpu_limit is not None else "cpu unlimited",
+            f"memory {format_bytes(spec.memory_limit)}"
+            if spec.memory_limit is not None
+            else "memory unlimited",
+        ]
+        if spec.timeout:
+            limits.append(f"timeout {format_seconds(spec.timeout)}")
+        return (
+            f"run {spec.name} in {spec.environment} ({', '.join(limits)}; queue {spec.queue}); "
+            f"enforced by {mechanisms.memory} (memory), {mechanisms.cpu} (cpu)"
+        )
+
+
+def import_script(path: Path) -> Any:
+    """Import a Python file as its own module name (its folder first on sys.path), as `flyte run FILE` does."""
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file (hint: give the path of a .py file that declares tasks)")
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    name = path.stem
+    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path.resolve()):
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path.resolve())
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def prepare_run(
+    target: str,
+    params: Sequence[str] = (),
+    *,
+    configs: Sequence[str] = (),
+    profiles: Sequence[str] = (),
+    sets: Sequence[str] = (),
+    queue: str | None = None,
+    env_items: Sequence[str] = (),
+) -> PreparedRun:
+    """Resolve the configuration for a run of `target` (a task name, or FILE.py followed by a task)."""
+    params = list(params)
+    code: CodeLayers | None = None
+    if target.endswith(".py"):
+        module = import_script(Path(target))
+        if not params or params[0].startswith("-"):
+            names = sorted(k for k, v in vars(module).items() if isinstance(v, TaskTemplate))
+            raise UsageError(
+                f"name the task to run: flyte-decl run {target} TASK (tasks here: {', '.join(names)})"
+            )
+        variable = params.pop(0)
+        template = getattr(module, variable, None)
+        if not isinstance(template, TaskTemplate):
+            names = [k for k, v in vars(module).items() if isinstance(v, TaskTemplate)]
+            raise UsageError(f"{target} has no task {variable!r} ({did_you_mean(variable, names)})")
+        target = template.full_name
+        code = _task_environment.code_layers()
+    resolved = _load(configs, profiles, sets, queue, target, code)
+    name = find_task(resolved, target)
+    spec = resolved.run_config().tasks[name]
+    function = import_function(spec.fn, spec.root_dir)
+    if code is None and _task_environment.ENVIRONMENTS:
+        # The task module declares environments in code: they are layers beneath the YAML file.
+        code = _task_environment.code_layers()
+        resolved = _load(configs, profiles, sets, queue, target, code)
+    if isinstance(function, TaskTemplate):
+        function = function.func
+    return PreparedRun(name, function, resolved, resolved.run_config(), parse_env(env_items), params)
+
+
+def _load(
+    configs: Sequence[str],
+    profiles: Sequence[str],
+    sets: Sequence[str],
+    queue: str | None,
+    task: str,
+    code: CodeLayers | None,
+) -> Resolved:
+    return load(list(configs) or None, profile=profiles, sets=sets, queue=queue, root_task=task, code=code)
