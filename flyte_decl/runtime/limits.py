@@ -211,8 +211,7 @@ def _detect_cgroups() -> Mechanisms:
         cpu, cpu_root = "cgroup-v2", unified
     elif "cpu" in v1 and _probe(v1["cpu"], ("cpu.cfs_quota_us", "cpu.cfs_period_us")):
         cpu, cpu_root = "cgroup-v1", v1["cpu"]
-    for root in {memory_root, cpu_root} - {None}:
-        assert root is not None
+    for root in {root for root in (memory_root, cpu_root) if root}:
         _remove_stale_cgroups(root)
     if cpu_root == memory_root or cpu_root is None:
         return Mechanisms(memory, cpu, memory_root)
@@ -448,34 +447,35 @@ class _Watchdog:
     """Tree memory from summed RSS, confirmed with PSS before calling a breach.
 
     PSS costs about 1 ms per large process, so it runs only while RSS is over the limit: once to
-    confirm, then again when the RSS minus the double counting PSS last found is over the limit,
-    or at most every 100 ms (children writing to copy-on-write pages raise PSS, not RSS).
+    confirm, then again when RSS less the double counting PSS last found is over the limit, or
+    at most every 100 ms (children writing to copy-on-write pages raise PSS, not RSS). What PSS
+    found is kept per process: a newcomer counts at full RSS until the next PSS check, and any
+    departure forgets it all, since the remaining sharers' PSS has grown.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.peak = 0
         self.current = 0  # the tree's memory at the last check: RSS less what PSS found shared
-        self._double_counted = 0
-        self._pids: frozenset[int] = frozenset()
+        self._shared: dict[int, int] = {}  # pid -> RSS minus PSS at the last PSS check
         self._pss_at = -math.inf
         self._pss_cost = 0.0
 
     def check(self, now: float, pids: Iterable[int]) -> int | None:
         """Measure the tree; returns its confirmed memory if that is over the limit, else None."""
-        members = frozenset(pids)
-        if members != self._pids:  # processes came or went: the sharing measured before is stale
-            self._pids, self._double_counted = members, 0
-        rss = sum(proctree.rss_bytes(pid) for pid in members)
-        self.current = max(0, rss - self._double_counted)
-        if rss > self.limit and (
+        rss = {pid: proctree.rss_bytes(pid) for pid in pids}
+        if self._shared.keys() - rss.keys():
+            self._shared.clear()
+        total = sum(rss.values())
+        self.current = total - sum(self._shared.get(pid, 0) for pid in rss)
+        if total > self.limit and (
             self.current > self.limit or now - self._pss_at >= max(0.1, 20 * self._pss_cost)
         ):
             started = time.perf_counter()
-            pss = sum(proctree.pss_bytes(pid) for pid in members)
+            pss = {pid: proctree.pss_bytes(pid) for pid in rss}
             self._pss_cost, self._pss_at = time.perf_counter() - started, now
-            self._double_counted = max(0, rss - pss)
-            self.current = pss
+            self._shared = {pid: max(0, rss[pid] - pss[pid]) for pid in rss}
+            self.current = sum(pss.values())
         self.peak = max(self.peak, self.current)
         return self.current if self.current > self.limit else None
 
@@ -735,7 +735,7 @@ class ActionLimiter:
 
     def _throttle_step(self, now: float, cpu: float, tree: dict[int, int]) -> None:
         assert self._throttle is not None and self._pid is not None
-        if self._throttle.should_stop(now, cpu):
+        if self._throttle.should_stop(now, cpu) and tree:  # an empty tree: the root is not ours
             # The group and every member (a setsid'd one is outside the group), on every check
             # while over quota: a SIGCONT from elsewhere (kill_tree, a shell) must not free it.
             _signal_group(self._pid, signal.SIGSTOP)
@@ -780,7 +780,10 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 class Monitor:
-    """One background thread that polls every registered limiter (every 10 ms, 5 ms if throttling).
+    """One background thread that polls every registered limiter every 10 ms.
+
+    While any limiter throttles CPU, all are polled at its 5 ms check interval (a watchdog poll
+    costs about 35 us, so one interval for all keeps the loop simple).
 
     A breach is handed to the limiter's `on_breach` exactly once, on the monitor's thread, or on
     the caller's thread by `remove` if the breach was only noticed then (e.g. the kernel OOM-killed
