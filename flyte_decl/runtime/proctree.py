@@ -75,10 +75,9 @@ def _parent_map() -> dict[int, int]:
 
 
 def children(pid: int) -> list[int]:
-    """Direct children of `pid` (of all its threads); empty if it is gone.
+    """Direct children of `pid` (forked by any of its threads); empty if it is gone.
 
-    >>> children(os.getpid())
-    []
+    For example, ``children(os.getpid())`` lists the processes this one started and not yet reaped.
     """
     if not _HAS_CHILDREN_FILES:
         return [child for child, parent in _parent_map().items() if parent == pid]
