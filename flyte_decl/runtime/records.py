@@ -1,0 +1,207 @@
+"""What a run produces: one record per action attempt, events while it runs, and the result.
+
+These are plain data for renderers (text, JSON, the run store); the runner fills them in and never
+reads them back to make decisions.
+
+Example::
+
+    result = LocalRunner(config, log_dir=Path("logs")).run("env1.main", {})
+    result.status                    # Phase.SUCCEEDED
+    result.actions[1].label          # "env2.square[0]"
+    json.dumps(result.to_json())     # {"run": "r1f3a9c2e", "status": "succeeded", ...}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+
+class Phase(str, Enum):
+    """Where an action attempt is in its life; the last five are final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    ABORTED = "aborted"
+    CACHED = "cached"  # reserved for the cache; the local runner does not produce it yet
+
+    @property
+    def final(self) -> bool:
+        return self not in (Phase.QUEUED, Phase.RUNNING)
+
+
+class FailureKind(str, Enum):
+    """Why an attempt failed."""
+
+    USER_ERROR = "user_error"  # the task raised
+    OOM_KILLED = "oom_killed"  # the tree went over its memory limit
+    TIMED_OUT = "timed_out"  # wall clock over the task's timeout
+    INLINE_IO_EXCEEDED = "inline_io_exceeded"  # serialized inputs or outputs over max_inline_io_bytes
+    UNSCHEDULABLE = "unschedulable"  # the request can never fit the capacity or queue
+    CRASHED = "crashed"  # killed by a signal, or exited without reporting a result
+    IMPORT_ERROR = "import_error"  # the task's module or function could not be loaded
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failure kind with a one-line message and, for user errors, the task's traceback."""
+
+    kind: FailureKind
+    message: str
+    traceback: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {"kind": self.kind.value, "message": self.message, "traceback": self.traceback}
+
+
+@dataclass
+class ActionRecord:
+    """One attempt of one action. Retries share the `id` and count up `attempt` from 1."""
+
+    id: str  # "a3"
+    parent: str | None  # the id of the action that called this one; None for the root
+    task: str  # full task name, "env2.square"
+    index: int  # ordinal among this run's actions of the same task, for labels like "env2.square[3]"
+    attempt: int
+    queue: str
+    limits: dict[str, float | int | None]  # cpu, memory, timeout, max_inline_io_bytes applied
+    queued_at: float  # epoch seconds
+    phase: Phase = Phase.QUEUED
+    kind: FailureKind | None = None
+    message: str = ""
+    traceback: str = ""
+    started_at: float | None = None
+    ended_at: float | None = None
+    pid: int | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    peak_memory: int | None = None  # bytes, whole process tree
+    cpu_seconds: float | None = None
+    log_path: Path | None = None
+    samples: list[tuple[float, int, float]] = field(default_factory=list)  # (time, rss, cpu seconds)
+
+    @property
+    def label(self) -> str:
+        return f"{self.task}[{self.index}]"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "parent": self.parent,
+            "task": self.task,
+            "index": self.index,
+            "attempt": self.attempt,
+            "queue": self.queue,
+            "phase": self.phase.value,
+            "kind": self.kind.value if self.kind else None,
+            "message": self.message,
+            "traceback": self.traceback,
+            "queued_at": self.queued_at,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "pid": self.pid,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "peak_memory": self.peak_memory,
+            "cpu_seconds": self.cpu_seconds,
+            "limits": self.limits,
+            "log_path": str(self.log_path) if self.log_path else None,
+            "samples": [list(sample) for sample in self.samples],
+        }
+
+
+@dataclass(frozen=True)
+class ActionEvent:
+    """A phase change of an attempt (`line` is None) or one line it printed (`line` is set)."""
+
+    action: str
+    parent: str | None
+    task: str
+    index: int
+    attempt: int
+    phase: Phase
+    time: float
+    kind: FailureKind | None = None
+    message: str = ""
+    line: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.task}[{self.index}]"
+
+    @classmethod
+    def of(cls, record: ActionRecord, time: float, line: str | None = None) -> ActionEvent:
+        return cls(
+            action=record.id,
+            parent=record.parent,
+            task=record.task,
+            index=record.index,
+            attempt=record.attempt,
+            phase=record.phase,
+            time=time,
+            kind=record.kind,
+            message=record.message,
+            line=line,
+        )
+
+
+@dataclass
+class RunResult:
+    """The outcome of one run: the root action's phase, outputs or error, and every attempt."""
+
+    run_id: str
+    status: Phase
+    outputs: Any
+    error: Failure | None
+    actions: list[ActionRecord]
+    log_dir: Path
+    mechanisms: dict[str, str] = field(default_factory=dict)  # how limits were enforced
+
+    def to_json(self) -> dict[str, Any]:
+        """The `run --json` shape: {"run": ID, "status": ..., "outputs": ..., "actions": [...]}."""
+        return {
+            "run": self.run_id,
+            "status": self.status.value,
+            "outputs": _jsonable(self.outputs),
+            "error": self.error.to_json() if self.error else None,
+            "log_dir": str(self.log_dir),
+            "mechanisms": self.mechanisms,
+            "actions": [record.to_json() for record in self.actions],
+        }
+
+
+class ActionFailed(Exception):
+    """Raised in a task that called another task whose action failed for good (after retries).
+
+    Example::
+
+        try:
+            await square(3)
+        except ActionFailed as failure:
+            failure.kind        # FailureKind.OOM_KILLED
+    """
+
+    def __init__(self, task: str, action: str, kind: FailureKind | None, message: str) -> None:
+        super().__init__(f"{task} ({action}) failed: {kind.value if kind else 'aborted'}: {message}")
+        self.task = task
+        self.action = action
+        self.kind = kind
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ActionFailed, (self.task, self.action, self.kind, self.message))
+
+
+def _jsonable(value: Any) -> Any:
+    """The value itself when JSON can carry it, else its repr, so `run --json` never fails on outputs."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
