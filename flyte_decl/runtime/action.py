@@ -1,0 +1,342 @@
+"""The inside of an action: what a process forked by the fork server does until it exits.
+
+The child confines itself (new session, limits, death signal, subreaper for its own tree), takes
+exactly its resolved environment, reads its inputs from the runner, runs the task's original
+function and reports one outcome. Calls to other declared tasks go through proxies to the runner
+over the same socket, each becoming a new action; an async task's calls are awaitables, so
+`asyncio.gather` fans out.
+
+Tasks declared in code (`@env.task`, a `TaskTemplate`) route their calls through the submitter this
+module installs into `flyte_decl._task`, carrying their `.override(...)` settings; plain functions
+bound in environments.yaml are replaced by proxies (see `forkserver`).
+
+Messages, child to runner: ("call", call_id, task, payload, call_settings), then one of
+("succeeded", payload),
+("failed", message, traceback), ("oversize", size). Runner to child: ("inputs", payload),
+("reply", call_id, payload), ("reply_failed", call_id, task, action_id, kind, message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import os
+import signal
+import socket
+import sys
+import threading
+import traceback
+import types
+from collections.abc import Callable, Coroutine, Generator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+from flyte_decl._task import TaskTemplate, install_submitter
+from flyte_decl.runtime import proctree
+from flyte_decl.runtime.limits import ChildSetup
+from flyte_decl.runtime.records import ActionFailed, FailureKind
+from flyte_decl.runtime.wire import dump_payload, load_payload, recv_message, send_message
+
+T = TypeVar("T")
+
+# Exit status of an action whose own machinery failed before or after the task ran; the runner
+# reports it as `crashed` because no outcome message arrived.
+_EXIT_INTERNAL = 70
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything the fork server needs to start one attempt; its descriptors travel beside it."""
+
+    key: int  # the runner's handle for this attempt
+    task: str
+    root_dir: Path
+    # What to set (or, for None, unset) in the fork server's environment to make it exactly the
+    # action's: usually a handful of variables rather than the whole environment.
+    env_changes: dict[str, str | None]
+    setup: ChildSetup
+    max_output_bytes: int
+
+
+class Channel:
+    """The action's socket to the runner: nested calls out, replies in, the outcome at the end.
+
+    Replies are read by one daemon thread, started on the first call, so sync callers block on a
+    future and async callers await the same future from their event loop.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._send_lock = threading.Lock()
+        self._pending: dict[int, Future[Any]] = {}
+        self._next_call = 0
+        self._reader: threading.Thread | None = None
+
+    def receive_inputs(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        tag, payload = recv_message(self._sock)
+        assert tag == "inputs", tag
+        args, kwargs = load_payload(payload)
+        return args, kwargs
+
+    def submit(
+        self, task: str, args: tuple[Any, ...], kwargs: dict[str, Any], settings: dict[str, Any] | None = None
+    ) -> Future[Any]:
+        """Ask the runner for a new action of `task` (with `.override` settings); resolves with its outputs."""
+        payload = dump_payload((args, kwargs))
+        future: Future[Any] = Future()
+        with self._send_lock:
+            self._next_call += 1
+            call_id = self._next_call
+            self._pending[call_id] = future
+            if self._reader is None:
+                self._reader = threading.Thread(
+                    target=self._read_replies, name="flyte-decl-replies", daemon=True
+                )
+                self._reader.start()
+            send_message(self._sock, ("call", call_id, task, payload, settings or {}))
+        return future
+
+    def report(self, message: tuple[Any, ...]) -> None:
+        with self._send_lock:
+            send_message(self._sock, message)
+
+    def _read_replies(self) -> None:
+        while True:
+            try:
+                message = recv_message(self._sock)
+            except (EOFError, OSError):
+                # The runner is gone; the fork server is about to kill this tree anyway.
+                for future in list(self._pending.values()):
+                    future.set_exception(ConnectionError("the runner went away"))
+                return
+            future = self._pending.pop(message[1])
+            if message[0] == "reply":
+                try:
+                    future.set_result(load_payload(message[2]))
+                except Exception as exc:  # outputs that do not unpickle here (a class unknown to this env)
+                    future.set_exception(exc)
+            else:
+                _tag, _call, task, action, kind, text = message
+                future.set_exception(ActionFailed(task, action, FailureKind(kind) if kind else None, text))
+
+
+_channel: Channel | None = None
+
+
+def _current_channel(task: str) -> Channel:
+    if _channel is None:
+        raise RuntimeError(f"{task} was called outside an action; run it with flyte-decl")
+    return _channel
+
+
+class _Submitter:
+    """Turns calls of code-declared tasks into actions; task names come from the loaded config."""
+
+    def __init__(self, channel: Channel, names: dict[Callable[..., Any], str]) -> None:
+        self._channel = channel
+        self._names = names
+
+    def _submit(self, task: TaskTemplate, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
+        # The config may bind the function under another name than the decorator's environment gave it.
+        name = self._names.get(task.func, task.full_name)
+        return self._channel.submit(name, args, kwargs, task.call_settings)
+
+    def submit(self, task: TaskTemplate, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return self._submit(task, args, kwargs).result()
+
+    async def submit_async(self, task: TaskTemplate, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return await asyncio.wrap_future(self._submit(task, args, kwargs))
+
+
+def make_proxy(task: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    """A stand-in for a declared task: calling it inside an action starts a new action."""
+    if inspect.iscoroutinefunction(original):
+
+        @functools.wraps(original)
+        async def call_async(*args: Any, **kwargs: Any) -> Any:
+            return await asyncio.wrap_future(_current_channel(task).submit(task, args, kwargs))
+
+        return call_async
+
+    @functools.wraps(original)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return _current_channel(task).submit(task, args, kwargs).result()
+
+    return call
+
+
+def run_action(
+    launch: Launch,
+    function: Callable[..., Any],
+    names: dict[Callable[..., Any], str],
+    sock: socket.socket,
+    log_fd: int,
+    loop: asyncio.AbstractEventLoop | None,
+) -> NoReturn:
+    """The whole life of a freshly forked action process; never returns.
+
+    `names` maps the original function of every loaded declared task to its task name. An async
+    task runs on `loop`, the fork server's unused event loop, made private (see `_own_loop`).
+    """
+    global _channel
+    parent = os.getppid()
+    me = os.getpid()
+    status = _EXIT_INTERNAL
+    try:
+        os.setsid()
+        launch.setup.apply()
+        proctree.set_pdeathsig(signal.SIGKILL)
+        if os.getppid() != parent:  # the fork server died before the death signal was armed
+            os._exit(_EXIT_INTERNAL)
+        # Orphans of this task's own tree (double forks, setsid'd daemons) are re-parented here, so
+        # the memory watchdog counts them and the kill at the end reaches them.
+        proctree.set_child_subreaper()
+        _redirect_output(log_fd)
+        _change_environ(launch.env_changes)
+        os.chdir(launch.root_dir)
+        _channel = channel = Channel(sock)
+        install_submitter(_Submitter(channel, names))
+        outcome = _outcome(launch, function, channel, loop)
+        if os.getpid() != me:  # the task forked and this copy returned from it: stay silent
+            os._exit(0)
+        channel.report(outcome)
+        status = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):  # a closed or broken stream must not keep the tree alive
+                stream.flush()
+        if os.getpid() == me and proctree.children(
+            me
+        ):  # as a subreaper, every descendant hangs below a child
+            proctree.kill_tree(me, include_root=False)
+        os._exit(status)
+
+
+def _outcome(
+    launch: Launch, function: Callable[..., Any], channel: Channel, loop: asyncio.AbstractEventLoop | None
+) -> tuple[Any, ...]:
+    try:
+        args, kwargs = channel.receive_inputs()
+    except Exception as exc:
+        return ("failed", f"inputs cannot be deserialized: {type(exc).__name__}: {exc}", "")
+    if loop is not None:
+        ok, value = _run_eagerly(_own_loop(loop), _call_async(function, args, kwargs))
+    else:
+        ok, value = _call(function, args, kwargs)
+    if not ok:
+        return ("failed", _describe(value), _user_traceback(value))
+    try:
+        payload = dump_payload(value)
+    except Exception as exc:
+        return ("failed", f"outputs cannot be serialized: {type(exc).__name__}: {exc}", "")
+    if len(payload) > launch.max_output_bytes:
+        return ("oversize", len(payload))
+    return ("succeeded", payload)
+
+
+# Both callers catch in the frame that calls the task, so the task's traceback starts one frame in.
+def _call(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[bool, Any]:
+    try:
+        return True, function(*args, **kwargs)
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt in a task are its own failure too
+        return False, exc
+
+
+async def _call_async(
+    function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[bool, Any]:
+    try:
+        return True, await function(*args, **kwargs)
+    except BaseException as exc:
+        return False, exc
+
+
+def _own_loop(inherited: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
+    """The fork server's event loop, with a self-pipe of this process's own.
+
+    Building a loop in a freshly forked process writes to (and so copies) hundreds of memory
+    pages shared with the fork server, about a millisecond here; the inherited one only needs
+    the one thing it shares with other processes, its self-pipe (how other threads wake it),
+    replaced. Should a Python version lack those internals, build a new loop after all.
+    """
+    close_pipe = getattr(inherited, "_close_self_pipe", None)
+    make_pipe = getattr(inherited, "_make_self_pipe", None)
+    if close_pipe is None or make_pipe is None:
+        return asyncio.new_event_loop()
+    close_pipe()
+    make_pipe()
+    return inherited
+
+
+def _run_eagerly(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end, starting the event loop only if it has to wait for something.
+
+    The first step runs right here with `loop` set as the running loop (as Python 3.12's eager
+    tasks do), so a task that never waits costs no event loop turns at all. Not asyncio.run: its
+    set-up and tear-down cost more than a tiny task, and the process exits right after, which ends
+    whatever the task left running.
+    """
+    asyncio.set_event_loop(loop)
+    asyncio.events._set_running_loop(loop)
+    try:
+        waiting_on = coroutine.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    finally:
+        asyncio.events._set_running_loop(None)
+    return loop.run_until_complete(_resume(coroutine, waiting_on))
+
+
+@types.coroutine
+def _resume(coroutine: Coroutine[Any, Any, T], waiting_on: Any) -> Generator[Any, Any, T]:
+    """Hand the future a coroutine's first step yielded to the Task, then keep driving it.
+
+    asyncio always resumes a coroutine with send(None) (a future's result is read by the awaiting
+    code itself), so `yield from` can take over after the first wait; what is thrown in while
+    waiting (a cancellation) is thrown into the coroutine.
+    """
+    try:
+        yield waiting_on
+    except BaseException as exc:
+        try:
+            waiting_on = coroutine.throw(exc)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        return (yield from _resume(coroutine, waiting_on))
+    return (yield from coroutine)  # type: ignore[misc]
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _user_traceback(exc: BaseException) -> str:
+    tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _change_environ(changes: dict[str, str | None]) -> None:
+    for name, value in changes.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def _redirect_output(log_fd: int) -> None:
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    for stream in (sys.stdout, sys.stderr):
+        # Line by line, so the runner can stream prefixed lines while the task runs.
+        stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]

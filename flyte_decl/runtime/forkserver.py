@@ -1,0 +1,275 @@
+"""A warm fork server for one environment: import the task modules once, fork one process per action.
+
+The runner starts it as ``python -m flyte_decl.runtime.forkserver FD`` with FD one end of a Unix
+socket pair, and sends ``("init", environment, specs)`` with every declared TaskSpec. The server
+puts the config folders on sys.path, imports its environment's task modules, and swaps every
+reference to a declared plain function (in any loaded module) for a proxy, so a task calling another
+task inside an action starts a new action. Tasks declared in code (`@env.task`) need no swap: the
+action installs a submitter their calls go through. It answers ``("ready", errors, environ)`` with
+an import error per task that could not be loaded, and its environment after the imports.
+
+Then, for each ``("launch", Launch)`` message (the action's socket and log pipe travel beside it as
+descriptors) it forks; the child becomes the action (`action.run_action`). It tells the runner
+``("started", key, pid)`` and, once reaped, ``("exited", key, wait_status)``.
+
+It is a child subreaper, and nothing it started outlives it: when the runner goes away (EOF on the
+control socket, which a SIGKILLed runner also produces) or sends SIGTERM, it kills every
+descendant, including setsid'd and double-forked ones, and exits. Orphans an action left behind are
+killed as soon as that action is reaped.
+
+Unlike multiprocessing's forkserver in Python 3.11, it does apply its sys.path and it reports
+import errors instead of swallowing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import importlib
+import inspect
+import os
+import selectors
+import signal
+import socket
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flyte_decl._task import TaskTemplate
+from flyte_decl.runtime import proctree
+from flyte_decl.runtime.action import Launch, make_proxy, run_action
+from flyte_decl.runtime.wire import Connection
+from flyte_decl.spec import TaskSpec
+
+ImportProblem = tuple[str, str]  # (one-line message, traceback text)
+
+
+@dataclass
+class LoadedTasks:
+    """The outcome of loading an environment's tasks."""
+
+    functions: dict[str, Callable[..., Any]]  # original function of each of its tasks, by name
+    problems: dict[str, ImportProblem]  # why a task could not be loaded, by name
+    names: dict[Callable[..., Any], str]  # task name of every loaded declared function
+
+
+def load_tasks(environment: str, specs: list[TaskSpec]) -> LoadedTasks:
+    """Import the environment's tasks and proxy every declared task reachable from loaded modules."""
+    own = [spec for spec in specs if spec.environment == environment]
+    for root in dict.fromkeys(str(spec.root_dir) for spec in own):
+        if root not in sys.path:
+            sys.path.insert(0, root)
+    functions: dict[str, Callable[..., Any]] = {}
+    problems: dict[str, ImportProblem] = {}
+    for spec in own:
+        try:
+            functions[spec.name] = inspect.unwrap(_resolve(spec))
+        except _ImportProblem as problem:
+            problems[spec.name] = problem.args
+    # Other environments' tasks are proxied too when their modules came along; this environment's
+    # own tasks go last so they win when one function is declared twice.
+    others = [spec for spec in specs if spec.environment != environment]
+    names = _install_proxies([*others, *own])
+    return LoadedTasks(functions, problems, names)
+
+
+class _ImportProblem(Exception):
+    pass
+
+
+def _resolve(spec: TaskSpec) -> Any:
+    try:
+        target: Any = importlib.import_module(spec.module)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or spec.module
+        raise _ImportProblem(
+            f"{spec.name}: cannot import module {missing!r} (is {missing}.py in {spec.root_dir} or installed?)",
+            traceback.format_exc(),
+        ) from exc
+    except BaseException as exc:  # the user's module raised while importing
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise _ImportProblem(
+            f"{spec.name}: importing {spec.module!r} raised {type(exc).__name__}: {first}",
+            traceback.format_exc(),
+        ) from exc
+    for part in spec.attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise _ImportProblem(
+                f"{spec.name}: module {spec.module!r} has no attribute {spec.attribute!r}", ""
+            ) from None
+    if not callable(target):
+        raise _ImportProblem(
+            f"{spec.name}: {spec.fn!r} is not callable (it is {type(target).__name__!r})", ""
+        )
+    return target
+
+
+def _install_proxies(specs: list[TaskSpec]) -> dict[Callable[..., Any], str]:
+    proxies: dict[int, Callable[..., Any]] = {}
+    names: dict[Callable[..., Any], str] = {}
+    keep_alive = []  # ids are only stable while the objects live
+    for spec in specs:
+        if spec.module not in sys.modules:
+            continue
+        owner: Any = sys.modules[spec.module]
+        *path, last = spec.attribute.split(".")
+        try:
+            for part in path:
+                owner = getattr(owner, part)
+            declared = getattr(owner, last)
+        except AttributeError:
+            continue
+        original = inspect.unwrap(declared)
+        names[original] = spec.name
+        if isinstance(declared, TaskTemplate):
+            continue
+        proxy = make_proxy(spec.name, original)
+        proxies[id(declared)] = proxies[id(original)] = proxy
+        keep_alive += [declared, original]
+        if path:  # "mod:Class.method": the owner is not a module the scan below visits
+            setattr(owner, last, proxy)
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for name, value in list(namespace.items()):
+            replacement = proxies.get(id(value))
+            if replacement is not None:
+                namespace[name] = replacement
+    return names
+
+
+class ForkServer:
+    """The server loop: launches, reaping, and the runner's liveness, on one selector."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._conn = Connection(sock)
+        self._selector = selectors.DefaultSelector()
+        self._wake_read, self._wake_write = os.pipe()
+        self._loaded = LoadedTasks({}, {}, {})
+        # One event loop, never run here, that every async action starts from (see run_action).
+        # With poll(2) its registrations live in process memory, not in a kernel object that the
+        # forked actions would share with this server and with each other.
+        self._loop = asyncio.SelectorEventLoop(selectors.PollSelector())
+        self._actions: dict[int, int] = {}  # pid -> launch key
+
+    def serve(self) -> None:
+        proctree.set_child_subreaper()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        signal.set_wakeup_fd(self._wake_write)
+        # Handlers that do nothing: the wakeup fd tells the loop which signal came.
+        for signum in (signal.SIGCHLD, signal.SIGTERM):
+            signal.signal(signum, lambda *_: None)
+        # The runner owns Ctrl-C; it shuts this server down itself.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self._selector.register(self._conn.sock, selectors.EVENT_READ)
+        self._selector.register(self._wake_read, selectors.EVENT_READ)
+        try:
+            while self._step():
+                pass
+        finally:
+            self._kill_everything()
+
+    def _step(self) -> bool:
+        events = self._selector.select()
+        for selected, _mask in events:
+            if selected.fd == self._wake_read:
+                signals = os.read(self._wake_read, 4096)
+                self._reap()
+                if signal.SIGTERM in signals:
+                    return False
+        for message in self._conn.receive():
+            self._handle(message)
+        self._conn.flush()
+        if self._conn.closed:
+            return False
+        self._selector.modify(
+            self._conn.sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if self._conn.wants_write else 0)
+        )
+        return True
+
+    def _handle(self, message: tuple[Any, ...]) -> None:
+        if message[0] == "init":
+            _tag, environment, specs = message
+            self._loaded = load_tasks(environment, specs)
+            # Every object alive now is shared with the actions; the collector must not walk them
+            # (in an action that would write to, and so copy, most pages of this heap).
+            gc.collect()
+            gc.freeze()
+            # The environment as the imports left it: what each action's env_changes apply to.
+            self._conn.send(("ready", self._loaded.problems, dict(os.environ)))
+        elif message[0] == "launch":
+            launch: Launch = message[1]
+            sock_fd, log_fd = self._conn.fds.popleft(), self._conn.fds.popleft()
+            self._fork(launch, sock_fd, log_fd)
+
+    def _fork(self, launch: Launch, sock_fd: int, log_fd: int) -> None:
+        function = self._loaded.functions[launch.task]
+        loop = self._loop if inspect.iscoroutinefunction(function) else None
+        # Whatever the imports printed must not land in the first action's log.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            self._conn.send(("fork_failed", launch.key, f"cannot fork: {exc}"))
+        else:
+            if pid == 0:
+                self._become_action(sock_fd)
+                run_action(launch, function, self._loaded.names, socket.socket(fileno=sock_fd), log_fd, loop)
+            self._actions[pid] = launch.key
+            self._conn.send(("started", launch.key, pid))
+        os.close(sock_fd)
+        os.close(log_fd)
+
+    def _become_action(self, sock_fd: int) -> None:
+        """In the forked child: drop every trace of the server before the task runs."""
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGCHLD, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        self._selector.close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+        self._conn.close()  # also closes descriptors that arrived for later launches
+        os.set_inheritable(sock_fd, False)
+
+    def _reap(self) -> None:
+        reaped_action = False
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            key = self._actions.pop(pid, None)
+            if key is not None:
+                self._conn.send(("exited", key, status))
+                reaped_action = True
+        if reaped_action:
+            # Anything re-parented here that is not a live action was left behind by one that ended.
+            for orphan in proctree.children(os.getpid()):
+                if orphan not in self._actions:
+                    proctree.kill_tree(orphan)
+
+    def _kill_everything(self) -> None:
+        proctree.kill_descendants_of_self()
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+
+
+def main(argv: list[str]) -> None:
+    """Entry point: ``python -m flyte_decl.runtime.forkserver FD``."""
+    ForkServer(socket.socket(fileno=int(argv[0]))).serve()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,795 @@
+"""The local runner: runs a task and every task it calls as isolated, limit-enforced actions.
+
+One thread runs everything (a selector over the fork servers' control sockets, each action's socket
+and log pipe, and a wake-up pipe, plus a timer heap); the limits Monitor is the only other thread and
+hands breaches over through the wake-up pipe. Data flows one way: TaskSpecs in, ActionRecords and a
+RunResult out.
+
+Example::
+
+    runner = LocalRunner(config, log_dir=Path(".flyte-decl/logs/run1"))
+    result = runner.run("env1.main", {"n": 10}, env={"DEBUG": "1"})
+    result.status, result.outputs      # (Phase.SUCCEEDED, [0, 1, 4, ...])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import heapq
+import itertools
+import os
+import secrets
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from flyte_decl.errors import UsageError, did_you_mean
+from flyte_decl.quantity import format_seconds
+from flyte_decl.runtime import proctree
+from flyte_decl.runtime.action import Launch
+from flyte_decl.runtime.limits import (
+    ActionLimiter,
+    Breach,
+    CpuPool,
+    Limits,
+    Mechanisms,
+    Monitor,
+    detect_mechanisms,
+)
+from flyte_decl.runtime.records import (
+    ActionEvent,
+    ActionRecord,
+    Failure,
+    FailureKind,
+    Phase,
+    RunResult,
+)
+from flyte_decl.runtime.scheduler import Scheduler, demand_of, machine_capacity
+from flyte_decl.runtime.wire import Connection, dump_payload, load_payload, oversize_message
+from flyte_decl.spec import RunConfig, TaskSpec
+
+# After SIGTERM on a timeout, how long the tree may clean up before SIGKILL.
+TIMEOUT_GRACE = 1.0
+# How long a fork server may take to kill its descendants and exit when the run ends.
+FORKSERVER_EXIT_WAIT = 5.0
+_RETRYABLE = {FailureKind.USER_ERROR, FailureKind.OOM_KILLED, FailureKind.TIMED_OUT, FailureKind.CRASHED}
+_MASK = b"****"
+
+EventHandler = Callable[[ActionEvent], None]
+
+
+class LocalRunner:
+    """Runs declared tasks on this machine; one `run` at a time.
+
+    `on_event`, if given, sees every phase change and every line an action prints. `abort` may be
+    called from a signal handler (or another thread) while `run` is in progress: it kills every
+    action tree at once and `run` returns with status `aborted`.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        *,
+        log_dir: Path,
+        on_event: EventHandler | None = None,
+        mechanisms: Mechanisms | None = None,
+    ) -> None:
+        self.config = config
+        self.log_dir = Path(log_dir)
+        self.on_event = on_event
+        self.mechanisms = mechanisms if mechanisms is not None else detect_mechanisms()
+        self._cpu_pool = CpuPool()
+        self._current: _Run | None = None
+
+    def run(
+        self,
+        task_name: str,
+        inputs: dict[str, Any],
+        *,
+        queue: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> RunResult:
+        """Run a task to its end; `queue` applies to this root action only, `env` to every action."""
+        spec = self.task(task_name)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        run = _Run(self, env or {})
+        self._current = run
+        try:
+            return run.execute(spec, inputs, queue or spec.queue)
+        finally:
+            run.close()
+            self._current = None
+
+    def abort(self) -> None:
+        """Kill every action tree of the run in progress and mark its unfinished actions aborted."""
+        run = self._current
+        if run is not None:
+            run.abort("run aborted")
+
+    def task(self, name: str) -> TaskSpec:
+        """The spec of a task by full name (`env2.square`) or by a short name that is unique."""
+        if name in self.config.tasks:
+            return self.config.tasks[name]
+        matches = [spec for spec in self.config.tasks.values() if spec.task == name]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            names = ", ".join(sorted(spec.name for spec in matches))
+            raise UsageError(f"task {name!r} is ambiguous: {names}")
+        raise UsageError(f"unknown task {name!r}; {did_you_mean(name, self.config.tasks)}")
+
+
+class _State:
+    """Where the current attempt of an action is."""
+
+    WAITING = "waiting"  # backing off before a retry
+    QUEUED = "queued"  # waiting for capacity or a queue slot
+    STARTING = "starting"  # reserved; its fork server is starting or forking it
+    RUNNING = "running"
+    DONE = "done"
+
+
+@dataclasses.dataclass(eq=False)
+class _Action:
+    """One action across its attempts; the attempt fields are reset for each retry."""
+
+    id: str
+    spec: TaskSpec  # this attempt's spec: memory grows after an OOM kill
+    queue: str
+    env: dict[str, str]
+    inputs: bytes
+    parent: _Action | None
+    call_id: int | None  # the parent's handle for this call
+    record: ActionRecord
+    key: int  # this attempt's handle in fork server messages and timers
+    state: str = _State.QUEUED
+    limiter: ActionLimiter | None = None
+    conn: Connection | None = None
+    log_read: int | None = None
+    log_file: int | None = None
+    log_partial: bytes = b""
+    outcome: tuple[Any, ...] | None = None
+    breach: Breach | None = None
+    timed_out: bool = False
+    aborted: str = ""  # why, once it is being aborted
+    children: set[_Action] = dataclasses.field(default_factory=set)  # calls it awaits
+
+
+@dataclasses.dataclass(eq=False)
+class _ForkServer:
+    environment: str
+    process: subprocess.Popen[bytes]
+    conn: Connection
+    log_path: Path
+    ready: bool = False
+    problems: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    environ: dict[str, str] = dataclasses.field(default_factory=dict)  # the server's, after its imports
+    waiting: list[_Action] = dataclasses.field(default_factory=list)
+
+
+class _Run:
+    """The state of one run; lives for one `LocalRunner.run` call."""
+
+    def __init__(self, runner: LocalRunner, run_env: dict[str, str]) -> None:
+        self.runner = runner
+        self.config = runner.config
+        self.id = "r" + secrets.token_hex(4)
+        self.log_dir = runner.log_dir
+        self.run_env = run_env
+        declared = {name for spec in self.config.tasks.values() for name in spec.secrets}
+        self.secrets = {name: os.environ[name] for name in declared if name in os.environ}
+        # No process sees a secret unless its task declares it: not even the fork servers.
+        self.base_env = {name: value for name, value in os.environ.items() if name not in declared}
+        self.masks = sorted(
+            {value.encode() for value in self.secrets.values() if value}, key=len, reverse=True
+        )
+        self.scheduler: Scheduler[_Action] = Scheduler(
+            machine_capacity(self.config.capacity), self.config.queues
+        )
+        self.selector = selectors.DefaultSelector()
+        self.wake_read, self.wake_write = os.pipe()
+        os.set_blocking(self.wake_read, False)
+        os.set_blocking(self.wake_write, False)
+        self.selector.register(self.wake_read, selectors.EVENT_READ, self._on_wake)
+        self.monitor = Monitor()
+        self.breaches: deque[tuple[_Action, int, Breach]] = deque()
+        self.timers: list[tuple[float, int, Callable[[], None]]] = []
+        self.forkservers: dict[str, _ForkServer] = {}
+        self.by_key: dict[int, _Action] = {}
+        self.actions: list[_Action] = []
+        self.records: list[ActionRecord] = []
+        self.keys = itertools.count(1)
+        self.task_counts: dict[str, int] = {}
+        self.root: _Action | None = None
+        self.aborted = False
+        self.abort_lock = threading.Lock()
+
+    # -- the run ----------------------------------------------------------------------------------
+
+    def execute(self, spec: TaskSpec, inputs: dict[str, Any], queue: str) -> RunResult:
+        root = self._new_action(spec, queue, dump_payload(((), inputs)), parent=None, call_id=None)
+        self.root = root
+        self._submit(root)
+        while root.state != _State.DONE and not self.aborted:
+            self._step()
+        return self._result(root)
+
+    def _step(self) -> None:
+        for action in self.scheduler.ready():
+            self._launch(action)
+        timeout = max(0.0, self.timers[0][0] - time.monotonic()) if self.timers else None
+        for key, mask in self.selector.select(timeout):
+            key.data(mask)
+            if self.aborted:
+                return
+        self._take_breaches()
+        now = time.monotonic()
+        while self.timers and self.timers[0][0] <= now and not self.aborted:
+            heapq.heappop(self.timers)[2]()
+
+    def _result(self, root: _Action) -> RunResult:
+        record = root.record
+        outputs = None
+        if record.phase == Phase.SUCCEEDED and root.outcome is not None:
+            # Outputs may be instances of the user's classes: let them import here too.
+            if str(root.spec.root_dir) not in sys.path:
+                sys.path.insert(0, str(root.spec.root_dir))
+            outputs = load_payload(root.outcome[1])
+        error = None
+        if record.kind is not None:
+            error = Failure(record.kind, record.message, record.traceback)
+        return RunResult(
+            run_id=self.id,
+            status=record.phase,
+            outputs=outputs,
+            error=error,
+            actions=self.records,
+            log_dir=self.log_dir,
+            mechanisms=self.runner.mechanisms.describe(),
+        )
+
+    def abort(self, reason: str) -> None:
+        """Kill every tree and fork server now; safe to call from a signal handler or another thread."""
+        with self.abort_lock:
+            if self.aborted:
+                return
+            self.aborted = True
+            for action in self.actions:
+                if action.state == _State.RUNNING and action.limiter is not None:
+                    action.limiter.kill()
+                if action.state != _State.DONE:
+                    action.state = _State.DONE
+                    self._set_final(action.record, Phase.ABORTED, None, action.aborted or reason)
+            self._stop_forkservers()
+        self._wake()
+
+    def close(self) -> None:
+        """Leave nothing behind: abort what still runs, stop the monitor, close every descriptor."""
+        self.abort("run ended")
+        self.monitor.stop()
+        for action in self.actions:
+            self._release_io(action)
+            if action.limiter is not None:
+                action.limiter.close()
+                action.limiter = None
+        self.selector.close()
+        os.close(self.wake_read)
+        os.close(self.wake_write)
+
+    # -- actions ----------------------------------------------------------------------------------
+
+    def _new_action(
+        self, spec: TaskSpec, queue: str, inputs: bytes, parent: _Action | None, call_id: int | None
+    ) -> _Action:
+        index = self.task_counts.get(spec.name, 0)
+        self.task_counts[spec.name] = index + 1
+        env = {**self.base_env, **spec.env_vars}
+        env.update({name: self.secrets[name] for name in spec.secrets if name in self.secrets})
+        env.update(self.run_env)
+        action_id = f"a{len(self.actions) + 1}"
+        record = self._record(action_id, parent.id if parent else None, spec, index, 1, queue)
+        action = _Action(action_id, spec, queue, env, inputs, parent, call_id, record, next(self.keys))
+        self.actions.append(action)
+        self.by_key[action.key] = action
+        self._emit(record)
+        return action
+
+    def _record(
+        self, action_id: str, parent: str | None, spec: TaskSpec, index: int, attempt: int, queue: str
+    ) -> ActionRecord:
+        record = ActionRecord(
+            id=action_id,
+            parent=parent,
+            task=spec.name,
+            index=index,
+            attempt=attempt,
+            queue=queue,
+            limits={
+                "cpu": spec.cpu_limit,
+                "memory": spec.memory_limit,
+                "timeout": spec.timeout,
+                "max_inline_io_bytes": spec.max_inline_io_bytes,
+            },
+            queued_at=time.time(),
+            log_path=self.log_dir / f"{action_id}.{attempt}.log",
+        )
+        self.records.append(record)
+        return record
+
+    def _submit(self, action: _Action) -> None:
+        spec = action.spec
+        if len(action.inputs) > spec.max_inline_io_bytes:
+            message = oversize_message(spec.name, "inputs", len(action.inputs), spec.max_inline_io_bytes)
+            self._fail_before_start(action, FailureKind.INLINE_IO_EXCEEDED, message)
+            return
+        demand = demand_of(spec, action.queue)
+        problem = self.scheduler.problem(demand)
+        if problem is not None:
+            self._fail_before_start(action, FailureKind.UNSCHEDULABLE, problem)
+            return
+        action.state = _State.QUEUED
+        self.scheduler.enqueue(action, demand)
+
+    def _fail_before_start(
+        self, action: _Action, kind: FailureKind, message: str, traceback: str = ""
+    ) -> None:
+        self.scheduler.done(action)
+        action.record.log_path = None
+        self._set_final(action.record, Phase.FAILED, kind, message, traceback)
+        self._settle(action, kind)
+
+    def _launch(self, action: _Action) -> None:
+        if self.aborted:
+            return
+        action.state = _State.STARTING
+        server = self.forkservers.get(action.spec.environment) or self._start_forkserver(action.spec)
+        if not server.ready:
+            server.waiting.append(action)
+            return
+        problem = server.problems.get(action.spec.name)
+        if problem is not None:
+            self._fail_before_start(action, FailureKind.IMPORT_ERROR, *problem)
+            return
+        spec = action.spec
+        limiter = ActionLimiter(
+            action.id,
+            Limits(memory=spec.memory_limit, cpu=spec.cpu_limit),
+            self.runner.mechanisms,
+            self.runner._cpu_pool,
+        )
+        action.limiter = limiter
+        ours, theirs = socket.socketpair()
+        log_read, log_write = os.pipe()
+        changes: dict[str, str | None] = {
+            name: value for name, value in action.env.items() if server.environ.get(name) != value
+        }
+        changes.update((name, None) for name in server.environ.keys() - action.env.keys())
+        launch = Launch(
+            action.key, spec.name, spec.root_dir, changes, limiter.child_setup(), spec.max_inline_io_bytes
+        )
+        server.conn.send(("launch", launch), [theirs.detach(), log_write])
+        self._watch_writes(server.conn)
+        action.conn = Connection(ours)
+        self.selector.register(ours, selectors.EVENT_READ, lambda mask: self._on_action_socket(action, mask))
+        action.conn.send(("inputs", action.inputs))
+        self._watch_writes(action.conn, lambda mask: self._on_action_socket(action, mask))
+        assert action.record.log_path is not None
+        action.log_file = os.open(
+            action.record.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644
+        )
+        os.set_blocking(log_read, False)
+        action.log_read = log_read
+        self.selector.register(log_read, selectors.EVENT_READ, lambda mask: self._on_log(action))
+
+    def _on_started(self, action: _Action, pid: int) -> None:
+        assert action.limiter is not None
+        record = action.record
+        record.pid = pid
+        record.started_at = time.time()
+        record.phase = Phase.RUNNING
+        action.state = _State.RUNNING
+        action.limiter.attach(pid)
+        if action.aborted:  # its caller ended while the fork was on its way
+            action.limiter.kill()
+            return
+        key = action.key
+        self.monitor.add(action.limiter, lambda breach: self._on_breach(action, key, breach))
+        if action.spec.timeout is not None:
+            self._after(action.spec.timeout, lambda: self._on_timeout(action, key))
+        self._emit(record)
+
+    def _on_breach(self, action: _Action, key: int, breach: Breach) -> None:
+        """Called on the Monitor's thread: hand over to the loop."""
+        self.breaches.append((action, key, breach))
+        self._wake()
+
+    def _on_timeout(self, action: _Action, key: int) -> None:
+        if action.key != key or action.state != _State.RUNNING or action.record.pid is None:
+            return
+        action.timed_out = True
+        pid = action.record.pid
+        proctree.kill_tree(pid, pgid=pid, sig=signal.SIGTERM)
+        self._after(TIMEOUT_GRACE, lambda: self._kill_attempt(action, key))
+
+    def _kill_attempt(self, action: _Action, key: int) -> None:
+        if action.key == key and action.state == _State.RUNNING and action.limiter is not None:
+            action.limiter.kill()
+
+    def _on_call(
+        self, parent: _Action, call_id: int, task: str, payload: bytes, settings: dict[str, Any]
+    ) -> None:
+        """A running action called a declared task: start a child action it waits for."""
+        if task not in self.config.tasks:
+            # A function declared in code under an environment the loaded config does not have.
+            message = f"{task} is not a task of the loaded configuration"
+            assert parent.conn is not None
+            parent.conn.send(("reply_failed", call_id, task, "-", FailureKind.IMPORT_ERROR.value, message))
+            self._watch_writes(parent.conn)
+            return
+        override_problem = ""
+        try:
+            spec = self.config.spec_for(task, settings)
+        except Exception as exc:  # settings the config layer rejects, e.g. a malformed quantity
+            spec = self.config.tasks[task]
+            override_problem = f"{task}.override(...) is invalid: {exc}"
+        child = self._new_action(spec, spec.queue, payload, parent=parent, call_id=call_id)
+        parent.children.add(child)
+        if len(parent.children) == 1:
+            self.scheduler.block(parent)
+        if override_problem:
+            self._fail_before_start(child, FailureKind.USER_ERROR, override_problem)
+        else:
+            self._submit(child)
+
+    def _on_exited(self, action: _Action, status: int | None) -> None:
+        """The attempt's process is gone (reaped, or its fork server died): settle what happened."""
+        record = action.record
+        if action.conn is not None:
+            self._read_action_socket(action)
+        if action.log_read is not None:
+            self._on_log(action, drain=True)
+        self._close_limiter(action)
+        self._take_breaches()
+        self._release_io(action)
+        self.scheduler.done(action)
+        if status is not None:
+            if os.WIFSIGNALED(status):
+                record.signal = os.WTERMSIG(status)
+            else:
+                record.exit_code = os.waitstatus_to_exitcode(status)
+        phase, kind, message, traceback = self._judge(action)
+        if action.breach is not None:
+            record.peak_memory = max(record.peak_memory or 0, action.breach.peak)
+        self._set_final(record, phase, kind, message, traceback)
+        for child in list(action.children):
+            self._abort_action(child, f"its parent {action.id} ended")
+        self._settle(action, kind)
+
+    def _judge(self, action: _Action) -> tuple[Phase, FailureKind | None, str, str]:
+        spec, record, outcome = action.spec, action.record, action.outcome
+        if action.aborted:
+            return Phase.ABORTED, None, action.aborted, ""
+        if action.breach is not None:
+            return Phase.FAILED, FailureKind.OOM_KILLED, action.breach.message, ""
+        if action.timed_out:
+            assert spec.timeout is not None
+            message = f"{spec.name} ran longer than its timeout of {format_seconds(spec.timeout)}"
+            return Phase.TIMED_OUT, FailureKind.TIMED_OUT, message, ""
+        if outcome is not None and outcome[0] == "succeeded":
+            return Phase.SUCCEEDED, None, "", ""
+        if outcome is not None and outcome[0] == "failed":
+            return Phase.FAILED, FailureKind.USER_ERROR, self._masked(outcome[1]), self._masked(outcome[2])
+        if outcome is not None and outcome[0] == "oversize":
+            message = oversize_message(spec.name, "outputs", outcome[1], spec.max_inline_io_bytes)
+            return Phase.FAILED, FailureKind.INLINE_IO_EXCEEDED, message, ""
+        if record.signal is not None:
+            message = f"{spec.name} was killed by {signal.Signals(record.signal).name}"
+        elif record.exit_code is not None:
+            message = f"{spec.name} exited with code {record.exit_code} without reporting a result"
+        else:
+            message = f"{spec.name} lost its fork server"
+        return Phase.FAILED, FailureKind.CRASHED, f"{message}; see {record.log_path}", ""
+
+    def _take_breaches(self) -> None:
+        while self.breaches:
+            action, key, breach = self.breaches.popleft()
+            if action.key == key:
+                action.breach = breach
+
+    def _close_limiter(self, action: _Action) -> None:
+        if action.limiter is None:
+            return
+        self.monitor.remove(action.limiter)
+        usage = action.limiter.close()
+        action.limiter = None
+        # The breach may still be on its way from the Monitor's thread; the limiter knows it already.
+        action.breach = action.breach or usage.breach
+        record = action.record
+        record.peak_memory = usage.peak_memory
+        record.cpu_seconds = usage.cpu_seconds
+        # Samples are on the monotonic clock; records keep epoch seconds, like their timestamps.
+        offset = time.time() - time.monotonic()
+        record.samples = [(at + offset, rss, cpu) for at, rss, cpu in usage.samples]
+
+    def _settle(self, action: _Action, kind: FailureKind | None) -> None:
+        """After an attempt's end: retry it, or hand the final outcome to whoever called it."""
+        action.state = _State.DONE
+        retries = action.spec.retries
+        attempt = action.record.attempt
+        if kind in _RETRYABLE and attempt <= retries.count and not self.aborted:
+            self._retry(action, kind)
+            return
+        parent = action.parent
+        if parent is None or action not in parent.children:
+            return
+        parent.children.discard(action)
+        if parent.conn is not None:
+            record = action.record
+            if record.phase == Phase.SUCCEEDED:
+                assert action.outcome is not None
+                parent.conn.send(("reply", action.call_id, action.outcome[1]))
+            else:
+                kind_value = record.kind.value if record.kind else None
+                parent.conn.send(
+                    ("reply_failed", action.call_id, action.spec.name, action.id, kind_value, record.message)
+                )
+            self._watch_writes(parent.conn, lambda mask: self._on_action_socket(parent, mask))
+        if not parent.children:
+            self.scheduler.unblock(parent)
+
+    def _retry(self, action: _Action, kind: FailureKind | None) -> None:
+        spec = action.spec
+        on_oom = spec.retries.on_oom
+        if kind == FailureKind.OOM_KILLED and on_oom is not None and spec.memory_limit is not None:
+            grown = on_oom.grow(spec.memory_limit)
+            request = grown if spec.memory_request == spec.memory_limit else spec.memory_request
+            spec = dataclasses.replace(spec, memory_limit=grown, memory_request=request)
+        attempt = action.record.attempt + 1
+        parent = action.parent.id if action.parent else None
+        action.record = self._record(action.id, parent, spec, action.record.index, attempt, action.queue)
+        action.spec = spec
+        action.key = next(self.keys)
+        self.by_key[action.key] = action
+        action.outcome = action.breach = None
+        action.timed_out = False
+        action.state = _State.WAITING
+        self._emit(action.record)
+        key = action.key
+        self._after(spec.retries.delay(attempt - 1), lambda: self._resubmit(action, key))
+
+    def _resubmit(self, action: _Action, key: int) -> None:
+        if action.key == key and action.state == _State.WAITING:
+            self._submit(action)
+
+    def _abort_action(self, action: _Action, reason: str) -> None:
+        """Stop an action its caller no longer waits for, and everything it started."""
+        if action.state == _State.DONE:
+            return
+        if action.state == _State.RUNNING:
+            action.aborted = reason
+            assert action.limiter is not None
+            action.limiter.kill()  # its exit comes back from the fork server and settles it
+            return
+        for server in self.forkservers.values():
+            if action in server.waiting:
+                server.waiting.remove(action)
+        if action.state == _State.STARTING and action.limiter is not None:
+            action.aborted = reason  # launched but not yet started: the exit will settle it
+            return
+        self.scheduler.done(action)
+        action.state = _State.DONE
+        action.record.log_path = None
+        self._set_final(action.record, Phase.ABORTED, None, reason)
+
+    def _set_final(
+        self, record: ActionRecord, phase: Phase, kind: FailureKind | None, message: str, traceback: str = ""
+    ) -> None:
+        record.phase = phase
+        record.kind = kind
+        record.message = message
+        record.traceback = traceback
+        record.ended_at = time.time()
+        self._emit(record)
+
+    def _emit(self, record: ActionRecord, line: str | None = None) -> None:
+        if self.runner.on_event is not None:
+            self.runner.on_event(ActionEvent.of(record, time.time(), line))
+
+    # -- I/O ----------------------------------------------------------------------------------------
+
+    def _on_action_socket(self, action: _Action, mask: int) -> None:
+        conn = action.conn
+        if conn is None:
+            return
+        if mask & selectors.EVENT_WRITE:
+            conn.flush()
+            self._watch_writes(conn, lambda mask: self._on_action_socket(action, mask))
+        if mask & selectors.EVENT_READ:
+            self._read_action_socket(action)
+
+    def _read_action_socket(self, action: _Action) -> None:
+        assert action.conn is not None
+        for message in action.conn.receive():
+            if message[0] == "call":
+                self._on_call(action, *message[1:])
+            else:
+                action.outcome = message
+        if action.conn.closed:
+            self.selector.unregister(action.conn.sock)
+            action.conn.close()
+            action.conn = None
+
+    def _on_log(self, action: _Action, drain: bool = False) -> None:
+        """Copy what the action printed to its log file, line by line to `on_event` and masked."""
+        if action.log_read is None:  # closed earlier in the same batch of events
+            return
+        while True:
+            try:
+                chunk = os.read(action.log_read, 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                self._write_log(action, action.log_partial, final=True)
+                self.selector.unregister(action.log_read)
+                os.close(action.log_read)
+                action.log_read = None
+                return
+            self._write_log(action, action.log_partial + chunk, final=False)
+            if not drain:
+                return
+
+    def _write_log(self, action: _Action, data: bytes, final: bool) -> None:
+        if not self.masks and self.runner.on_event is None:
+            os.write(action.log_file, data)  # type: ignore[arg-type]
+            action.log_partial = b""
+            return
+        lines = data.split(b"\n")
+        action.log_partial = b"" if final else lines.pop()
+        if final and not lines[-1]:
+            lines.pop()
+        masked = [self._mask(line) for line in lines]
+        if masked:
+            os.write(action.log_file, b"".join(line + b"\n" for line in masked))  # type: ignore[arg-type]
+        for line in masked:
+            self._emit(action.record, line.decode(errors="replace"))
+
+    def _mask(self, data: bytes) -> bytes:
+        for secret in self.masks:
+            data = data.replace(secret, _MASK)
+        return data
+
+    def _masked(self, text: str) -> str:
+        return self._mask(text.encode()).decode() if self.masks else text
+
+    def _release_io(self, action: _Action) -> None:
+        if action.conn is not None:
+            self.selector.unregister(action.conn.sock)
+            action.conn.close()
+            action.conn = None
+        if action.log_read is not None:
+            self.selector.unregister(action.log_read)
+            os.close(action.log_read)
+            action.log_read = None
+        if action.log_file is not None:
+            if action.log_partial:
+                os.write(action.log_file, self._mask(action.log_partial))
+                action.log_partial = b""
+            os.close(action.log_file)
+            action.log_file = None
+
+    def _watch_writes(self, conn: Connection, handler: Callable[[int], None] | None = None) -> None:
+        """Ask the selector for writability exactly while `conn` has unsent bytes."""
+        key = self.selector.get_key(conn.sock)
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.wants_write else 0)
+        if key.events != events:
+            self.selector.modify(conn.sock, events, handler or key.data)
+
+    def _wake(self) -> None:
+        """Make the loop's select return; callable from any thread or a signal handler."""
+        with contextlib.suppress(OSError):  # closed: the run is already over
+            os.write(self.wake_write, b"!")
+
+    def _on_wake(self, _mask: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.wake_read, 4096)
+
+    def _after(self, delay: float, callback: Callable[[], None]) -> None:
+        heapq.heappush(self.timers, (time.monotonic() + delay, next(self.keys), callback))
+
+    # -- fork servers -------------------------------------------------------------------------------
+
+    def _start_forkserver(self, spec: TaskSpec) -> _ForkServer:
+        ours, theirs = socket.socketpair()
+        log_path = self.log_dir / f"forkserver-{spec.environment}.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "flyte_decl.runtime.forkserver", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                env=self.base_env,
+                cwd=spec.root_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C goes to the runner, which shuts servers down in order
+            )
+        theirs.close()
+        server = _ForkServer(spec.environment, process, Connection(ours), log_path)
+        self.forkservers[spec.environment] = server
+        self.selector.register(ours, selectors.EVENT_READ, lambda mask: self._on_forkserver(server, mask))
+        server.conn.send(("init", spec.environment, list(self.config.tasks.values())))
+        self._watch_writes(server.conn)
+        return server
+
+    def _on_forkserver(self, server: _ForkServer, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE:
+            server.conn.flush()
+            self._watch_writes(server.conn)
+        for message in server.conn.receive():
+            tag = message[0]
+            if tag == "ready":
+                server.ready = True
+                server.problems, server.environ = message[1], message[2]
+                waiting, server.waiting = server.waiting, []
+                for action in waiting:
+                    self._launch(action)
+            elif tag == "started":
+                self._on_started(self.by_key[message[1]], message[2])
+            elif tag == "exited":
+                self._on_exited(self.by_key.pop(message[1]), message[2])
+            elif tag == "fork_failed":
+                action = self.by_key.pop(message[1])
+                self._release_io(action)
+                self._close_limiter(action)
+                self._fail_before_start(action, FailureKind.CRASHED, message[2])
+        if server.conn.closed:
+            self._lost_forkserver(server)
+
+    def _lost_forkserver(self, server: _ForkServer) -> None:
+        """A fork server died under us: its actions' processes died with it (death signal)."""
+        self.selector.unregister(server.conn.sock)
+        server.conn.close()
+        del self.forkservers[server.environment]
+        code = server.process.wait()
+        for action in self._actions_of(server):
+            if action.limiter is not None:
+                action.limiter.kill()
+            self.by_key.pop(action.key, None)
+            self._on_exited(action, None)
+        for action in server.waiting:
+            message = (
+                f"the fork server of {server.environment} exited with code {code}; see {server.log_path}"
+            )
+            self._fail_before_start(action, FailureKind.CRASHED, message)
+
+    def _actions_of(self, server: _ForkServer) -> Iterable[_Action]:
+        return [
+            action
+            for action in self.actions
+            if action.spec.environment == server.environment
+            and action.state in (_State.STARTING, _State.RUNNING)
+            and action not in server.waiting
+        ]
+
+    def _stop_forkservers(self) -> None:
+        """Close every control socket, which makes each server kill its descendants, and wait."""
+        servers = list(self.forkservers.values())
+        self.forkservers.clear()
+        for server in servers:
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(server.conn.sock)
+            server.conn.close()
+        for server in servers:
+            try:
+                server.process.wait(FORKSERVER_EXIT_WAIT)
+            except subprocess.TimeoutExpired:
+                proctree.kill_tree(server.process.pid)
+                server.process.wait()
