@@ -51,6 +51,16 @@ def code_mark() -> Mark:
     return Mark(relative_path(frame.f_code.co_filename), frame.f_lineno, 1)
 
 
+def module_name(func: Callable[..., Any]) -> str:
+    """The importable module name of a function; `python hello.py` makes it "__main__", we need "hello"."""
+    name = func.__module__
+    if name == "__main__":
+        filename = getattr(sys.modules["__main__"], "__file__", None)
+        if filename:
+            return Path(filename).stem
+    return name
+
+
 def relative_path(filename: str) -> str:
     """A source file as shown in provenance: relative to the working directory when inside it."""
     try:
@@ -85,8 +95,19 @@ class TaskTemplate:
 
     @property
     def fn(self) -> str:
-        """The dotted path the runtime imports: "module:qualname"."""
-        return f"{self.func.__module__}:{self.func.__qualname__}"
+        """The dotted path the runtime imports: "module:qualname" (a script run as __main__ by its file name)."""
+        return f"{module_name(self.func)}:{self.func.__qualname__}"
+
+    @property
+    def root_dir(self) -> Path:
+        """The folder to put on sys.path so that `fn` imports: above the module's top-level package."""
+        filename = getattr(sys.modules.get(self.func.__module__), "__file__", None)
+        if filename is None:
+            return Path.cwd()
+        path = Path(filename).resolve().parent
+        for _ in range(module_name(self.func).count(".")):
+            path = path.parent
+        return path
 
     @property
     def is_async(self) -> bool:

@@ -366,4 +366,5 @@ def code_layers() -> CodeLayers:
         layers.environments[name] = (env.settings, env.mark)
         for full, template in env.tasks.items():
             layers.tasks[full] = (template.fn, template.settings, template.mark)
+            layers.root_dir = layers.root_dir or template.root_dir
     return layers

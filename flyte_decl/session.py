@@ -97,32 +97,52 @@ def prepare_run(
 ) -> PreparedRun:
     """Resolve the configuration for a run of `target` (a task name, or FILE.py followed by a task)."""
     params = list(params)
+    name, function, resolved = resolve_target(target, params, configs=configs, profiles=profiles, sets=sets,
+                                              queue=queue)  # fmt: skip
+    return PreparedRun(name, function, resolved, resolved.run_config(), parse_env(env_items), params)
+
+
+def resolve_target(
+    target: str,
+    params: list[str],
+    *,
+    configs: Sequence[str] = (),
+    profiles: Sequence[str] = (),
+    sets: Sequence[str] = (),
+    queue: str | None = None,
+) -> tuple[str, Callable[..., Any], Resolved]:
+    """(full task name, its function, the resolution) for a task name or `FILE.py TASK` (popped from params).
+
+    The task's module is imported; environments it declares in code become layers beneath the YAML.
+    """
     code: CodeLayers | None = None
     if target.endswith(".py"):
-        module = import_script(Path(target))
-        if not params or params[0].startswith("-"):
-            names = sorted(k for k, v in vars(module).items() if isinstance(v, TaskTemplate))
-            raise UsageError(
-                f"name the task to run: flyte-decl run {target} TASK (tasks here: {', '.join(names)})"
-            )
-        variable = params.pop(0)
-        template = getattr(module, variable, None)
-        if not isinstance(template, TaskTemplate):
-            names = [k for k, v in vars(module).items() if isinstance(v, TaskTemplate)]
-            raise UsageError(f"{target} has no task {variable!r} ({did_you_mean(variable, names)})")
-        target = template.full_name
+        target = _script_task(target, params)
         code = _task_environment.code_layers()
-    resolved = _load(configs, profiles, sets, queue, target, code)
+    resolved = _load(configs, profiles, sets, queue, target, code, code.root_dir if code else None)
     name = find_task(resolved, target)
-    spec = resolved.run_config().tasks[name]
-    function = import_function(spec.fn, spec.root_dir)
+    task = resolved.tasks[name]
+    function = import_function(
+        task.fn, resolved.document.root_dir if code is None else code.root_dir or Path.cwd()
+    )
     if code is None and _task_environment.ENVIRONMENTS:
-        # The task module declares environments in code: they are layers beneath the YAML file.
         code = _task_environment.code_layers()
-        resolved = _load(configs, profiles, sets, queue, target, code)
-    if isinstance(function, TaskTemplate):
-        function = function.func
-    return PreparedRun(name, function, resolved, resolved.run_config(), parse_env(env_items), params)
+        resolved = _load(configs, profiles, sets, queue, target, code, None)
+    return name, function.func if isinstance(function, TaskTemplate) else function, resolved
+
+
+def _script_task(target: str, params: list[str]) -> str:
+    module = import_script(Path(target))
+    names = sorted(k for k, v in vars(module).items() if isinstance(v, TaskTemplate))
+    if not params or params[0].startswith("-"):
+        raise UsageError(
+            f"name the task to run: flyte-decl run {target} TASK (tasks here: {', '.join(names)})"
+        )
+    variable = params.pop(0)
+    template = getattr(module, variable, None)
+    if not isinstance(template, TaskTemplate):
+        raise UsageError(f"{target} has no task {variable!r} ({did_you_mean(variable, names)})")
+    return template.full_name
 
 
 def _load(
@@ -132,5 +152,8 @@ def _load(
     queue: str | None,
     task: str,
     code: CodeLayers | None,
+    cwd: Path | None,
 ) -> Resolved:
-    return load(list(configs) or None, profile=profiles, sets=sets, queue=queue, root_task=task, code=code)
+    return load(
+        list(configs) or None, profile=profiles, sets=sets, queue=queue, root_task=task, code=code, cwd=cwd
+    )

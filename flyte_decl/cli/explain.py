@@ -6,7 +6,9 @@ import click
 
 from flyte_decl.cli.options import config_options, format_option
 from flyte_decl.config.load import find_task, load
+from flyte_decl.errors import FlyteDeclError
 from flyte_decl.render.explain import render_explain
+from flyte_decl.session import resolve_target
 
 
 @click.command()
@@ -28,8 +30,19 @@ def explain(
     fmt: str,
 ) -> None:
     """Show the effective settings of TASK (ENV.TASK or a unique short name) and where each came from."""
-    resolved = load(configs or None, profile=profiles, sets=sets, queue=queue, root_task=task)
-    name = find_task(resolved, task)
+    try:
+        # Importing the task's module brings environments declared in code, beneath the YAML layers.
+        name, _, resolved = resolve_target(
+            task, [], configs=configs, profiles=profiles, sets=sets, queue=queue
+        )
+    except FlyteDeclError:
+        raise
+    except Exception as exc:  # the user's code does not import here: explain the file alone
+        resolved = load(configs or None, profile=profiles, sets=sets, queue=queue, root_task=task)
+        name = find_task(resolved, task)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        click.echo(f"note: could not import {resolved.tasks[name].fn} ({reason}); showing the config file's "
+                   "layers only", err=True)  # fmt: skip
     resolved_task = resolved.tasks[name]
     overrides = None
     if show_overrides:

@@ -191,7 +191,8 @@ def check(
     """
     with _gc_paused():
         if code is not None and not paths and not _has_config(cwd):
-            document = Document({"version": 1}, {(): Mark("<code>")}, {}, ["<code>"], cwd or Path.cwd())
+            root = code.root_dir or cwd or Path.cwd()
+            document = Document({"version": 1}, {(): Mark("<code>")}, {}, ["<code>"], root)
         else:
             document = read_documents(paths, cwd)
         return _check(document, profile, sets, queue, root_task, strict, code)

@@ -15,6 +15,7 @@ import fnmatch
 import os
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -75,6 +76,7 @@ class CodeLayers:
 
     environments: dict[str, tuple[dict[str, Any], Mark]] = field(default_factory=dict)
     tasks: dict[str, tuple[str, dict[str, Any], Mark]] = field(default_factory=dict)  # full name -> (fn, ...)
+    root_dir: Path | None = None  # where the code's modules import from, when there is no config file
 
     def task_names_by_environment(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}

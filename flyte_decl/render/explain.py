@@ -61,7 +61,8 @@ def render_explain(task: ResolvedTask, fmt: str, overrides: list[dict[str, Any]]
         if not overrides:
             lines.append("  no overrides match this task")
         for entry in overrides:
-            lines.append(f"  overrides[{entry['index']}] matches ({entry['at']}): {entry['match']}")
+            selector = ", ".join(f"{k}={v}" for k, v in (entry["match"] or {}).items())
+            lines.append(f"  overrides[{entry['index']}] matches ({entry['at']}): {selector}")
     return "\n".join(lines)
 
 

@@ -32,8 +32,8 @@ def test_explain_lists_every_matching_override_in_order(write, flyte_decl):
     assert result.code == 0, result.err
     assert result.out.splitlines()[-3:] == [
         "",
-        "  overrides[0] matches (environments.yaml:13): {'environment': 'env2'}",
-        "  overrides[2] matches (environments.yaml:17): {'queue': 'spot', 'task': 'sq*'}",
+        "  overrides[0] matches (environments.yaml:13): environment=env2",
+        "  overrides[2] matches (environments.yaml:17): queue=spot, task=sq*",
     ]
     data = json.loads(flyte_decl("explain", "env2.square", "--overrides", "--format", "json").out)
     assert data["overrides"] == [
