@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from enum import Enum
@@ -29,7 +30,7 @@ class Phase(str, Enum):
     FAILED = "failed"
     TIMED_OUT = "timed_out"
     ABORTED = "aborted"
-    CACHED = "cached"  # reserved for the cache; the local runner does not produce it yet
+    CACHED = "cached"  # outputs reused from an earlier run (cache or recover); no process ran
 
     @property
     def final(self) -> bool:
@@ -118,7 +119,12 @@ class ActionRecord:
 
 @dataclass(frozen=True)
 class ActionEvent:
-    """A phase change of an attempt (`line` is None) or one line it printed (`line` is set)."""
+    """A phase change of an attempt (`line` is None) or one line it printed (`line` is set).
+
+    For recorders, a phase change also carries `record`, a copy of the attempt's record as of this
+    event (usage, exit status and samples are filled in on final phases); an attempt's first event
+    carries its serialized `inputs`, and a succeeded or cached one its serialized `outputs`.
+    """
 
     action: str
     parent: str | None
@@ -130,13 +136,24 @@ class ActionEvent:
     kind: FailureKind | None = None
     message: str = ""
     line: str | None = None
+    record: ActionRecord | None = field(default=None, repr=False, compare=False)
+    inputs: bytes | None = field(default=None, repr=False, compare=False)
+    outputs: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def label(self) -> str:
         return f"{self.task}[{self.index}]"
 
     @classmethod
-    def of(cls, record: ActionRecord, time: float, line: str | None = None) -> ActionEvent:
+    def of(
+        cls,
+        record: ActionRecord,
+        time: float,
+        line: str | None = None,
+        *,
+        inputs: bytes | None = None,
+        outputs: bytes | None = None,
+    ) -> ActionEvent:
         return cls(
             action=record.id,
             parent=record.parent,
@@ -148,7 +165,21 @@ class ActionEvent:
             kind=record.kind,
             message=record.message,
             line=line,
+            record=copy.copy(record) if line is None else None,
+            inputs=inputs,
+            outputs=outputs,
         )
+
+
+@dataclass(frozen=True)
+class ReuseHit:
+    """Outputs recorded earlier for the same task and inputs, used instead of running the action.
+
+    `source` says where they come from, for the cached action's message (e.g. "r3/a2").
+    """
+
+    outputs: bytes
+    source: str
 
 
 @dataclass

@@ -51,6 +51,7 @@ from flyte_decl.runtime.records import (
     Failure,
     FailureKind,
     Phase,
+    ReuseHit,
     RunResult,
 )
 from flyte_decl.runtime.scheduler import Scheduler, demand_of, machine_capacity
@@ -65,6 +66,8 @@ _RETRYABLE = {FailureKind.USER_ERROR, FailureKind.OOM_KILLED, FailureKind.TIMED_
 _MASK = b"****"
 
 EventHandler = Callable[[ActionEvent], None]
+# Asked before an action is queued: outputs recorded for this task and serialized inputs, or None.
+Reuse = Callable[[TaskSpec, bytes], ReuseHit | None]
 
 
 class LocalRunner:
@@ -72,7 +75,8 @@ class LocalRunner:
 
     `on_event`, if given, sees every phase change and every line an action prints. `abort` may be
     called from a signal handler (or another thread) while `run` is in progress: it kills every
-    action tree at once and `run` returns with status `aborted`.
+    action tree at once and `run` returns with status `aborted`. `reuse`, if given, is asked before
+    each action is queued; on a hit the action ends `cached` with those outputs and no process runs.
     """
 
     def __init__(
@@ -82,10 +86,12 @@ class LocalRunner:
         log_dir: Path,
         on_event: EventHandler | None = None,
         mechanisms: Mechanisms | None = None,
+        reuse: Reuse | None = None,
     ) -> None:
         self.config = config
         self.log_dir = Path(log_dir)
         self.on_event = on_event
+        self.reuse = reuse
         self.mechanisms = mechanisms if mechanisms is not None else detect_mechanisms()
         self._cpu_pool = CpuPool()
         self._current: _Run | None = None
@@ -239,7 +245,8 @@ class _Run:
     def _result(self, root: _Action) -> RunResult:
         record = root.record
         outputs = None
-        if record.phase == Phase.SUCCEEDED and root.outcome is not None:
+        status = Phase.SUCCEEDED if record.phase == Phase.CACHED else record.phase
+        if status == Phase.SUCCEEDED and root.outcome is not None:
             # Outputs may be instances of the user's classes: let them import here too.
             if str(root.spec.root_dir) not in sys.path:
                 sys.path.insert(0, str(root.spec.root_dir))
@@ -249,7 +256,7 @@ class _Run:
             error = Failure(record.kind, record.message, record.traceback)
         return RunResult(
             run_id=self.id,
-            status=record.phase,
+            status=status,
             outputs=outputs,
             error=error,
             actions=self.records,
@@ -300,7 +307,7 @@ class _Run:
         action = _Action(action_id, spec, queue, env, inputs, parent, call_id, record, next(self.keys))
         self.actions.append(action)
         self.by_key[action.key] = action
-        self._emit(record)
+        self._emit(record, inputs=inputs)
         return action
 
     def _record(
@@ -330,6 +337,15 @@ class _Run:
         if len(action.inputs) > spec.max_inline_io_bytes:
             message = oversize_message(spec.name, "inputs", len(action.inputs), spec.max_inline_io_bytes)
             self._fail_before_start(action, FailureKind.INLINE_IO_EXCEEDED, message)
+            return
+        hit = self.runner.reuse(spec, action.inputs) if self.runner.reuse is not None else None
+        if hit is not None:
+            action.outcome = ("succeeded", hit.outputs)
+            action.record.log_path = None
+            action.record.started_at = time.time()
+            message = f"outputs reused from {hit.source}"
+            self._set_final(action.record, Phase.CACHED, None, message, outputs=hit.outputs)
+            self._settle(action, None)
             return
         demand = demand_of(spec, action.queue)
         problem = self.scheduler.problem(demand)
@@ -469,7 +485,8 @@ class _Run:
         phase, kind, message, traceback = self._judge(action)
         if action.breach is not None:
             record.peak_memory = max(record.peak_memory or 0, action.breach.peak)
-        self._set_final(record, phase, kind, message, traceback)
+        outputs = action.outcome[1] if phase == Phase.SUCCEEDED and action.outcome is not None else None
+        self._set_final(record, phase, kind, message, traceback, outputs)
         for child in list(action.children):
             self._abort_action(child, f"its parent {action.id} ended")
         self._settle(action, kind)
@@ -534,7 +551,7 @@ class _Run:
         parent.children.discard(action)
         if parent.conn is not None:
             record = action.record
-            if record.phase == Phase.SUCCEEDED:
+            if record.phase in (Phase.SUCCEEDED, Phase.CACHED):
                 assert action.outcome is not None
                 parent.conn.send(("reply", action.call_id, action.outcome[1]))
             else:
@@ -562,7 +579,7 @@ class _Run:
         action.outcome = action.breach = None
         action.timed_out = False
         action.state = _State.WAITING
-        self._emit(action.record)
+        self._emit(action.record, inputs=action.inputs)
         key = action.key
         self._after(spec.retries.delay(attempt - 1), lambda: self._resubmit(action, key))
 
@@ -591,18 +608,32 @@ class _Run:
         self._set_final(action.record, Phase.ABORTED, None, reason)
 
     def _set_final(
-        self, record: ActionRecord, phase: Phase, kind: FailureKind | None, message: str, traceback: str = ""
+        self,
+        record: ActionRecord,
+        phase: Phase,
+        kind: FailureKind | None,
+        message: str,
+        traceback: str = "",
+        outputs: bytes | None = None,
     ) -> None:
         record.phase = phase
         record.kind = kind
         record.message = message
         record.traceback = traceback
         record.ended_at = time.time()
-        self._emit(record)
+        self._emit(record, outputs=outputs)
 
-    def _emit(self, record: ActionRecord, line: str | None = None) -> None:
+    def _emit(
+        self,
+        record: ActionRecord,
+        line: str | None = None,
+        *,
+        inputs: bytes | None = None,
+        outputs: bytes | None = None,
+    ) -> None:
         if self.runner.on_event is not None:
-            self.runner.on_event(ActionEvent.of(record, time.time(), line))
+            event = ActionEvent.of(record, time.time(), line, inputs=inputs, outputs=outputs)
+            self.runner.on_event(event)
 
     # -- I/O ----------------------------------------------------------------------------------------
 
