@@ -18,7 +18,7 @@ import yaml
 
 from flyte_decl.config.check import check_references, check_shape
 from flyte_decl.config.model import ENV_VAR_PATTERN
-from flyte_decl.config.read import Document, Path_, read_file
+from flyte_decl.config.read import Document, Path_, read_file, read_file_text, read_text
 from flyte_decl.config.resolve import CodeLayers, Origin, Resolved, flatten, resolve
 from flyte_decl.errors import ConfigLoadError, Mark, Problem, UsageError, did_you_mean
 
@@ -49,12 +49,31 @@ def _has_config(cwd: Path | None) -> bool:
     return True
 
 
-def read_documents(paths: Sequence[str | Path] | None, cwd: Path | None = None) -> Document:
-    """Read every -c file and overlay each on the ones before it (or discover one)."""
+def read_documents(
+    paths: Sequence[str | Path] | None, cwd: Path | None = None, snapshot: dict[str, str] | None = None
+) -> Document:
+    """Read every -c file and overlay each on the ones before it (or discover one).
+
+    With `snapshot` (absolute path -> text), a file found in it is read from there and any other
+    file is read from disk and added to it: run history keeps the texts a run was resolved from, and
+    a rerun resolves from them again.
+    """
     files = [Path(p) for p in paths] if paths else [discover(cwd)]
-    document = read_file(files[0], display=_display(files[0], cwd))
+    document = _read(files[0], cwd, snapshot)
     for path in files[1:]:
-        overlay(document, read_file(path, display=_display(path, cwd)))
+        overlay(document, _read(path, cwd, snapshot))
+    return document
+
+
+def _read(path: Path, cwd: Path | None, snapshot: dict[str, str] | None) -> Document:
+    display = _display(path, cwd)
+    if snapshot is None:
+        return read_file(path, display=display)
+    key = str(path.resolve())
+    if key not in snapshot:
+        snapshot[key] = read_file_text(path, display)
+    document = read_text(snapshot[key], path, display=display)
+    document.root_dir = path.resolve().parent
     return document
 
 
@@ -187,17 +206,19 @@ def check(
     strict: bool = False,
     cwd: Path | None = None,
     code: CodeLayers | None = None,
+    snapshot: dict[str, str] | None = None,
 ) -> Checked:
     """Read, check and resolve; unreadable files raise ConfigLoadError, other problems are returned.
 
     With `code` (declarations from Python), a missing config file is fine: the code alone is the config.
+    `snapshot` is as in `read_documents`.
     """
     with _gc_paused():
         if code is not None and not paths and not _has_config(cwd):
             root = code.root_dir or cwd or Path.cwd()
             document = Document({"version": 1}, {(): Mark("<code>")}, {}, ["<code>"], root)
         else:
-            document = read_documents(paths, cwd)
+            document = read_documents(paths, cwd, snapshot)
         return _check(document, profile, sets, queue, root_task, strict, code)
 
 
@@ -272,6 +293,7 @@ def load(
     strict: bool = False,
     cwd: Path | None = None,
     code: CodeLayers | None = None,
+    snapshot: dict[str, str] | None = None,
 ) -> Resolved:
     """The validated, resolved configuration; raises ConfigLoadError listing every error.
 
@@ -280,9 +302,8 @@ def load(
         resolved = flyte_decl.load(["environments.yaml"], profile="prod")
         spec = resolved.run_config().tasks["env2.square"]
     """
-    checked = check(
-        paths, profile=profile, sets=sets, queue=queue, root_task=root_task, strict=strict, cwd=cwd, code=code
-    )
+    checked = check(paths, profile=profile, sets=sets, queue=queue, root_task=root_task, strict=strict,
+                    cwd=cwd, code=code, snapshot=snapshot)  # fmt: skip
     if checked.errors or checked.resolved is None:
         raise ConfigLoadError(checked.errors)
     return checked.resolved

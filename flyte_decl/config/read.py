@@ -61,6 +61,13 @@ class Document:
 def read_file(path: Path, *, display: str | None = None) -> Document:
     """Read one YAML or TOML file (or the [tool.flyte-decl] table of a pyproject.toml)."""
     name = display or str(path)
+    doc = read_text(read_file_text(path, name), path, display=name)
+    doc.root_dir = path.resolve().parent
+    return doc
+
+
+def read_file_text(path: Path, name: str) -> str:
+    """A config file's text, checked for size and encoding; `name` is how errors show the file."""
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
@@ -74,9 +81,7 @@ def read_file(path: Path, *, display: str | None = None) -> Document:
         raise _fail(name, 1, 1, f"not UTF-8 text ({exc.reason})", "save the file as UTF-8") from None
     except IsADirectoryError:
         raise _fail(name, 0, 0, "is a directory, not a config file", "name a .yaml or .toml file") from None
-    doc = read_text(text, path, display=name)
-    doc.root_dir = path.resolve().parent
-    return doc
+    return text
 
 
 def read_text(text: str, path: PurePath | str, *, display: str | None = None) -> Document:
