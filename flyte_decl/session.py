@@ -23,7 +23,7 @@ from flyte_decl.errors import UsageError, did_you_mean
 from flyte_decl.quantity import format_bytes, format_cpu, format_seconds
 from flyte_decl.runtime.limits import Mechanisms
 from flyte_decl.runtime.records import ActionEvent
-from flyte_decl.runtime.runner import LocalRunner
+from flyte_decl.runtime.runner import LocalRunner, Reuse
 from flyte_decl.spec import RunConfig, TaskSpec
 
 
@@ -47,9 +47,16 @@ class PreparedRun:
     def spec(self) -> TaskSpec:
         return self.config.tasks[self.task]
 
-    def runner(self, on_event: Callable[[ActionEvent], None] | None = None) -> LocalRunner:
-        log_dir = home_dir(self.spec.root_dir) / "logs" / f"{os.getpid()}-{id(self):x}"
-        return LocalRunner(self.config, log_dir=log_dir, on_event=on_event)
+    def runner(
+        self,
+        on_event: Callable[[ActionEvent], None] | None = None,
+        *,
+        log_dir: Path | None = None,
+        reuse: Reuse | None = None,
+    ) -> LocalRunner:
+        """A runner for this configuration; `log_dir` defaults to a fresh folder under the home dir."""
+        log_dir = log_dir or home_dir(self.spec.root_dir) / "logs" / f"{os.getpid()}-{id(self):x}"
+        return LocalRunner(self.config, log_dir=log_dir, on_event=on_event, reuse=reuse)
 
     def header(self, mechanisms: Mechanisms) -> str:
         spec = self.spec
@@ -94,11 +101,15 @@ def prepare_run(
     sets: Sequence[str] = (),
     queue: str | None = None,
     env_items: Sequence[str] = (),
+    snapshot: dict[str, str] | None = None,
 ) -> PreparedRun:
-    """Resolve the configuration for a run of `target` (a task name, or FILE.py followed by a task)."""
+    """Resolve the configuration for a run of `target` (a task name, or FILE.py followed by a task).
+
+    `snapshot` (config path -> text) records the config texts read, or replays recorded ones.
+    """
     params = list(params)
     name, function, resolved = resolve_target(target, params, configs=configs, profiles=profiles, sets=sets,
-                                              queue=queue)  # fmt: skip
+                                              queue=queue, snapshot=snapshot)  # fmt: skip
     return PreparedRun(name, function, resolved, resolved.run_config(), parse_env(env_items), params)
 
 
@@ -110,6 +121,7 @@ def resolve_target(
     profiles: Sequence[str] = (),
     sets: Sequence[str] = (),
     queue: str | None = None,
+    snapshot: dict[str, str] | None = None,
 ) -> tuple[str, Callable[..., Any], Resolved]:
     """(full task name, its function, the resolution) for a task name or `FILE.py TASK` (popped from params).
 
@@ -119,7 +131,7 @@ def resolve_target(
     if target.endswith(".py"):
         target = _script_task(target, params)
         code = _task_environment.code_layers()
-    resolved = _load(configs, profiles, sets, queue, target, code, code.root_dir if code else None)
+    resolved = _load(configs, profiles, sets, queue, target, code, code.root_dir if code else None, snapshot)
     name = find_task(resolved, target)
     task = resolved.tasks[name]
     function = import_function(
@@ -127,7 +139,7 @@ def resolve_target(
     )
     if code is None and _task_environment.ENVIRONMENTS:
         code = _task_environment.code_layers()
-        resolved = _load(configs, profiles, sets, queue, target, code, None)
+        resolved = _load(configs, profiles, sets, queue, target, code, None, snapshot)
     return name, function.func if isinstance(function, TaskTemplate) else function, resolved
 
 
@@ -153,7 +165,7 @@ def _load(
     task: str,
     code: CodeLayers | None,
     cwd: Path | None,
+    snapshot: dict[str, str] | None,
 ) -> Resolved:
-    return load(
-        list(configs) or None, profile=profiles, sets=sets, queue=queue, root_task=task, code=code, cwd=cwd
-    )
+    return load(list(configs) or None, profile=profiles, sets=sets, queue=queue, root_task=task, code=code,
+                cwd=cwd, snapshot=snapshot)  # fmt: skip
