@@ -21,8 +21,10 @@ from flyte_decl.cli.options import config_options
 from flyte_decl.cli.params import task_command
 from flyte_decl.errors import UsageError
 from flyte_decl.render.run import RunView, render_result
-from flyte_decl.runtime.records import Phase, RunResult
-from flyte_decl.session import prepare_run
+from flyte_decl.runtime.records import ActionEvent, Phase, RunResult
+from flyte_decl.session import PreparedRun, home_dir, prepare_run
+from flyte_decl.store.recorder import Recorder, RunRequest
+from flyte_decl.store.store import Store
 
 
 @click.command(
@@ -39,6 +41,9 @@ from flyte_decl.session import prepare_run
 )
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: run, status, outputs, actions.")
+@click.option(
+    "--overwrite-cache", is_flag=True, help="Run tasks with cache: auto even on a hit; record anew."
+)
 @click.option("-h", "--help", "show_help", is_flag=True, help="Show this help, or a task's parameters.")
 @click.pass_context
 def run(
@@ -51,6 +56,7 @@ def run(
     env_items: tuple[str, ...],
     backend: str,
     as_json: bool,
+    overwrite_cache: bool,
     show_help: bool,
 ) -> int:
     """Run TASK (ENV.TASK or a unique short name), or TASK in a Python file (FILE.py TASK).
@@ -67,8 +73,9 @@ def run(
     extras = list(ctx.args)
     if backend == "ray":
         raise UsageError("--backend ray is not available in this version; use --backend local")
+    snapshot: dict[str, str] = {}
     prepared = prepare_run(target, extras, configs=configs, profiles=profiles, sets=sets, queue=queue,
-                           env_items=env_items)  # fmt: skip
+                           env_items=env_items, snapshot=snapshot)  # fmt: skip
     command = task_command(prepared.task, prepared.function, lambda inputs: inputs)
     if show_help:
         click.echo(command.get_help(click.Context(command, info_name=f"flyte-decl run {prepared.task}")))
@@ -76,13 +83,45 @@ def run(
     inputs = command.main(
         args=prepared.params, prog_name=f"flyte-decl run {prepared.task}", standalone_mode=False
     )
+    request = RunRequest.of(target, extras, snapshot, profiles, sets, queue, prepared.env)
+    return execute(prepared, inputs, request, as_json=as_json, overwrite_cache=overwrite_cache)
+
+
+def execute(
+    prepared: PreparedRun,
+    inputs: dict[str, Any],
+    request: RunRequest,
+    *,
+    as_json: bool,
+    overwrite_cache: bool = False,
+    origin: str = "run",
+    source_run: str | None = None,
+    recover_from: str | None = None,
+) -> int:
+    """Run a prepared task, recorded in the run store; shared by `run`, `rerun` and `recover`."""
+    store = Store.open(home_dir(prepared.spec.root_dir))
+    recorder = Recorder.start(store, prepared, inputs, request, origin=origin, source_run=source_run,
+                              overwrite_cache=overwrite_cache, recover_from=recover_from)  # fmt: skip
     view = RunView(stream=sys.stderr, live=sys.stderr.isatty() and not as_json)
-    runner = prepared.runner(on_event=view.on_event)
+
+    def on_event(event: ActionEvent) -> None:
+        recorder.on_event(event)
+        view.on_event(event)
+
+    runner = prepared.runner(on_event=on_event, log_dir=recorder.log_dir, reuse=recorder.reuse)
     started = time.monotonic()
     if not as_json:
-        click.echo(prepared.header(runner.mechanisms), err=True)
-    with view, _aborting_on_signals(runner.abort) as interrupted:
-        result = runner.run(prepared.task, inputs, env=prepared.env)
+        header = prepared.header(runner.mechanisms).removeprefix("run ")
+        click.echo(f"run {recorder.run.id}: {header}", err=True)
+    try:
+        with view, _aborting_on_signals(runner.abort) as interrupted:
+            result = runner.run(prepared.task, inputs, env=prepared.env)
+        result = recorder.finish(result)
+    except BaseException as exc:
+        recorder.abandon(f"the runner failed: {type(exc).__name__}: {exc}")
+        raise
+    finally:
+        store.close()
     return _finish(result, as_json, interrupted[0], time.monotonic() - started)
 
 
