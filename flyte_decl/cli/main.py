@@ -26,6 +26,11 @@ class _LazyGroup(click.Group):
         "run": "flyte_decl.cli.run:run",
         "doctor": "flyte_decl.cli.doctor:doctor",
         "diff": "flyte_decl.cli.diff:diff",
+        "runs": "flyte_decl.cli.runs:runs",
+        "logs": "flyte_decl.cli.logs:logs",
+        "rerun": "flyte_decl.cli.rerun:rerun",
+        "recover": "flyte_decl.cli.recover:recover",
+        "report": "flyte_decl.cli.report:report",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -33,11 +33,18 @@ def unknown_run(word: str, recent: Sequence[str], home: str) -> UsageError:
             f"unknown run {word!r}: no runs recorded in {home} yet "
             "(hint: start one with 'flyte-decl run TASK', or set FLYTE_DECL_HOME)"
         )
-    close = difflib.get_close_matches(word, recent, n=1, cutoff=0.6)
+    close = _normalized(word, recent) or difflib.get_close_matches(word, recent, n=1, cutoff=0.75)
     if close:
         return UsageError(f"unknown run {word!r} (did you mean {close[0]!r}? see 'flyte-decl runs list')")
     shown = ", ".join(recent[:5])
     return UsageError(f"unknown run {word!r} (recent runs: {shown}; see 'flyte-decl runs list')")
+
+
+def _normalized(word: str, recent: Sequence[str]) -> list[str]:
+    """`12`, `R12` or `r012` for `r12`: the id written another way."""
+    digits = word.strip().lower().removeprefix("r").lstrip("0")
+    candidate = f"r{digits}"
+    return [candidate] if digits.isdigit() and candidate in recent else []
 
 
 class Labelled(Protocol):
@@ -61,7 +68,7 @@ def pick_action(word: str, actions: Sequence[Labelled], run: str) -> str:
     for action in actions:
         if word in (action.label, action.label.partition(".")[2]):
             return action.id
-    named = sorted({action.id for action in actions if word in (action.task, action.task.partition(".")[2])})
+    named = list(dict.fromkeys(a.id for a in actions if word in (a.task, a.task.partition(".")[2])))
     if len(named) == 1:
         return named[0]
     if named:

@@ -21,6 +21,7 @@ import os
 import socket
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -384,6 +385,21 @@ class Store:
             (run_id,),
         )
         return [_action(row) for row in rows]
+
+    def phase_counts(self, run_ids: Sequence[str]) -> dict[str, Counter[str]]:
+        """For each run, how many of its actions ended (or are) in each phase, by their latest attempt."""
+        out: dict[str, Counter[str]] = {run: Counter() for run in run_ids}
+        for start in range(0, len(run_ids), 500):
+            chunk = list(run_ids[start : start + 500])
+            rows = self.conn.execute(
+                "SELECT run_id, phase, COUNT(*) FROM actions AS a WHERE run_id IN"
+                f" ({', '.join('?' * len(chunk))}) AND attempt = (SELECT MAX(attempt) FROM actions AS b"
+                " WHERE b.run_id = a.run_id AND b.action = a.action) GROUP BY run_id, phase",
+                chunk,
+            )
+            for run, phase, count in rows:
+                out[run][phase] = count
+        return out
 
     def samples(self, run_id: str) -> dict[tuple[str, int], list[tuple[float, int, float]]]:
         """(action, attempt) -> its resource samples (time, RSS bytes, cumulative CPU seconds)."""

@@ -1,0 +1,37 @@
+"""What the run-history commands (`runs`, `logs`, `rerun`, `recover`, `report`) share: finding the store.
+
+The store is `.flyte-decl/` beside the config (`-c PATH`, else the current folder's), or
+$FLYTE_DECL_HOME when set, exactly where `flyte-decl run` records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from flyte_decl.session import home_dir
+from flyte_decl.store.store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def store_option(func: F) -> F:
+    """-c/--config PATH: use the run store beside this config file."""
+    return click.option(
+        "-c",
+        "--config",
+        "config",
+        type=click.Path(dir_okay=False),
+        metavar="PATH",
+        default=None,
+        help="Use the runs of this config (kept beside it). Default: the current folder's.",
+    )(func)
+
+
+def open_store(config: str | None) -> Store:
+    """The store `flyte-decl run` records into for this config; a usage error if nothing was recorded."""
+    root = Path(config).resolve().parent if config else Path.cwd()
+    return Store.open(home_dir(root), create=False)
