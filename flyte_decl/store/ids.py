@@ -13,7 +13,7 @@ Example::
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from flyte_decl.errors import UsageError
@@ -33,18 +33,18 @@ def unknown_run(word: str, recent: Sequence[str], home: str) -> UsageError:
             f"unknown run {word!r}: no runs recorded in {home} yet "
             "(hint: start one with 'flyte-decl run TASK', or set FLYTE_DECL_HOME)"
         )
-    close = _normalized(word, recent) or difflib.get_close_matches(word, recent, n=1, cutoff=0.75)
+    close = _normalized(word, "r", recent) or difflib.get_close_matches(word, recent, n=1, cutoff=0.75)
     if close:
         return UsageError(f"unknown run {word!r} (did you mean {close[0]!r}? see 'flyte-decl runs list')")
     shown = ", ".join(recent[:5])
     return UsageError(f"unknown run {word!r} (recent runs: {shown}; see 'flyte-decl runs list')")
 
 
-def _normalized(word: str, recent: Sequence[str]) -> list[str]:
-    """`12`, `R12` or `r012` for `r12`: the id written another way."""
-    digits = word.strip().lower().removeprefix("r").lstrip("0")
-    candidate = f"r{digits}"
-    return [candidate] if digits.isdigit() and candidate in recent else []
+def _normalized(word: str, letter: str, known: Collection[str]) -> list[str]:
+    """`12`, `R12` or `r012` for `r12` (`letter` "r"), `A3` for `a3`: an id written another way."""
+    digits = word.strip().lower().removeprefix(letter).lstrip("0")
+    candidate = f"{letter}{digits}"
+    return [candidate] if digits.isdigit() and candidate in known else []
 
 
 class Labelled(Protocol):
@@ -76,10 +76,11 @@ def pick_action(word: str, actions: Sequence[Labelled], run: str) -> str:
         raise UsageError(
             f"{word!r} names {len(named)} actions of run {run}: {labels} (hint: give one of them)"
         )
-    choices = sorted(ids) + sorted({action.label for action in actions})
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    labels = {action.label for action in actions}
+    choices = sorted(ids) + sorted(labels | {label.partition(".")[2] for label in labels})
+    close = _normalized(word, "a", ids) or difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     hint = (
-        f"did you mean {close[0]!r}?" if close else "hint: an action id like a1, or a label like env.task[0]"
+        f"did you mean {close[0]!r}?" if close else "hint: an action id like a1, or a label like env.task[0];"
     )
     raise UsageError(f"run {run} has no action {word!r} ({hint} see 'flyte-decl runs show {run}')")
 
