@@ -72,9 +72,9 @@ def pick_action(word: str, actions: Sequence[Labelled], run: str) -> str:
     if len(named) == 1:
         return named[0]
     if named:
-        labels = ", ".join(_labels(actions, named[:5])) + (", ..." if len(named) > 5 else "")
+        listed = ", ".join(_labels(actions, named[:5])) + (", ..." if len(named) > 5 else "")
         raise UsageError(
-            f"{word!r} names {len(named)} actions of run {run}: {labels} (hint: give one of them)"
+            f"{word!r} names {len(named)} actions of run {run}: {listed} (hint: give one of them)"
         )
     labels = {action.label for action in actions}
     choices = sorted(ids) + sorted(labels | {label.partition(".")[2] for label in labels})
