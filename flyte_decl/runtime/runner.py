@@ -233,7 +233,12 @@ class _Run:
         for action in self.scheduler.ready():
             self._launch(action)
         timeout = max(0.0, self.timers[0][0] - time.monotonic()) if self.timers else None
-        for key, mask in self.selector.select(timeout):
+        events = self.selector.select(timeout)
+        if len(events) > 1:
+            # Fork server news first: an action is running (its pid known) before its output is read.
+            control = {server.conn.sock.fileno() for server in self.forkservers.values()}
+            events.sort(key=lambda event: event[0].fd not in control)
+        for key, mask in events:
             key.data(mask)
             if self.aborted:
                 return
