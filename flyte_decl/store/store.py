@@ -199,7 +199,7 @@ class Store:
         try:
             home.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode = WAL")
+            _use_wal(conn)
         except (OSError, sqlite3.OperationalError) as exc:
             raise UsageError(
                 f"cannot open the run store {path}: {exc} (hint: check permissions, or set FLYTE_DECL_HOME)"
@@ -512,6 +512,20 @@ def _action(row: tuple[Any, ...]) -> StoredAction:
 
 def _json(text: str | None) -> Any:
     return json.loads(text) if text is not None else None
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch a new store to WAL; that needs the file to itself and does not wait, so retry meanwhile."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _process_start(pid: int) -> float | None:
