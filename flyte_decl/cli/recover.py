@@ -1,0 +1,50 @@
+"""`flyte-decl recover RUN`: finish a run that failed or was aborted, re-running only what did not succeed.
+
+Every action of the new run that calls a task with the same inputs as an action that succeeded in
+RUN reuses that action's recorded outputs (it shows as `cached`); the rest runs again. The config is
+RUN's snapshot unless `--current-config` (e.g. after raising a memory limit).
+
+flyte-decl recover r12
+flyte-decl recover last --current-config
+"""
+
+from __future__ import annotations
+
+import click
+
+from flyte_decl.cli.history import open_store, store_option
+from flyte_decl.cli.rerun import replay
+from flyte_decl.cli.run import execute
+from flyte_decl.errors import UsageError
+from flyte_decl.store.store import RUNNING
+
+
+@click.command()
+@click.argument("run", metavar="RUN")
+@store_option
+@click.option(
+    "--current-config", is_flag=True, help="Use the config files as they are now, not the run's snapshot."
+)
+@click.option(
+    "--overwrite-cache", is_flag=True, help="Run tasks with cache: auto even on a hit; record anew."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: run, status, outputs, actions.")
+def recover(run: str, config: str | None, current_config: bool, overwrite_cache: bool, as_json: bool) -> int:
+    """Re-run RUN (an id like r12, or `last`), reusing the outputs of its actions that succeeded."""
+    store = open_store(config)
+    try:
+        found = store.run(run)
+        if found.status == "succeeded":
+            raise UsageError(
+                f"run {found.id} succeeded: nothing to recover (hint: 'flyte-decl rerun {found.id}' runs it again)"
+            )
+        if found.status == RUNNING:
+            raise UsageError(
+                f"run {found.id} is still running (runner pid {found.pid}) "
+                f"(hint: wait for it, or stop it with 'kill {found.pid}' first)"
+            )
+        prepared, inputs, request = replay(store, found, current_config=current_config)
+    finally:
+        store.close()
+    return execute(prepared, inputs, request, as_json=as_json, overwrite_cache=overwrite_cache,
+                   origin="recover", source_run=found.id, recover_from=found.id)  # fmt: skip
