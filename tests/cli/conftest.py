@@ -42,6 +42,8 @@ import time
 
 def _work(i):
     print(f"piece {i}", flush=True)
+    if pathlib.Path("slow").exists():  # long enough for several resource samples
+        time.sleep(float(pathlib.Path("slow").read_text()))
     if pathlib.Path(f"fail-{i}").exists():
         raise ValueError(f"piece {i} failed on purpose")
     if pathlib.Path(f"block-{i}").exists():  # hold here (until killed, or the file is gone)

@@ -1,0 +1,40 @@
+"""`flyte-decl report RUN -o FILE.html`: one self-contained HTML page of a run.
+
+flyte-decl report r12 -o report.html     # timeline by phase; CPU and memory per action against limits
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from flyte_decl.cli.history import open_store, store_option
+from flyte_decl.errors import UsageError
+from flyte_decl.render.report import render_report
+
+
+@click.command()
+@click.argument("run", metavar="RUN")
+@store_option
+@click.option(
+    "-o", "--output", metavar="FILE.html", default=None, help="Where to write it. Default: RUN.html."
+)
+def report(run: str, config: str | None, output: str | None) -> None:
+    """Write an HTML report of RUN (an id like r12, or `last`): no network needed to view it."""
+    store = open_store(config)
+    found = store.run(run)
+    actions = store.actions(found.id)
+    samples = store.samples(found.id)
+    for action in actions:
+        action.samples = samples.get((action.id, action.attempt), [])
+    path = Path(output or f"{found.id}.html")
+    page = render_report(found, actions)
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise UsageError(
+            f"cannot write the report to {path}: {reason} (hint: choose a writable path with -o)"
+        ) from None
+    click.echo(f"wrote {path}: run {found.id}, {len(actions)} action attempts")

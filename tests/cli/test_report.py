@@ -1,0 +1,126 @@
+"""`flyte-decl report RUN -o FILE.html`: a self-contained page, drawn by a real headless Chromium."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+import zlib
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture
+def mixed_run(ws) -> Path:
+    """Run r2: its fan failed, two pieces cached from r1, one piece failed after a while; its report."""
+    ws.cli("run", "fan", "--n", "2", "--cached")
+    ws.touch("fail-2")
+    (ws.root / "slow").write_text("0.5")
+    assert ws.cli("run", "fan", "--n", "3", "--cached").code == 1
+    result = ws.cli("report", "r2", "-o", "out/r2.html")
+    assert (
+        result.code == 2 and "cannot write the report to out/r2.html: No such file or directory" in result.err
+    )
+    (ws.root / "out").mkdir()
+    result = ws.cli("report", "r2", "-o", "out/r2.html")
+    assert (result.code, result.out) == (0, "wrote out/r2.html: run r2, 4 action attempts\n")
+    return ws.root / "out" / "r2.html"
+
+
+def test_the_report_is_one_file_that_loads_nothing(mixed_run: Path) -> None:
+    page = mixed_run.read_text()
+    assert "<script src" not in page and "<link" not in page and "@import" not in page
+    assert set(re.findall(r"https?://[^\s\"'<>]+", page)) == {
+        "http://www.w3.org/2000/svg"
+    }  # a name, not a fetch
+    assert "<title>flyte-decl run r2: wf.fan failed</title>" in page
+
+
+def test_chromium_draws_the_timeline_and_both_plots_for_every_action(mixed_run: Path, tmp_path: Path) -> None:
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium; .ci/run installs it)")
+    url = mixed_run.as_uri()
+    dom = _chromium("--dump-dom", url)
+    body = re.search(r"<body([^>]*)>", dom)
+    assert body is not None
+    attributes = dict(re.findall(r'data-(\w+)="([^"]*)"', body.group(1)))
+    assert attributes == {"drawn": "true", "bars": "4", "plots": "8", "attempts": "4"}
+    bars = re.findall(r'<rect [^>]*class="bar" data-phase="(\w+)"', dom)
+    assert sorted(bars) == ["cached", "cached", "failed", "failed"]
+    assert len(re.findall(r'class="card" id="action-a\d-1"', dom)) == 4
+    points = [int(n) for n in re.findall(r'<svg [^>]*class="plot" data-points="(\d+)"', dom)]
+    assert len(points) == 8 and sum(n > 2 for n in points) >= 2  # the slow piece: real sample curves
+    assert dom.count('class="limit"') == 8  # every plot shows its limit
+
+    png = tmp_path / "report.png"
+    _chromium(f"--screenshot={png}", "--window-size=1000,700", url)
+    width, height, pixels = _decode_png(png.read_bytes())
+    assert (width, height) == (1000, 700)
+    colours = {pixels[i : i + 3] for i in range(0, len(pixels), 3)}
+    assert len(colours) > 50  # text, bars, lines: not a blank page
+    for phase_colour in ("d64545", "3b82c4"):  # failed and cached bars are on screen
+        assert bytes.fromhex(phase_colour) in colours
+
+
+def _chromium(*args: str) -> str:
+    assert CHROMIUM is not None
+    with tempfile.TemporaryDirectory() as profile:
+        result = subprocess.run(
+            [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def _decode_png(data: bytes) -> tuple[int, int, bytes]:
+    """(width, height, RGB bytes) of an 8-bit RGB or RGBA, non-interlaced PNG (what Chromium writes)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, header = 8, b"", b""
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            header = body
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    width, height, depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", header)
+    assert (depth, interlace) == (8, 0) and colour_type in (2, 6)
+    channels = 3 if colour_type == 2 else 4
+    raw, stride = zlib.decompress(idat), width * channels
+    rows: list[bytearray] = []
+    previous = bytearray(stride)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
+        for x in range(stride):
+            left = line[x - channels] if x >= channels else 0
+            up, corner = previous[x], previous[x - channels] if x >= channels else 0
+            if kind == 1:
+                line[x] = (line[x] + left) & 0xFF
+            elif kind == 2:
+                line[x] = (line[x] + up) & 0xFF
+            elif kind == 3:
+                line[x] = (line[x] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                line[x] = (line[x] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 0xFF
+        rows.append(line)
+        previous = line
+    rgb = bytearray()
+    for line in rows:
+        for x in range(0, stride, channels):
+            rgb += line[x : x + 3]
+    return width, height, bytes(rgb)
