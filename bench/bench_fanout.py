@@ -57,7 +57,8 @@ TASKS = textwrap.dedent(
 
 def flyte_decl_config(root: Path) -> RunConfig:
     """Both tasks in one environment; each tiny action under cpu 1 / 256Mi limits, a 30 s timeout
-    and a 1Ki inline I/O cap, requesting a quarter core so that a few run at once on each core."""
+    and a 1Ki inline I/O cap. Each requests 50m CPU, as tiny tasks do, so that enough are in flight
+    to keep both cores busy while others wait on the kernel (forks, cgroup moves)."""
     tasks = [
         TaskSpec(
             name="bench.fan_out", environment="bench", task="fan_out", fn="bench_tasks:fan_out", root_dir=root
@@ -68,7 +69,7 @@ def flyte_decl_config(root: Path) -> RunConfig:
             task="tiny",
             fn="bench_tasks:tiny",
             root_dir=root,
-            cpu_request=0.25,
+            cpu_request=0.05,
             cpu_limit=1.0,
             memory_limit=256 * 2**20,
             timeout=30.0,

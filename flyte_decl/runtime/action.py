@@ -32,7 +32,6 @@ import types
 from collections.abc import Callable, Coroutine, Generator
 from concurrent.futures import Future
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from flyte_decl._task import TaskTemplate, install_submitter
@@ -54,7 +53,7 @@ class Launch:
 
     key: int  # the runner's handle for this attempt
     task: str
-    root_dir: Path
+    root_dir: str
     # What to set (or, for None, unset) in the fork server's environment to make it exactly the
     # action's: usually a handful of variables rather than the whole environment.
     env_changes: dict[str, str | None]

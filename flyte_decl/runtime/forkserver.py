@@ -152,6 +152,7 @@ class ForkServer:
         self._selector = selectors.DefaultSelector()
         self._wake_read, self._wake_write = os.pipe()
         self._loaded = LoadedTasks({}, {}, {})
+        self._async: dict[str, bool] = {}  # task name -> its function is a coroutine function
         # One event loop, never run here, that every async action starts from (see run_action).
         # With poll(2) its registrations live in process memory, not in a kernel object that the
         # forked actions would share with this server and with each other.
@@ -198,6 +199,12 @@ class ForkServer:
         if message[0] == "init":
             _tag, environment, specs = message
             self._loaded = load_tasks(environment, specs)
+            self._async = {
+                name: inspect.iscoroutinefunction(fn) for name, fn in self._loaded.functions.items()
+            }
+            # Whatever the imports printed must not land in the first action's log.
+            sys.stdout.flush()
+            sys.stderr.flush()
             # Every object alive now is shared with the actions; the collector must not walk them
             # (in an action that would write to, and so copy, most pages of this heap).
             gc.collect()
@@ -211,10 +218,7 @@ class ForkServer:
 
     def _fork(self, launch: Launch, sock_fd: int, log_fd: int) -> None:
         function = self._loaded.functions[launch.task]
-        loop = self._loop if inspect.iscoroutinefunction(function) else None
-        # Whatever the imports printed must not land in the first action's log.
-        sys.stdout.flush()
-        sys.stderr.flush()
+        loop = self._loop if self._async[launch.task] else None
         try:
             pid = os.fork()
         except OSError as exc:
@@ -241,7 +245,7 @@ class ForkServer:
         os.set_inheritable(sock_fd, False)
 
     def _reap(self) -> None:
-        reaped_action = False
+        left_orphans = False
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -251,9 +255,11 @@ class ForkServer:
                 break
             key = self._actions.pop(pid, None)
             if key is not None:
-                self._conn.send(("exited", key, status))
-                reaped_action = True
-        if reaped_action:
+                self._conn.send(("exited", key, status), flush=False)
+            # An action that exits normally has killed its own descendants; one that died, or an
+            # orphan dying here, means others may have been re-parented to this server.
+            left_orphans = left_orphans or key is None or status != 0
+        if left_orphans:
             # Anything re-parented here that is not a live action was left behind by one that ended.
             for orphan in proctree.children(os.getpid()):
                 if orphan not in self._actions:

@@ -395,7 +395,12 @@ class _Run:
         }
         changes.update((name, None) for name in server.environ.keys() - action.env.keys())
         launch = Launch(
-            action.key, spec.name, spec.root_dir, changes, limiter.child_setup(), spec.max_inline_io_bytes
+            action.key,
+            spec.name,
+            str(spec.root_dir),
+            changes,
+            limiter.child_setup(),
+            spec.max_inline_io_bytes,
         )
         server.conn.send(("launch", launch), [theirs.detach(), log_write])
         self._watch_writes(server.conn)

@@ -105,17 +105,21 @@ class Connection:
     def wants_write(self) -> bool:
         return bool(self._outbox)
 
-    def send(self, message: object, fds: list[int] | None = None) -> None:
-        """Queue a message and write as much as the socket takes.
+    def send(self, message: object, fds: list[int] | None = None, *, flush: bool = True) -> None:
+        """Queue a message and write as much as the socket takes (with `flush=False`, wait for `flush`).
 
         `fds` travel with the message; this connection owns them from now on and closes its copies
         once they are sent (or when it is closed).
         """
         self._outbox.append((memoryview(frame(message)), fds or []))
-        self.flush()
+        if flush:
+            self.flush()
 
     def flush(self) -> None:
         """Write queued bytes until the socket would block; a vanished peer drops them."""
+        if len(self._outbox) > 1 and not any(fds for _data, fds in self._outbox):
+            # One write for a batch of small messages rather than one each.
+            self._outbox = deque([(memoryview(b"".join(data for data, _fds in self._outbox)), [])])
         while self._outbox:
             data, fds = self._outbox[0]
             try:
