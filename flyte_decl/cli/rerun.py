@@ -15,6 +15,7 @@ import click
 
 from flyte_decl.cli.history import open_store, store_option
 from flyte_decl.cli.run import execute
+from flyte_decl.errors import UsageError
 from flyte_decl.runtime.wire import load_payload
 from flyte_decl.session import PreparedRun, prepare_run
 from flyte_decl.store.recorder import RunRequest
@@ -52,7 +53,11 @@ def replay(
     target, *params = request.target
     prepared = prepare_run(target, params, configs=list(request.texts), profiles=request.profiles, sets=request.sets,
                            queue=request.queue, env_items=request.env_items, snapshot=texts)  # fmt: skip
-    assert run.inputs_digest is not None
+    if run.inputs_digest is None:
+        raise UsageError(
+            f"run {run.id} cannot be run again: its inputs held a secret value and were not kept "
+            "(hint: start it anew with 'flyte-decl run')"
+        )
     inputs: dict[str, Any] = load_payload(store.payload(run.inputs_digest))
     return prepared, inputs, RunRequest(request.target, texts, request.profiles, request.sets, request.queue,
                                         request.env)  # fmt: skip

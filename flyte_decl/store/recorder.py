@@ -128,7 +128,7 @@ class Recorder:
             task=prepared.task,
             environment=prepared.spec.environment,
             snapshot=request.masked(secrets),
-            inputs=dump_payload(inputs),
+            inputs=_keepable(dump_payload(inputs), secrets),
             inputs_json=_masked_json(inputs, secrets),
             origin=origin,
             source_run=source_run,
@@ -146,7 +146,7 @@ class Recorder:
         if event.line is not None or event.record is None:
             return
         if event.parent is None and event.outputs is not None:
-            self._root_outputs = event.outputs
+            self._root_outputs = _keepable(event.outputs, self.secrets)
         self._pending.append(event)
         if not self._busy:
             with self._exclusive():
@@ -219,14 +219,16 @@ class Recorder:
         spec = self.config.tasks.get(record.task)
         environment = spec.environment if spec else record.task.partition(".")[0]
         row = AttemptRow(record, environment, spec=self._spec(spec) if spec else None)
-        if event.inputs is not None:
-            row.inputs_digest = digest_of(event.inputs)
-            row.payloads.append((row.inputs_digest, event.inputs))
+        inputs = _keepable(event.inputs, self.secrets)
+        if inputs is not None:
+            row.inputs_digest = digest_of(inputs)
+            row.payloads.append((row.inputs_digest, inputs))
             if spec is not None and spec.cache in CACHING:
                 row.cache_key = self._cache_key(spec, row.inputs_digest)
-        if event.outputs is not None:
-            row.outputs_digest = digest_of(event.outputs)
-            row.payloads.append((row.outputs_digest, event.outputs))
+        outputs = _keepable(event.outputs, self.secrets)
+        if outputs is not None:
+            row.outputs_digest = digest_of(outputs)
+            row.payloads.append((row.outputs_digest, outputs))
         if event.phase.final:
             row.samples = record.samples
         return row
@@ -260,6 +262,13 @@ def _source_digest(spec: TaskSpec) -> str | None:
         print(f"warning: {spec.name} is not cached: the source of {spec.fn} cannot be read", file=sys.stderr)
         return None
     return hashlib.sha256(source.encode()).hexdigest()
+
+
+def _keepable(payload: bytes | None, secrets: list[str]) -> bytes | None:
+    """The payload, unless a secret value is in it: then it is not kept (and cannot be reused)."""
+    if payload is None or any(secret.encode() in payload for secret in secrets):
+        return None
+    return payload
 
 
 def _secret_values(config: RunConfig) -> list[str]:

@@ -233,18 +233,22 @@ class Store:
         task: str,
         environment: str,
         snapshot: dict[str, Any],
-        inputs: bytes,
+        inputs: bytes | None,
         inputs_json: Any,
         origin: str = "run",
         source_run: str | None = None,
     ) -> StoredRun:
-        """Record a run that starts now in this process; allocates its id and its log folder."""
+        """Record a run that starts now in this process; allocates its id and its log folder.
+
+        `inputs` is None when they are not to be kept (they hold a secret value).
+        """
         now = time.time()
         pid = os.getpid()
         started = _process_start(pid) or now
-        inputs_digest = digest_of(inputs)
+        inputs_digest = digest_of(inputs) if inputs is not None else None
         with self.transaction() as conn:
-            self._put_payload(inputs_digest, inputs)
+            if inputs_digest is not None and inputs is not None:
+                self._put_payload(inputs_digest, inputs)
             cursor = conn.execute(
                 "INSERT INTO runs (id, task, environment, status, created_at, host, pid, pid_started_at,"
                 " origin, source_run, inputs_digest, inputs_json, snapshot, log_dir)"

@@ -31,6 +31,11 @@ environments:
       cpiece: {fn: "histwf:cpiece", cache: auto}
       greet: {fn: "histwf:greet"}
       chatty: {fn: "histwf:chatty"}
+  vault:
+    secrets: [API_TOKEN]
+    env_vars: {TOKEN_COPY: "${API_TOKEN:-unset}"}
+    tasks:
+      reveal: {fn: "histwf:reveal"}
 """
 
 MODULE = """
@@ -69,6 +74,12 @@ async def fan(n: int = 4, cached: bool = False) -> list:
 
 def greet(name: str = "world") -> str:
     return f"{os.environ['GREETING']} {name}"
+
+
+def reveal(echo: bool = False) -> str:
+    token = os.environ["API_TOKEN"]
+    print("token is", token, "and its copy", os.environ["TOKEN_COPY"], flush=True)
+    return token if echo else f"{len(token)} characters"
 
 
 def chatty(lines: int = 3, pause: float = 0.0) -> int:
