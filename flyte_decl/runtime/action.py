@@ -76,6 +76,7 @@ class Channel:
         self._reader: threading.Thread | None = None
 
     def receive_inputs(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The (args, kwargs) the runner sent first, before any other message."""
         tag, payload = recv_message(self._sock)
         assert tag == "inputs", tag
         args, kwargs = load_payload(payload)
@@ -100,6 +101,7 @@ class Channel:
         return future
 
     def report(self, message: tuple[Any, ...]) -> None:
+        """Send the action's one outcome message."""
         with self._send_lock:
             send_message(self._sock, message)
 

@@ -160,6 +160,7 @@ class ForkServer:
         self._actions: dict[int, int] = {}  # pid -> launch key
 
     def serve(self) -> None:
+        """Run until the runner goes away or sends SIGTERM, then kill every descendant."""
         proctree.set_child_subreaper()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)

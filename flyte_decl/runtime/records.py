@@ -34,6 +34,7 @@ class Phase(str, Enum):
 
     @property
     def final(self) -> bool:
+        """Whether the attempt has ended."""
         return self not in (Phase.QUEUED, Phase.RUNNING)
 
 
@@ -58,6 +59,7 @@ class Failure:
     traceback: str = ""
 
     def to_json(self) -> dict[str, str]:
+        """The failure as JSON-ready data."""
         return {"kind": self.kind.value, "message": self.message, "traceback": self.traceback}
 
 
@@ -89,9 +91,11 @@ class ActionRecord:
 
     @property
     def label(self) -> str:
+        """How output lines are prefixed: "env2.square[3]"."""
         return f"{self.task}[{self.index}]"
 
     def to_json(self) -> dict[str, Any]:
+        """The record as JSON-ready data (enums as their values, paths as text)."""
         return {
             "id": self.id,
             "parent": self.parent,
@@ -142,6 +146,7 @@ class ActionEvent:
 
     @property
     def label(self) -> str:
+        """How output lines are prefixed: "env2.square[3]"."""
         return f"{self.task}[{self.index}]"
 
     @classmethod
@@ -154,6 +159,7 @@ class ActionEvent:
         inputs: bytes | None = None,
         outputs: bytes | None = None,
     ) -> ActionEvent:
+        """The event for `record` as it is now, or for one `line` it printed."""
         return cls(
             action=record.id,
             parent=record.parent,

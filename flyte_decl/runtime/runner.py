@@ -217,7 +217,8 @@ class _Run:
         self.task_counts: dict[str, int] = {}
         self.root: _Action | None = None
         self.aborted = False
-        self.abort_lock = threading.Lock()
+        # Reentrant: a signal handler may call abort while this thread is inside abort already.
+        self.abort_lock = threading.RLock()
 
     # -- the run ----------------------------------------------------------------------------------
 
@@ -559,11 +560,14 @@ class _Run:
         if parent is None or action not in parent.children:
             return
         parent.children.discard(action)
+        outputs = action.outcome[1] if action.outcome is not None else b""
+        # Final and handed over: the run need not hold this action's payloads any longer.
+        action.inputs = b""
+        action.outcome = None
         if parent.conn is not None:
             record = action.record
             if record.phase in (Phase.SUCCEEDED, Phase.CACHED):
-                assert action.outcome is not None
-                parent.conn.send(("reply", action.call_id, action.outcome[1]))
+                parent.conn.send(("reply", action.call_id, outputs))
             else:
                 kind_value = record.kind.value if record.kind else None
                 parent.conn.send(

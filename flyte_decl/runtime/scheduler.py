@@ -49,6 +49,7 @@ class Resources:
         return Resources(self.cpu - other.cpu, self.memory - other.memory, self.gpu - other.gpu)
 
     def fits_in(self, other: Resources) -> bool:
+        """Whether every amount here is at most the one in `other`."""
         return self.cpu <= other.cpu and self.memory <= other.memory and self.gpu <= other.gpu
 
 

@@ -99,10 +99,12 @@ class Connection:
         self._outbox: deque[tuple[memoryview, list[int]]] = deque()
 
     def fileno(self) -> int:
+        """The socket's descriptor, so a Connection can be registered with a selector."""
         return self.sock.fileno()
 
     @property
     def wants_write(self) -> bool:
+        """Whether queued bytes are waiting for the socket to become writable."""
         return bool(self._outbox)
 
     def send(self, message: object, fds: list[int] | None = None, *, flush: bool = True) -> None:
