@@ -151,13 +151,12 @@ def parse_sets(sets: Sequence[str]) -> tuple[list[tuple], list[Problem]]:
         if not sep or not path or not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*", path):
             problems.append(Problem(mark, item, "expected PATH=VALUE", "e.g. --set resources.memory=1Gi"))
             continue
-        if path.startswith("env_vars."):
-            value = text  # variables are text: `--set env_vars.PORT=8080` means "8080"
-        else:
+        value: Any = text  # variables stay text: `--set env_vars.PORT=8080` means "8080"
+        if not path.startswith("env_vars."):
             try:
                 value = yaml.safe_load(text) if text else None
             except yaml.YAMLError:
-                value = text
+                pass
         node = settings
         keys = path.split(".")
         for key in keys[:-1]:
