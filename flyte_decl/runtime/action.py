@@ -10,10 +10,10 @@ Tasks declared in code (`@env.task`, a `TaskTemplate`) route their calls through
 module installs into `flyte_decl._task`, carrying their `.override(...)` settings; plain functions
 bound in environments.yaml are replaced by proxies (see `forkserver`).
 
-Messages, child to runner: ("call", call_id, task, payload, call_settings), then one of
-("succeeded", payload),
-("failed", message, traceback), ("oversize", size). Runner to child: ("inputs", payload),
-("reply", call_id, payload), ("reply_failed", call_id, task, action_id, kind, message).
+Messages, child to runner: any number of ("call", call_id, task, payload, call_settings), then
+one of ("succeeded", payload), ("failed", message, traceback), ("oversize", size).
+Runner to child: ("inputs", payload) first, then ("reply", call_id, payload) or
+("reply_failed", call_id, task, action_id, kind, message) per call.
 """
 
 from __future__ import annotations
@@ -137,13 +137,14 @@ def _current_channel(task: str) -> Channel:
 class _Submitter:
     """Turns calls of code-declared tasks into actions; task names come from the loaded config."""
 
-    def __init__(self, channel: Channel, names: dict[Callable[..., Any], str]) -> None:
+    def __init__(self, channel: Channel, names: dict[int, tuple[Callable[..., Any], str]]) -> None:
         self._channel = channel
         self._names = names
 
     def _submit(self, task: TaskTemplate, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
         # The config may bind the function under another name than the decorator's environment gave it.
-        name = self._names.get(task.func, task.full_name)
+        known = self._names.get(id(task.func))
+        name = known[1] if known else task.full_name
         return self._channel.submit(name, args, kwargs, task.call_settings)
 
     def submit(self, task: TaskTemplate, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -173,14 +174,14 @@ def make_proxy(task: str, original: Callable[..., Any]) -> Callable[..., Any]:
 def run_action(
     launch: Launch,
     function: Callable[..., Any],
-    names: dict[Callable[..., Any], str],
+    names: dict[int, tuple[Callable[..., Any], str]],
     sock: socket.socket,
     log_fd: int,
     loop: asyncio.AbstractEventLoop | None,
 ) -> NoReturn:
     """The whole life of a freshly forked action process; never returns.
 
-    `names` maps the original function of every loaded declared task to its task name. An async
+    `names` maps the id of every loaded declared task's original function to it and its name. An async
     task runs on `loop`, the fork server's unused event loop, made private (see `_own_loop`).
     """
     global _channel
@@ -212,9 +213,8 @@ def run_action(
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):  # a closed or broken stream must not keep the tree alive
                 stream.flush()
-        if os.getpid() == me and proctree.children(
-            me
-        ):  # as a subreaper, every descendant hangs below a child
+        # As a subreaper, this process has every living descendant below one of its children.
+        if os.getpid() == me and proctree.children(me):
             proctree.kill_tree(me, include_root=False)
         os._exit(status)
 

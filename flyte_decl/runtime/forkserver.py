@@ -53,7 +53,9 @@ class LoadedTasks:
 
     functions: dict[str, Callable[..., Any]]  # original function of each of its tasks, by name
     problems: dict[str, ImportProblem]  # why a task could not be loaded, by name
-    names: dict[Callable[..., Any], str]  # task name of every loaded declared function
+    # Task name of every loaded declared function, by the function's id (so any callable will do);
+    # each entry holds its function too, which keeps that id from being reused.
+    names: dict[int, tuple[Callable[..., Any], str]]
 
 
 def load_tasks(environment: str, specs: list[TaskSpec]) -> LoadedTasks:
@@ -109,9 +111,9 @@ def _resolve(spec: TaskSpec) -> Any:
     return target
 
 
-def _install_proxies(specs: list[TaskSpec]) -> dict[Callable[..., Any], str]:
+def _install_proxies(specs: list[TaskSpec]) -> dict[int, tuple[Callable[..., Any], str]]:
     proxies: dict[int, Callable[..., Any]] = {}
-    names: dict[Callable[..., Any], str] = {}
+    names: dict[int, tuple[Callable[..., Any], str]] = {}
     keep_alive = []  # ids are only stable while the objects live
     for spec in specs:
         if spec.module not in sys.modules:
@@ -125,7 +127,7 @@ def _install_proxies(specs: list[TaskSpec]) -> dict[Callable[..., Any], str]:
         except AttributeError:
             continue
         original = inspect.unwrap(declared)
-        names[original] = spec.name
+        names[id(original)] = (original, spec.name)
         if isinstance(declared, TaskTemplate):
             continue
         proxy = make_proxy(spec.name, original)
