@@ -1,8 +1,9 @@
 """From a running LocalRunner to the store: each phase change is written as it happens.
 
 Data flows one way: the runner hands out events and, before queueing an action, asks `reuse` for
-recorded outputs; it never reads the store. Each event is one short transaction, so a runner killed
-at any moment leaves every attempt it reported on disk (and the next command marks the rest aborted).
+recorded outputs; it never reads the store. A writer thread commits the events every 20 ms in one
+transaction, so a runner killed at any moment leaves a consistent store holding all but its last
+few milliseconds (and the next command marks the run and its unfinished actions aborted).
 
 Example::
 
@@ -22,14 +23,15 @@ import json
 import os
 import sqlite3
 import sys
-from collections.abc import Iterator
+import threading
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flyte_decl._task import TaskTemplate
 from flyte_decl.config.imports import import_function
-from flyte_decl.runtime.records import ActionEvent, ReuseHit, RunResult
+from flyte_decl.runtime.records import ActionEvent, ActionRecord, ReuseHit, RunResult
 from flyte_decl.runtime.wire import dump_payload
 from flyte_decl.session import PreparedRun
 from flyte_decl.spec import RunConfig, TaskSpec
@@ -37,6 +39,7 @@ from flyte_decl.store.store import AttemptRow, Store, StoredRun, digest_of
 
 MASK = "****"
 CACHING = ("auto", "override")  # `override`: always run, and record the outputs for later hits
+WRITE_INTERVAL = 0.1  # seconds between the writer's batches
 
 
 @dataclass
@@ -103,11 +106,17 @@ class Recorder:
         self.recover_from = recover_from
         self.secrets = _secret_values(config)
         self.error: Exception | None = None  # the first failed write; the run goes on without history
-        self._pending: list[ActionEvent] = []
-        self._busy = False
         self._specs: dict[str, tuple[str, str]] = {}
+        self._written_specs: set[str] = set()  # by the writer thread, which alone reads this
         self._sources: dict[str, str | None] = {}
         self._root_outputs: bytes | None = None
+        # (event, cache key) waiting for the writer; deque.append is safe even in a signal handler.
+        self._events: deque[tuple[ActionEvent, str | None]] = deque()
+        self._stop = threading.Event()
+        self._writer = threading.Thread(
+            target=self._write, args=(Store.open(store.home),), name=f"record-{run.id}", daemon=True
+        )
+        self._writer.start()
 
     @classmethod
     def start(
@@ -142,95 +151,115 @@ class Recorder:
     # -- for the runner ---------------------------------------------------------------------------
 
     def on_event(self, event: ActionEvent) -> None:
-        """Write a phase change (lines are in the log files already)."""
+        """Queue a phase change for the writer (lines are in the log files already)."""
         if event.line is not None or event.record is None:
             return
         if event.parent is None and event.outputs is not None:
             self._root_outputs = _keepable(event.outputs, self.secrets)
-        self._pending.append(event)
-        if not self._busy:
-            with self._exclusive():
-                pass
+        key = None
+        spec = self.config.tasks.get(event.task)
+        if event.inputs is not None and spec is not None and spec.cache in CACHING:
+            key = self._cache_key(spec, digest_of(event.inputs))  # here: it may import the task's module
+        self._events.append((event, key))
 
     def reuse(self, spec: TaskSpec, inputs: bytes) -> ReuseHit | None:
         """Outputs recorded for this task and inputs: from the run being recovered, else the cache."""
         caching = spec.cache == "auto" and not self.overwrite_cache
         if self.recover_from is None and not caching:
             return None
-        with self._exclusive():
-            digest = digest_of(inputs)
-            found = self.store.succeeded(self.recover_from, spec.name, digest) if self.recover_from else None
-            if found is None and caching:
-                key = self._cache_key(spec, digest)
-                found = self.store.cached(key) if key else None
-            if found is None:
-                return None
-            return ReuseHit(self.store.payload(found.digest), found.source)
+        digest = digest_of(inputs)
+        found = self.store.succeeded(self.recover_from, spec.name, digest) if self.recover_from else None
+        if found is None and caching:
+            key = self._cache_key(spec, digest)
+            found = self.store.cached(key) if key else None
+        if found is None:
+            return None
+        return ReuseHit(self.store.payload(found.digest), found.source)
 
     # -- the end ----------------------------------------------------------------------------------
 
     def finish(self, result: RunResult) -> RunResult:
         """Record how the run ended; the result carries the store's run id from here on."""
-        with self._exclusive():
-            error = result.error
-            self.store.finish_run(
-                self.run.id,
-                status=result.status.value,
-                kind=error.kind.value if error else None,
-                message=_mask(error.message, self.secrets) if error else "",
-                outputs=self._root_outputs,
-                outputs_json=_masked_json(result.outputs, self.secrets),
-                mechanisms=result.mechanisms,
-            )
+        self._drain()
+        error = result.error
+        self.store.finish_run(
+            self.run.id,
+            status=result.status.value,
+            kind=error.kind.value if error else None,
+            message=_mask(error.message, self.secrets) if error else "",
+            outputs=self._root_outputs,
+            outputs_json=_masked_json(result.outputs, self.secrets),
+            mechanisms=result.mechanisms,
+        )
         return dataclasses.replace(result, run_id=self.run.id)
 
     def abandon(self, reason: str) -> None:
         """The runner failed outright: the run ends `aborted` with the reason."""
+        self._drain()
         with contextlib.suppress(sqlite3.Error):
             self.store.finish_run(self.run.id, status="aborted", kind=None, message=reason, outputs=None,
                                   outputs_json=None, mechanisms={})  # fmt: skip
 
     # -- inside -----------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        """Use the connection alone, then write what arrived meanwhile.
+    def _write(self, store: Store) -> None:
+        """The writer thread: every WRITE_INTERVAL, what the runner reported since, in one transaction.
 
-        A Ctrl-C handler aborts the run from inside whatever the main thread was doing, possibly a
-        write of ours: its events wait in `_pending` until the connection is free.
+        Batching keeps the runner's loop free of disk writes; a runner killed meanwhile loses at most
+        the last interval's events, and the store stays consistent (each batch is all or nothing).
         """
-        busy, self._busy = self._busy, True
         try:
-            yield
+            while True:
+                stopping = self._stop.is_set()
+                batch = [self._events.popleft() for _ in range(len(self._events))]
+                if batch and self.error is None:
+                    try:
+                        store.record_attempts(self.run.id, self._rows(batch))
+                    except sqlite3.Error as exc:
+                        self.error = exc
+                        print(f"warning: run history of {self.run.id} is incomplete: {exc}", file=sys.stderr)
+                if stopping:
+                    return
+                self._stop.wait(WRITE_INTERVAL)
         finally:
-            try:
-                while not busy and self._pending and self.error is None:
-                    batch, self._pending = self._pending, []
-                    self.store.record_attempts(self.run.id, [self._row(event) for event in batch])
-            except sqlite3.Error as exc:
-                self.error = exc
-                print(f"warning: run history of {self.run.id} is incomplete: {exc}", file=sys.stderr)
-            finally:
-                self._busy = busy
+            store.close()
 
-    def _row(self, event: ActionEvent) -> AttemptRow:
-        record = event.record
-        assert record is not None
+    def _drain(self) -> None:
+        """Wait until the writer has written every event and stopped."""
+        self._stop.set()
+        self._writer.join()
+
+    def _rows(self, batch: list[tuple[ActionEvent, str | None]]) -> list[AttemptRow]:
+        """One row per attempt in the batch: its latest state, and the payloads of all its events."""
+        rows: dict[tuple[str, int], AttemptRow] = {}
+        for event, cache_key in batch:
+            record = event.record
+            assert record is not None
+            row = rows.get((record.id, record.attempt))
+            if row is None:
+                row = rows[record.id, record.attempt] = self._new_row(record)
+            row.record = record  # queued, running, then final: the latest wins
+            inputs = _keepable(event.inputs, self.secrets)
+            if inputs is not None:
+                row.inputs_digest = digest_of(inputs)
+                row.payloads.append((row.inputs_digest, inputs))
+                row.cache_key = cache_key
+            outputs = _keepable(event.outputs, self.secrets)
+            if outputs is not None:
+                row.outputs_digest = digest_of(outputs)
+                row.payloads.append((row.outputs_digest, outputs))
+            if event.phase.final:
+                row.samples = record.samples
+        return list(rows.values())
+
+    def _new_row(self, record: ActionRecord) -> AttemptRow:
         spec = self.config.tasks.get(record.task)
-        environment = spec.environment if spec else record.task.partition(".")[0]
-        row = AttemptRow(record, environment, spec=self._spec(spec) if spec else None)
-        inputs = _keepable(event.inputs, self.secrets)
-        if inputs is not None:
-            row.inputs_digest = digest_of(inputs)
-            row.payloads.append((row.inputs_digest, inputs))
-            if spec is not None and spec.cache in CACHING:
-                row.cache_key = self._cache_key(spec, row.inputs_digest)
-        outputs = _keepable(event.outputs, self.secrets)
-        if outputs is not None:
-            row.outputs_digest = digest_of(outputs)
-            row.payloads.append((row.outputs_digest, outputs))
-        if event.phase.final:
-            row.samples = record.samples
+        row = AttemptRow(record, spec.environment if spec else record.task.partition(".")[0])
+        if spec is not None:
+            row.spec_digest, text = self._spec(spec)
+            if row.spec_digest not in self._written_specs:
+                row.spec_json = text
+                self._written_specs.add(row.spec_digest)
         return row
 
     def _spec(self, spec: TaskSpec) -> tuple[str, str]:

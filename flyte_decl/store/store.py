@@ -265,20 +265,22 @@ class Store:
 
     def record_attempts(self, run_id: str, rows: Sequence[AttemptRow]) -> None:
         """Insert or update action attempts, with their payloads and samples, in one transaction."""
+        payloads = {digest: data for row in rows for digest, data in row.payloads}
+        specs = {(row.spec_digest, row.spec_json) for row in rows if row.spec_json is not None}
+        samples = [
+            (run_id, row.record.id, row.record.attempt, *sample) for row in rows for sample in row.samples
+        ]
         with self.transaction() as conn:
-            for row in rows:
-                for digest, data in row.payloads:
-                    self._put_payload(digest, data)
-                if row.spec is not None:
-                    conn.execute("INSERT OR IGNORE INTO specs (digest, spec) VALUES (?, ?)", row.spec)
+            conn.executemany(
+                "INSERT OR IGNORE INTO payloads (digest, size, data) VALUES (?, ?, ?)",
+                [(digest, len(data), data) for digest, data in payloads.items()],
+            )
+            conn.executemany("INSERT OR IGNORE INTO specs (digest, spec) VALUES (?, ?)", specs)
             conn.executemany(_UPSERT_ATTEMPT, [(run_id, *row.values) for row in rows])
-            for row in rows:
-                if row.samples:
-                    record = row.record
-                    conn.executemany(
-                        "INSERT INTO samples (run_id, action, attempt, time, rss, cpu) VALUES (?, ?, ?, ?, ?, ?)",
-                        [(run_id, record.id, record.attempt, *sample) for sample in row.samples],
-                    )
+            conn.executemany(
+                "INSERT INTO samples (run_id, action, attempt, time, rss, cpu) VALUES (?, ?, ?, ?, ?, ?)",
+                samples,
+            )
 
     def finish_run(
         self,
@@ -448,7 +450,8 @@ class AttemptRow:
 
     record: ActionRecord
     environment: str
-    spec: tuple[str, str] | None = None  # (digest, JSON)
+    spec_digest: str | None = None
+    spec_json: str | None = None  # the spec itself, when the store may not have it yet
     inputs_digest: str | None = None
     outputs_digest: str | None = None
     cache_key: str | None = None
@@ -460,7 +463,7 @@ class AttemptRow:
         record = self.record
         return (
             record.id, record.attempt, record.parent, record.task, self.environment, record.index,
-            record.queue, self.spec[0] if self.spec else None, json.dumps(record.limits), record.phase.value,
+            record.queue, self.spec_digest, json.dumps(record.limits), record.phase.value,
             record.kind.value if record.kind else None, record.message, record.traceback, record.queued_at,
             record.started_at, record.ended_at, record.pid, record.exit_code, record.signal,
             record.peak_memory, record.cpu_seconds, str(record.log_path) if record.log_path else None,
