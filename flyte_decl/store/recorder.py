@@ -31,7 +31,7 @@ from typing import Any
 
 from flyte_decl._task import TaskTemplate
 from flyte_decl.config.imports import import_function
-from flyte_decl.runtime.records import ActionEvent, ActionRecord, ReuseHit, RunResult
+from flyte_decl.runtime.records import ActionEvent, ActionRecord, Phase, ReuseHit, RunResult
 from flyte_decl.runtime.wire import dump_payload
 from flyte_decl.session import PreparedRun
 from flyte_decl.spec import RunConfig, TaskSpec
@@ -186,7 +186,7 @@ class Recorder:
             self.run.id,
             status=result.status.value,
             kind=error.kind.value if error else None,
-            message=_mask(error.message, self.secrets) if error else "",
+            message=_mask(error.message if error else _abort_reason(result), self.secrets),
             outputs=self._root_outputs,
             outputs_json=_masked_json(result.outputs, self.secrets),
             mechanisms=result.mechanisms,
@@ -291,6 +291,13 @@ def _source_digest(spec: TaskSpec) -> str | None:
         print(f"warning: {spec.name} is not cached: the source of {spec.fn} cannot be read", file=sys.stderr)
         return None
     return hashlib.sha256(source.encode()).hexdigest()
+
+
+def _abort_reason(result: RunResult) -> str:
+    """Why an aborted run stopped (e.g. "run aborted" on Ctrl-C), as its root action says."""
+    if result.status is Phase.ABORTED and result.actions:
+        return result.actions[0].message
+    return ""
 
 
 def _keepable(payload: bytes | None, secrets: list[str]) -> bytes | None:

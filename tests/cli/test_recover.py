@@ -93,3 +93,14 @@ def test_recover_errors(ws) -> None:
         f"error: run r1 is still running (runner pid {os.getpid()}) (hint: wait for it, or stop it with "
         f"'kill {os.getpid()}' first)\n",
     )
+
+
+def test_ctrl_c_ends_the_run_aborted_in_the_store(ws) -> None:
+    ws.touch("block-1")
+    runner = ws.spawn("run", "fan", "--n", "2")
+    ws.wait_for(lambda: (ws.root / "blocked-1").exists(), "piece 1 to block")
+    runner.send_signal(signal.SIGINT)
+    assert runner.wait(timeout=30) == 130
+    (run,) = json.loads(ws.cli("runs", "list", "--format", "json").out)
+    assert (run["status"], run["message"]) == ("aborted", "run aborted")
+    assert sorted(a["phase"] for a in _actions(ws, "r1")) == ["aborted", "aborted", "succeeded"]
