@@ -234,6 +234,30 @@ def test_a_task_past_its_timeout_fails_timed_out(ws: Workspace) -> None:
     assert record.signal == signal.SIGTERM
 
 
+def test_a_parent_past_its_timeout_takes_its_running_children_down(ws: Workspace) -> None:
+    ws.module(
+        "tasks",
+        """
+        import asyncio
+
+        async def slow(i):
+            await asyncio.sleep(30)
+
+        async def parent(n):
+            await asyncio.gather(*(slow(i) for i in range(n)))
+        """,
+    )
+    ws.task("env1.parent", "tasks:parent", timeout=0.5)
+    ws.task("env1.slow", "tasks:slow")
+
+    result = ws.run("env1.parent", {"n": 3})
+
+    assert result.status == Phase.TIMED_OUT
+    kids = children(result)
+    assert [(r.phase, r.message) for r in kids] == [(Phase.ABORTED, "its parent a1 ended")] * 3
+    assert wait_until_gone([r.pid for r in result.actions if r.pid]) == []
+
+
 def test_outputs_over_max_inline_io_bytes_fail(ws: Workspace) -> None:
     ws.module("tasks", "def big():\n    return 'x' * 2048\n")
     ws.task("env1.big", "tasks:big", max_inline_io_bytes=1024)
