@@ -49,7 +49,9 @@ def _work(i):
     print(f"piece {i}", flush=True)
     if pathlib.Path("slow").exists():  # long enough for several resource samples
         time.sleep(float(pathlib.Path("slow").read_text()))
-    if pathlib.Path(f"fail-{i}").exists():
+    fail = pathlib.Path(f"fail-{i}")
+    if fail.exists():  # after the delay written in it, so that the other pieces are done by then
+        time.sleep(float(fail.read_text() or 0))
         raise ValueError(f"piece {i} failed on purpose")
     if pathlib.Path(f"block-{i}").exists():  # hold here (until killed, or the file is gone)
         pathlib.Path(f"blocked-{i}").touch()
@@ -108,9 +110,9 @@ class Workspace:
     def store(self) -> Store:
         return Store.open(self.root / ".flyte-decl", create=False)
 
-    def touch(self, name: str) -> Path:
+    def touch(self, name: str, text: str = "") -> Path:
         path = self.root / name
-        path.touch()
+        path.write_text(text)
         return path
 
     def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
