@@ -1,9 +1,9 @@
 """From a running LocalRunner to the store: each phase change is written as it happens.
 
 Data flows one way: the runner hands out events and, before queueing an action, asks `reuse` for
-recorded outputs; it never reads the store. A writer thread commits the events every 20 ms in one
+recorded outputs; it never reads the store. A writer thread commits the events every 100 ms in one
 transaction, so a runner killed at any moment leaves a consistent store holding all but its last
-few milliseconds (and the next command marks the run and its unfinished actions aborted).
+moments (and the next command marks the run and its unfinished actions aborted).
 
 Example::
 
@@ -80,10 +80,12 @@ class RunRequest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunRequest:
+        """The request as stored with a run (`masked` output)."""
         return cls(**data)
 
     @property
     def env_items(self) -> list[str]:
+        """The run-level environment as `-e KEY=VALUE` items."""
         return [f"{name}={value}" for name, value in self.env.items()]
 
 
@@ -146,6 +148,7 @@ class Recorder:
 
     @property
     def log_dir(self) -> Path:
+        """Where the runner writes this run's logs: `.flyte-decl/logs/RUN`."""
         return self.run.log_dir
 
     # -- for the runner ---------------------------------------------------------------------------

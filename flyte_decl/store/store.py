@@ -66,6 +66,7 @@ class StoredRun:
 
     @property
     def duration(self) -> float | None:
+        """Seconds from start to end; None while it runs."""
         return self.ended_at - self.created_at if self.ended_at is not None else None
 
     def to_json(self) -> dict[str, Any]:
@@ -124,15 +125,18 @@ class StoredAction:
 
     @property
     def label(self) -> str:
+        """`env2.square[3]`: the task and its ordinal among the run's calls of it."""
         return f"{self.task}[{self.index}]"
 
     @property
     def duration(self) -> float | None:
+        """Seconds the attempt ran; None if it never started or has not ended."""
         if self.started_at is None or self.ended_at is None:
             return None
         return self.ended_at - self.started_at
 
     def to_json(self) -> dict[str, Any]:
+        """The attempt as `runs show --format json` shows it (samples are for the report)."""
         return {
             "id": self.id,
             "attempt": self.attempt,
@@ -171,6 +175,7 @@ class Found:
 
     @property
     def source(self) -> str:
+        """`r3/a2`: the run and action that recorded these outputs."""
         return f"{self.run_id}/{self.action}"
 
 
@@ -212,6 +217,7 @@ class Store:
         return store
 
     def close(self) -> None:
+        """Close the connection (the file stays)."""
         self.conn.close()
 
     @contextlib.contextmanager
@@ -460,6 +466,7 @@ class AttemptRow:
 
     @property
     def values(self) -> tuple[Any, ...]:
+        """The row's columns after run_id, in `_UPSERT_ATTEMPT`'s order."""
         record = self.record
         return (
             record.id, record.attempt, record.parent, record.task, self.environment, record.index,
