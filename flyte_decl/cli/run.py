@@ -108,12 +108,12 @@ def execute(
         recorder.on_event(event)
         view.on_event(event)
 
-    runner = prepared.runner(on_event=on_event, log_dir=recorder.log_dir, reuse=recorder.reuse)
     started = time.monotonic()
-    if not as_json:
-        header = prepared.header(runner.mechanisms).removeprefix("run ")
-        click.echo(f"run {recorder.run.id}: {header}", err=True)
     try:
+        runner = prepared.runner(on_event=on_event, log_dir=recorder.log_dir, reuse=recorder.reuse)
+        if not as_json:
+            header = prepared.header(runner.mechanisms).removeprefix("run ")
+            click.echo(f"run {recorder.run.id}: {header}", err=True)
         with view, _aborting_on_signals(runner.abort) as interrupted:
             result = runner.run(prepared.task, inputs, env=prepared.env)
         result = recorder.finish(result)
