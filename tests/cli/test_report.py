@@ -27,8 +27,10 @@ def mixed_run(ws) -> Path:
     (ws.root / "slow").write_text("0.5")
     assert ws.cli("run", "fan", "--n", "3", "--cached").code == 1
     result = ws.cli("report", "r2", "-o", "out/r2.html")
-    assert (
-        result.code == 2 and "cannot write the report to out/r2.html: No such file or directory" in result.err
+    assert (result.code, result.err) == (
+        2,
+        "error: cannot write the report to out/r2.html: No such file or directory "
+        "(hint: choose a writable path with -o)\n",
     )
     (ws.root / "out").mkdir()
     result = ws.cli("report", "r2", "-o", "out/r2.html")
