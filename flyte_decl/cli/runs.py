@@ -23,9 +23,14 @@ from flyte_decl.runtime.records import Phase
 STATUSES = ["running", *(phase.value for phase in Phase if phase.final and phase is not Phase.CACHED)]
 
 
-@click.group()
-def runs() -> None:
+@click.group(invoke_without_command=True, no_args_is_help=False)
+@click.pass_context
+def runs(ctx: click.Context) -> None:
     """Recorded runs: list them, or show one's actions."""
+    if ctx.invoked_subcommand is None:
+        raise UsageError(
+            "runs needs a command: flyte-decl runs list, or flyte-decl runs show RUN (see 'flyte-decl runs --help')"
+        )
 
 
 @runs.command(name="list")
