@@ -44,9 +44,9 @@ def render_run(run: StoredRun, actions: Sequence[StoredAction]) -> str:
     origin = f"; {run.origin} of {run.source_run}" if run.source_run else ""
     took = f", {seconds(run.duration)}" if run.duration is not None else ", still running"
     lines.append(f"  started {when(run.created_at)}{took}{origin}; runner pid {run.pid} on {run.host}")
-    lines.append(f"  inputs  {_short(run.inputs_json)}")
+    lines.append(f"  inputs  {short(run.inputs_json)}")
     if run.status == "succeeded":
-        lines.append(f"  outputs {_short(run.outputs_json)}")
+        lines.append(f"  outputs {short(run.outputs_json)}")
     lines.append(f"  logs    {run.log_dir}")
     lines.append("")
     rows = []
@@ -157,6 +157,7 @@ def _counts(counts: Counter[str]) -> str:
     return f"{total}: " + ", ".join(f"{n} {phase}" for phase, n in counts.most_common())
 
 
-def _short(value: Any, width: int = 100) -> str:
+def short(value: Any, width: int = 100) -> str:
+    """A JSON value on one line, cut to `width` characters."""
     text = json.dumps(value)
     return text if len(text) <= width else text[: width - 3] + "..."

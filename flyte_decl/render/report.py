@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from flyte_decl.render.history import cpu_use, memory_use, seconds, when
+from flyte_decl.render.history import cpu_use, memory_use, seconds, short, when
 from flyte_decl.store.store import StoredAction, StoredRun
 
 PHASE_COLOURS = {
@@ -46,8 +46,8 @@ def render_report(run: StoredRun, actions: Sequence[StoredAction]) -> str:
         ("started", when(run.created_at)),
         ("duration", seconds(run.duration) if run.duration is not None else "still running"),
         ("actions", str(len({a.id for a in actions}))),
-        ("inputs", _short(run.inputs_json)),
-        ("outputs", _short(run.outputs_json) if run.status == "succeeded" else "-"),
+        ("inputs", short(run.inputs_json, 160)),
+        ("outputs", short(run.outputs_json, 160) if run.status == "succeeded" else "-"),
         ("from", f"{run.origin} of {run.source_run}" if run.source_run else run.origin),
         *((f"{name} limits", how) for name, how in run.mechanisms.items()),
     ]
@@ -86,11 +86,6 @@ def _attempt(action: StoredAction) -> dict[str, Any]:
         "limits": {"cpu": action.limits.get("cpu"), "memory": action.limits.get("memory")},
         "samples": [[round(t, 4), rss, round(cpu, 4)] for t, rss, cpu in action.samples],
     }
-
-
-def _short(value: Any, width: int = 160) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 _STYLE = """
