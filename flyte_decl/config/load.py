@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,10 +153,8 @@ def parse_sets(sets: Sequence[str]) -> tuple[list[tuple], list[Problem]]:
             continue
         value: Any = text  # variables stay text: `--set env_vars.PORT=8080` means "8080"
         if not path.startswith("env_vars."):
-            try:
+            with suppress(yaml.YAMLError):  # not YAML: keep the text
                 value = yaml.safe_load(text) if text else None
-            except yaml.YAMLError:
-                pass
         node = settings
         keys = path.split(".")
         for key in keys[:-1]:

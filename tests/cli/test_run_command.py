@@ -49,17 +49,31 @@ def test_task_help_lists_parameters_from_the_signature():
 def test_user_errors_are_one_line_with_exit_2():
     cases = [
         (("run", "hello_wfx"), "error: unknown task 'hello_wfx' (did you mean 'hello_wf'?)"),
-        (("run", "hello_wf", "--n", "ten"),
-         "error: --n: input should be a valid integer, unable to parse string as an integer, got 'ten' "
-         "(expected int; lists and mappings are JSON, e.g. '[1,2]')"),
-        (("run",), "error: run needs a task: flyte-decl run TASK [--PARAM VALUE]... (see 'flyte-decl run --help')"),
-        (("run", "hello_wf", "--backend", "ray"),
-         "error: --backend ray is not available in this version; use --backend local"),
-        (("run", "hello_wf", "--queue", "fast"), "<cli --queue>: error: queue: unknown queue 'fast' "
-         "(expected one of: default)"),
-        (("run", "hello_wf", "-e", "1X=2"), "error: -e '1X=2': expected KEY=VALUE with a variable name like LOG_LEVEL"),
-        (("run", "hello_wf", "--set", "timeout=soon"),
-         "<cli --set>: error: timeout: 'soon' is not a duration (e.g. 30s, 5m, 1h30m, 250ms or 30)"),
+        (
+            ("run", "hello_wf", "--n", "ten"),
+            "error: --n: input should be a valid integer, unable to parse string as an integer, got 'ten' "
+            "(expected int; lists and mappings are JSON, e.g. '[1,2]')",
+        ),
+        (
+            ("run",),
+            "error: run needs a task: flyte-decl run TASK [--PARAM VALUE]... (see 'flyte-decl run --help')",
+        ),
+        (
+            ("run", "hello_wf", "--backend", "ray"),
+            "error: --backend ray is not available in this version; use --backend local",
+        ),
+        (
+            ("run", "hello_wf", "--queue", "fast"),
+            "<cli --queue>: error: queue: unknown queue 'fast' (expected one of: default)",
+        ),
+        (
+            ("run", "hello_wf", "-e", "1X=2"),
+            "error: -e '1X=2': expected KEY=VALUE with a variable name like LOG_LEVEL",
+        ),
+        (
+            ("run", "hello_wf", "--set", "timeout=soon"),
+            "<cli --set>: error: timeout: 'soon' is not a duration (e.g. 30s, 5m, 1h30m, 250ms or 30)",
+        ),
     ]
     for args, expected in cases:
         result = flyte_decl(*args)
@@ -71,6 +85,8 @@ def test_run_level_env_and_set_reach_the_root_action(tmp_path):
     (tmp_path / "environments.yaml").write_text(
         "version: 1\nenvironments:\n  e:\n    tasks:\n      show: {fn: 'envtask:show'}\n"
     )
-    (tmp_path / "envtask.py").write_text("import os\n\ndef show() -> list:\n    return [os.environ.get('X'), os.environ.get('Y')]\n")
+    (tmp_path / "envtask.py").write_text(
+        "import os\n\ndef show() -> list:\n    return [os.environ.get('X'), os.environ.get('Y')]\n"
+    )
     result = flyte_decl("run", "show", "-e", "X=1", "--set", "env_vars.Y=2", "--json", cwd=tmp_path)
     assert json.loads(result.stdout)["outputs"] == ["1", "2"]
