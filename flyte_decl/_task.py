@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from flyte_decl.config.read import display_path
 from flyte_decl.errors import Mark
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def code_mark() -> Mark:
         frame = frame.f_back  # type: ignore[assignment]
     if frame is None:
         return Mark("<code>")
-    return Mark(relative_path(frame.f_code.co_filename), frame.f_lineno, 1)
+    return Mark(display_path(frame.f_code.co_filename), frame.f_lineno, 1)
 
 
 def module_name(func: Callable[..., Any]) -> str:
@@ -59,14 +60,6 @@ def module_name(func: Callable[..., Any]) -> str:
         if filename:
             return Path(filename).stem
     return name
-
-
-def relative_path(filename: str) -> str:
-    """A source file as shown in provenance: relative to the working directory when inside it."""
-    try:
-        return str(Path(filename).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return filename
 
 
 @dataclass

@@ -20,7 +20,8 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from flyte_decl._resources import Resources
-from flyte_decl._task import TaskTemplate, code_mark, relative_path
+from flyte_decl._task import TaskTemplate, code_mark
+from flyte_decl.config.read import display_path
 from flyte_decl.config.resolve import CodeLayers
 from flyte_decl.errors import Mark
 
@@ -344,7 +345,7 @@ def _function_mark(func: Callable[..., Any]) -> Mark:
     code = getattr(func, "__code__", None)
     if code is None:
         return code_mark()
-    return Mark(relative_path(code.co_filename), code.co_firstlineno, 1)
+    return Mark(display_path(code.co_filename), code.co_firstlineno, 1)
 
 
 def declared_environments() -> dict[str, TaskEnvironment]:

@@ -18,7 +18,7 @@ import yaml
 
 from flyte_decl.config.check import check_references, check_shape
 from flyte_decl.config.model import ENV_VAR_PATTERN
-from flyte_decl.config.read import Document, Path_, read_file, read_file_text, read_text
+from flyte_decl.config.read import Document, Path_, display_path, read_file, read_file_text, read_text
 from flyte_decl.config.resolve import CodeLayers, Origin, Resolved, flatten, resolve
 from flyte_decl.errors import ConfigLoadError, Mark, Problem, UsageError, did_you_mean
 
@@ -59,14 +59,14 @@ def read_documents(
     a rerun resolves from them again.
     """
     files = [Path(p) for p in paths] if paths else [discover(cwd)]
-    document = _read(files[0], cwd, snapshot)
+    document = _read(files[0], snapshot)
     for path in files[1:]:
-        overlay(document, _read(path, cwd, snapshot))
+        overlay(document, _read(path, snapshot))
     return document
 
 
-def _read(path: Path, cwd: Path | None, snapshot: dict[str, str] | None) -> Document:
-    display = _display(path, cwd)
+def _read(path: Path, snapshot: dict[str, str] | None) -> Document:
+    display = display_path(path)
     if snapshot is None:
         return read_file(path, display=display)
     key = str(path.resolve())
@@ -75,13 +75,6 @@ def _read(path: Path, cwd: Path | None, snapshot: dict[str, str] | None) -> Docu
     document = read_text(snapshot[key], path, display=display)
     document.root_dir = path.resolve().parent
     return document
-
-
-def _display(path: Path, cwd: Path | None) -> str:
-    try:
-        return str(path.resolve().relative_to((cwd or Path.cwd()).resolve()))
-    except ValueError:
-        return str(path)
 
 
 def overlay(base: Document, top: Document, source: Path_ = (), target: Path_ = ()) -> None:

@@ -58,6 +58,14 @@ class Document:
         return self.key_marks.get(path) or self.mark(path)
 
 
+def display_path(path: str | Path) -> str:
+    """A file as shown in messages and provenance: relative to the working directory when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def read_file(path: Path, *, display: str | None = None) -> Document:
     """Read one YAML or TOML file (or the [tool.flyte-decl] table of a pyproject.toml)."""
     name = display or str(path)

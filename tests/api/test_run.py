@@ -87,3 +87,60 @@ def test_map_outside_a_run_calls_the_function():
     import flyte_decl as flyte
 
     assert list(flyte.map(lambda x, y: x + y, [1, 2], [10, 20])) == [11, 22]
+
+
+MAPPED = """
+import asyncio, os, time
+import flyte_decl as flyte
+
+env = flyte.TaskEnvironment(name="mapper", resources=flyte.Resources(cpu="500m", memory="200Mi"))
+
+
+@env.task
+async def slow_double(x: int) -> list:
+    start = time.time()
+    await asyncio.sleep(0.3)
+    return [x * 2, os.getpid(), start, time.time()]
+
+
+@env.task
+async def fan(n: int = 4, concurrency: int = 2) -> list:
+    return [r async for r in flyte.map.aio(slow_double, range(n), concurrency=concurrency)]
+
+
+@env.task
+def fan_sync(n: int = 3) -> list:
+    return [r[0] for r in flyte.map(slow_double, range(n))]
+"""
+
+
+def _overlaps(rows):
+    spans = sorted((start, end) for _, _, start, end in rows)
+    return max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+
+
+def test_map_in_an_action_runs_each_item_as_an_action_with_bounded_concurrency(tmp_path):
+    (tmp_path / "mapped.py").write_text(MAPPED)
+    result = run_cli("run", "mapped.py", "fan", "--n", "4", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    rows = data["outputs"]
+    assert [r[0] for r in rows] == [0, 2, 4, 6]
+    assert len({r[1] for r in rows}) == 4 and data["actions"][0]["pid"] not in {r[1] for r in rows}
+    assert _overlaps(rows) <= 2
+    sync = json.loads(run_cli("run", "mapped.py", "fan_sync", "--json", cwd=tmp_path).stdout)
+    assert sync["status"] == "succeeded" and sync["outputs"] == [0, 2, 4]
+
+
+def test_explain_shows_code_and_yaml_layers():
+    result = run_cli("explain", "env2.square", "-c", "examples/flyte_code/environments.yaml")
+    # Without importing hello.py the task is unknown to the YAML alone, so name the program's config folder.
+    assert result.returncode == 2
+    result = run_cli("explain", "examples/flyte_code/hello.py", "square")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "env2.square  fn=hello:square  declared at examples/flyte_code/hello.py:21"
+    assert any(line.split()[:2] == ["resources.memory.limit", "250Mi"] and "code environment env2 "
+               "(examples/flyte_code/hello.py:13)" in line for line in lines)  # fmt: skip
+    assert any(line.split()[:2] == ["env_vars.QUEUE_NOTE", "from-yaml"] and "environment env2 "
+               "(examples/flyte_code/environments.yaml:7)" in line for line in lines)  # fmt: skip
