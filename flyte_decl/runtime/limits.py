@@ -738,14 +738,14 @@ class ActionLimiter:
         if self._throttle.should_stop(now, cpu) and tree:  # an empty tree: the root is not ours
             # The group and every member (a setsid'd one is outside the group), on every check
             # while over quota: a SIGCONT from elsewhere (kill_tree, a shell) must not free it.
-            _signal_group(self._pid, signal.SIGSTOP)
+            proctree.signal_group(self._pid, signal.SIGSTOP)
             for pid in tree:
-                _signal(pid, signal.SIGSTOP)
+                proctree.signal_pid(pid, signal.SIGSTOP)
             self._stopped.update(tree)
         elif self._stopped:
-            _signal_group(self._pid, signal.SIGCONT)
+            proctree.signal_group(self._pid, signal.SIGCONT)
             for pid in self._stopped:
-                _signal(pid, signal.SIGCONT)
+                proctree.signal_pid(pid, signal.SIGCONT)
             self._stopped.clear()
 
     def _sample(self, now: float, rss: int, cpu: float) -> None:
@@ -764,16 +764,6 @@ class ActionLimiter:
 
 def _version(mechanism: str) -> int:
     return 2 if mechanism == "cgroup-v2" else 1
-
-
-def _signal(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
 
 
 # --- the monitor -------------------------------------------------------------------------------

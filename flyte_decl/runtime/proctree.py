@@ -180,12 +180,14 @@ def cgroup_members(procs_file: str) -> list[int]:
     return [int(pid) for pid in data.split()] if data else []
 
 
-def _signal(pid: int, sig: int) -> None:
+def signal_pid(pid: int, sig: int) -> None:
+    """Send `sig` to `pid`, ignoring a process that is gone or not ours."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
 
 
-def _signal_group(pgid: int, sig: int) -> None:
+def signal_group(pgid: int, sig: int) -> None:
+    """Send `sig` to process group `pgid`, ignoring a group that is gone or not ours."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
 
@@ -225,20 +227,20 @@ def kill_tree(
         return found
 
     if group is not None:
-        _signal_group(group, signal.SIGSTOP)
+        signal_group(group, signal.SIGSTOP)
     targets: set[int] = set()
     for _ in range(_FREEZE_ROUNDS):
         new = scan() - targets
         if not new:
             break
         for pid in new:
-            _signal(pid, signal.SIGSTOP)
+            signal_pid(pid, signal.SIGSTOP)
         targets |= new
     for send in (sig, signal.SIGCONT):
         if group is not None:
-            _signal_group(group, send)
+            signal_group(group, send)
         for pid in targets:
-            _signal(pid, send)
+            signal_pid(pid, send)
     return targets
 
 
