@@ -18,6 +18,20 @@ from flyte_decl.store.store import Store
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def replay_options(func: F) -> F:
+    """RUN, -c/--config, --current-config, --overwrite-cache and --json: what rerun and recover share."""
+    func = click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON object: run, status, outputs, actions."
+    )(func)
+    func = click.option(
+        "--overwrite-cache", is_flag=True, help="Run tasks with cache: auto even on a hit; record anew."
+    )(func)
+    func = click.option(
+        "--current-config", is_flag=True, help="Use the config files as they are now, not the run's snapshot."
+    )(func)
+    return click.argument("run", metavar="RUN")(store_option(func))
+
+
 def store_option(func: F) -> F:
     """-c/--config PATH: use the run store beside this config file."""
     return click.option(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import click
 
-from flyte_decl.cli.history import open_store, store_option
+from flyte_decl.cli.history import open_store, replay_options
 from flyte_decl.cli.rerun import replay
 from flyte_decl.cli.run import execute
 from flyte_decl.errors import UsageError
@@ -20,15 +20,7 @@ from flyte_decl.store.store import RUNNING
 
 
 @click.command()
-@click.argument("run", metavar="RUN")
-@store_option
-@click.option(
-    "--current-config", is_flag=True, help="Use the config files as they are now, not the run's snapshot."
-)
-@click.option(
-    "--overwrite-cache", is_flag=True, help="Run tasks with cache: auto even on a hit; record anew."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: run, status, outputs, actions.")
+@replay_options
 def recover(run: str, config: str | None, current_config: bool, overwrite_cache: bool, as_json: bool) -> int:
     """Re-run RUN (an id like r12, or `last`), reusing the outputs of its actions that succeeded."""
     store = open_store(config)

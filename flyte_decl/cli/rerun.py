@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from flyte_decl.cli.history import open_store, store_option
+from flyte_decl.cli.history import open_store, replay_options
 from flyte_decl.cli.run import execute
 from flyte_decl.errors import UsageError
 from flyte_decl.runtime.wire import load_payload
@@ -23,15 +23,7 @@ from flyte_decl.store.store import Store, StoredRun
 
 
 @click.command()
-@click.argument("run", metavar="RUN")
-@store_option
-@click.option(
-    "--current-config", is_flag=True, help="Use the config files as they are now, not the run's snapshot."
-)
-@click.option(
-    "--overwrite-cache", is_flag=True, help="Run tasks with cache: auto even on a hit; record anew."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: run, status, outputs, actions.")
+@replay_options
 def rerun(run: str, config: str | None, current_config: bool, overwrite_cache: bool, as_json: bool) -> int:
     """Run RUN's task again (RUN: an id like r12, or `last`) with the same inputs and config."""
     store = open_store(config)
