@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import inspect
 import os
+import select
 import signal
 import socket
 import sys
 import threading
 import traceback
 import types
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
@@ -38,7 +40,7 @@ from flyte_decl._task import TaskTemplate, install_submitter
 from flyte_decl.runtime import proctree
 from flyte_decl.runtime.limits import ChildSetup
 from flyte_decl.runtime.records import ActionFailed, FailureKind
-from flyte_decl.runtime.wire import dump_payload, load_payload, recv_message, send_message
+from flyte_decl.runtime.wire import Connection, dump_payload, load_payload, recv_message, send_message
 
 T = TypeVar("T")
 
@@ -59,6 +61,8 @@ class Launch:
     env_changes: dict[str, str | None]
     setup: ChildSetup
     max_output_bytes: int
+    # A warm worker of a reusable environment (`run_worker`) rather than a one-action process.
+    worker: bool = False
 
 
 class Channel:
@@ -217,6 +221,107 @@ def run_action(
         if os.getpid() == me and proctree.children(me):
             proctree.kill_tree(me, include_root=False)
         os._exit(status)
+
+
+def run_worker(
+    launch: Launch,
+    functions: dict[str, Callable[..., Any]],
+    loops: Mapping[str, asyncio.AbstractEventLoop | None],
+    names: dict[int, tuple[Callable[..., Any], str]],
+    control: socket.socket,
+    log_fd: int,
+) -> NoReturn:
+    """The whole life of a warm worker of a reusable environment; never returns.
+
+    Confines itself once, exactly as an action does (`run_action`), then runs one action at a time
+    for as long as the runner keeps its control socket open. Each job arrives as
+    ``("run", key, task, max_output_bytes)`` with that action's socket and log pipe beside it; the
+    action's stdout and stderr go to that pipe while it runs, and ``("done", key)`` follows once
+    its outcome is sent and the pipe is closed. `loops` holds the fork server's event loop for
+    each async task (None for sync ones).
+
+    Module state persists from one action to the next in the same worker: that is what reuse is.
+    """
+    global _channel
+    parent = os.getppid()
+    me = os.getpid()
+    status = _EXIT_INTERNAL
+    try:
+        os.setsid()
+        launch.setup.apply()
+        proctree.set_pdeathsig(signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(_EXIT_INTERNAL)
+        proctree.set_child_subreaper()
+        _redirect_output(log_fd)
+        # Between actions stdout and stderr go back to the worker's own log.
+        worker_log = os.dup(1)
+        os.set_inheritable(worker_log, False)
+        _change_environ(launch.env_changes)
+        os.chdir(launch.root_dir)
+        conn = Connection(control)
+        private: dict[int, asyncio.AbstractEventLoop] = {}
+        while True:
+            job = _next_job(conn)
+            if job is None:
+                status = 0
+                break
+            (_tag, key, task, max_output_bytes), sock_fd, job_log = job
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            os.dup2(job_log, 1)
+            os.dup2(job_log, 2)
+            os.close(job_log)
+            sock = socket.socket(fileno=sock_fd)
+            _channel = channel = Channel(sock)
+            install_submitter(_Submitter(channel, names))
+            loop = loops.get(task)
+            if loop is not None:
+                # One private self-pipe per inherited loop, made once: later actions reuse it.
+                loop = private.setdefault(id(loop), _own_loop(loop))
+            job_launch = dataclasses.replace(launch, key=key, task=task, max_output_bytes=max_output_bytes)
+            outcome = _outcome(job_launch, functions[task], channel, loop)
+            if os.getpid() != me:  # the task forked and this copy returned from it: stay silent
+                os._exit(0)
+            channel.report(outcome)
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            # What this action started must not outlive it, as with an isolated action.
+            if proctree.children(me):
+                proctree.kill_tree(me, include_root=False)
+            os.dup2(worker_log, 1)
+            os.dup2(worker_log, 2)
+            # Shut down (not just close) so a reply reader thread blocked on it sees EOF and ends.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+            _channel = None
+            conn.send(("done", key))
+            while conn.wants_write:
+                select.select([], [conn.sock], [])
+                conn.flush()
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        if os.getpid() == me and proctree.children(me):
+            proctree.kill_tree(me, include_root=False)
+        os._exit(status)
+
+
+def _next_job(conn: Connection) -> tuple[tuple[Any, ...], int, int] | None:
+    """Block until the runner sends a job (with its two descriptors); None once it closed the socket."""
+    while True:
+        messages = conn.receive()
+        if messages:
+            # The runner sends one job at a time and waits for "done" before the next.
+            return messages[0], conn.fds.popleft(), conn.fds.popleft()
+        if conn.closed:
+            return None
+        select.select([conn.sock], [], [])
 
 
 def _outcome(

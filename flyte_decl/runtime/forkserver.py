@@ -10,7 +10,9 @@ an import error per task that could not be loaded, and its environment after the
 
 Then, for each ``("launch", Launch)`` message (the action's socket and log pipe travel beside it as
 descriptors) it forks; the child becomes the action (`action.run_action`). It tells the runner
-``("started", key, pid)`` and, once reaped, ``("exited", key, wait_status)``.
+``("started", key, pid)`` and, once reaped, ``("exited", key, wait_status)``. A launch marked
+`worker` forks a warm worker of a reusable environment instead (`action.run_worker`): the same
+confinement, then one action after another over the socket that came with the launch.
 
 It is a child subreaper, and nothing it started outlives it: when the runner goes away (EOF on the
 control socket, which a SIGKILLed runner also produces) or sends SIGTERM, it kills every
@@ -40,7 +42,7 @@ from typing import Any
 
 from flyte_decl._task import TaskTemplate
 from flyte_decl.runtime import proctree
-from flyte_decl.runtime.action import Launch, make_proxy, run_action
+from flyte_decl.runtime.action import Launch, make_proxy, run_action, run_worker
 from flyte_decl.runtime.wire import Connection
 from flyte_decl.spec import TaskSpec
 
@@ -229,6 +231,10 @@ class ForkServer:
         else:
             if pid == 0:
                 self._become_action(sock_fd)
+                if launch.worker:  # a warm worker runs any of this environment's tasks, one at a time
+                    loops = {name: self._loop if is_async else None for name, is_async in self._async.items()}
+                    sock = socket.socket(fileno=sock_fd)
+                    run_worker(launch, self._loaded.functions, loops, self._loaded.names, sock, log_fd)
                 run_action(launch, function, self._loaded.names, socket.socket(fileno=sock_fd), log_fd, loop)
             self._actions[pid] = launch.key
             self._conn.send(("started", launch.key, pid))
