@@ -1,0 +1,218 @@
+"""Reusable environments on real processes: warm workers instead of a fork per action.
+
+A task whose spec has `reusable` set runs in up to `replicas` long-lived workers of its
+environment, one action at a time each. Module state persists from one action to the next in the
+same worker: that is what reuse means, and the counters below show it. Limits, timeouts and the
+end of the run still take whole worker trees down.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flyte_decl.runtime import proctree
+from flyte_decl.runtime.limits import Mechanisms, detect_mechanisms
+from flyte_decl.runtime.records import ActionRecord, FailureKind, Phase, RunResult
+from flyte_decl.runtime.runner import LocalRunner
+from flyte_decl.spec import Capacity, ReusePolicy, RunConfig, TaskSpec
+
+MI = 2**20
+
+MODULE = """
+import asyncio
+import os
+import time
+
+from flyte_decl.runtime.records import ActionFailed
+
+calls = 0  # module state: one count per worker process, kept across its actions
+
+
+def bump(i):
+    global calls
+    calls += 1
+    return {"square": i * i, "pid": os.getpid(), "calls": calls}
+
+
+async def fan_out(n):
+    return await asyncio.gather(*(asyncio.to_thread(bump, i) for i in range(n)))
+
+
+def in_sequence(n):
+    return [bump(i) for i in range(n)]
+
+
+def greedy(megabytes):
+    hoard = [b"x" * 2**20 for _ in range(megabytes)]
+    return len(hoard)
+
+
+def nap(seconds):
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def failure_then_success(kind):
+    outcomes = []
+    for step in ("fail", "ok"):
+        try:
+            if kind == "oom":
+                outcomes.append(greedy(1024 if step == "fail" else 10))
+            else:
+                outcomes.append(nap(5 if step == "fail" else 0))
+        except ActionFailed as failure:
+            outcomes.append(failure.kind.value)
+    return outcomes
+
+
+def nested(n):
+    # Runs in the only worker and calls its own task: the calls cannot wait for that worker.
+    return [bump(i)["square"] for i in range(n)] if n else [os.getpid()]
+
+
+def mixed():
+    return [bump(0)["pid"], nap(0), bump(1)["pid"]]
+
+
+def idle_then_again(pause):
+    first = nap(0)
+    time.sleep(pause)
+    alive = os.path.exists(f"/proc/{first}")
+    return first, alive, nap(0)
+"""
+
+
+class Workspace:
+    """The task module in a temp folder and the TaskSpecs bound to it (as in test_runner.py)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tasks: dict[str, TaskSpec] = {}
+        (root / "tasks.py").write_text(textwrap.dedent(MODULE))
+
+    def task(self, name: str, fn: str, **fields: Any) -> TaskSpec:
+        environment, task = name.split(".")
+        spec = TaskSpec(name=name, environment=environment, task=task, fn=fn, root_dir=self.root, **fields)
+        self.tasks[name] = spec
+        return spec
+
+    def run(self, task: str, inputs: dict[str, Any], mechanisms: Mechanisms | None = None) -> RunResult:
+        config = RunConfig(tasks=dict(self.tasks), queues={}, capacity=Capacity())
+        return LocalRunner(config, log_dir=self.root / "logs", mechanisms=mechanisms).run(task, inputs)
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    return Workspace(tmp_path)
+
+
+def records_of(result: RunResult, task: str) -> list[ActionRecord]:
+    return [record for record in result.actions if record.task == task]
+
+
+def test_fanned_out_calls_share_at_most_replicas_workers(ws: Workspace) -> None:
+    ws.task("env1.fan_out", "tasks:fan_out")
+    ws.task("env2.bump", "tasks:bump", reusable=ReusePolicy(replicas=2), memory_limit=250 * MI)
+
+    result = ws.run("env1.fan_out", {"n": 10})
+
+    assert result.status == Phase.SUCCEEDED
+    assert result.outputs is not None
+    assert [output["square"] for output in result.outputs] == [i * i for i in range(10)]
+    pids = Counter(output["pid"] for output in result.outputs)
+    assert 1 <= len(pids) <= 2
+    # Each worker counted its own actions: 1..k in the order it ran them.
+    for pid, count in pids.items():
+        assert sorted(o["calls"] for o in result.outputs if o["pid"] == pid) == list(range(1, count + 1))
+    records = records_of(result, "env2.bump")
+    assert len(records) == 10 and all(record.phase == Phase.SUCCEEDED for record in records)
+    assert {record.pid for record in records} == set(pids)
+    assert sorted(proctree.wait_gone(list(pids), 5.0)) == []  # no worker survives the run
+
+
+def test_sequential_calls_reuse_one_worker_and_its_module_state(ws: Workspace) -> None:
+    ws.task("env1.in_sequence", "tasks:in_sequence")
+    ws.task("env2.bump", "tasks:bump", reusable=ReusePolicy(replicas=2))
+
+    result = ws.run("env1.in_sequence", {"n": 10})
+
+    assert result.status == Phase.SUCCEEDED
+    assert result.outputs is not None
+    # One worker was always free again for the next call; its counter kept counting.
+    assert len({output["pid"] for output in result.outputs}) == 1
+    assert [output["calls"] for output in result.outputs] == list(range(1, 11))
+    assert [output["square"] for output in result.outputs] == [i * i for i in range(10)]
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields", "cgroups"),
+    [
+        ("oom", {"memory_limit": 100 * MI}, True),
+        ("oom", {"memory_limit": 100 * MI}, False),
+        ("timeout", {"timeout": 0.3}, True),
+    ],
+    ids=["oom-cgroup-if-available", "oom-watchdog", "timeout"],
+)
+def test_a_killed_worker_fails_its_action_and_the_next_call_gets_a_new_one(
+    ws: Workspace, kind: str, fields: dict[str, Any], cgroups: bool
+) -> None:
+    ws.task("env1.failure_then_success", "tasks:failure_then_success")
+    task = "env2.greedy" if kind == "oom" else "env2.nap"
+    ws.task(task, f"tasks:{task.split('.')[1]}", reusable=ReusePolicy(replicas=1), **fields)
+
+    result = ws.run(
+        "env1.failure_then_success", {"kind": kind}, mechanisms=detect_mechanisms(allow_cgroups=cgroups)
+    )
+
+    assert result.status == Phase.SUCCEEDED
+    failed, succeeded = records_of(result, task)
+    expected = FailureKind.OOM_KILLED if kind == "oom" else FailureKind.TIMED_OUT
+    assert result.outputs is not None and result.outputs[0] == expected.value
+    assert failed.kind == expected and succeeded.phase == Phase.SUCCEEDED
+    assert failed.pid is not None and succeeded.pid is not None and failed.pid != succeeded.pid
+    if kind == "oom":
+        assert failed.peak_memory is not None and failed.peak_memory > 90 * MI
+    assert sorted(proctree.wait_gone([failed.pid, succeeded.pid], 5.0)) == []
+
+
+def test_an_idle_worker_exits_after_idle_ttl_while_the_run_goes_on(ws: Workspace) -> None:
+    ws.task("env1.idle_then_again", "tasks:idle_then_again")
+    ws.task("env2.nap", "tasks:nap", reusable=ReusePolicy(replicas=1, idle_ttl=0.3))
+
+    result = ws.run("env1.idle_then_again", {"pause": 1.0})
+
+    assert result.status == Phase.SUCCEEDED
+    assert result.outputs is not None
+    first, alive, second = result.outputs
+    assert not alive and first != second
+    assert [record.pid for record in records_of(result, "env2.nap")] == [first, second]
+
+
+def test_a_worker_calling_its_own_pool_does_not_wait_for_itself(ws: Workspace) -> None:
+    ws.task("env2.nested", "tasks:nested", reusable=ReusePolicy(replicas=1))
+    ws.task("env2.bump", "tasks:bump", reusable=ReusePolicy(replicas=1))
+
+    result = ws.run("env2.nested", {"n": 3})
+
+    assert result.status == Phase.SUCCEEDED and result.outputs == [0, 1, 4]
+    (parent,) = records_of(result, "env2.nested")
+    # Its calls ran as isolated actions rather than deadlock on the one busy worker.
+    calls = records_of(result, "env2.bump")
+    assert len(calls) == 3 and parent.pid not in {record.pid for record in calls}
+
+
+def test_different_limits_get_different_workers(ws: Workspace) -> None:
+    ws.task("env1.mixed", "tasks:mixed")
+    ws.task("env2.bump", "tasks:bump", reusable=ReusePolicy(replicas=2), memory_limit=200 * MI)
+    ws.task("env2.nap", "tasks:nap", reusable=ReusePolicy(replicas=2), memory_limit=300 * MI)
+
+    result = ws.run("env1.mixed", {})
+
+    assert result.status == Phase.SUCCEEDED and result.outputs is not None
+    first, other, again = result.outputs
+    assert first == again != other
