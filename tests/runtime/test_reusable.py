@@ -9,6 +9,8 @@ end of the run still take whole worker trees down.
 from __future__ import annotations
 
 import textwrap
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,18 @@ def nested(n):
     return [bump(i)["square"] for i in range(n)] if n else [os.getpid()]
 
 
+def sleeper(pid_file, seconds):
+    # A grandchild in a session of its own: the worker's tree, not just the worker, must go.
+    child = os.fork()
+    if child == 0:
+        os.setsid()
+        time.sleep(seconds)
+        os._exit(0)
+    with open(pid_file, "w") as handle:
+        handle.write(f"{os.getpid()} {child}")
+    time.sleep(seconds)
+
+
 def mixed():
     return [bump(0)["pid"], nap(0), bump(1)["pid"]]
 
@@ -101,9 +115,12 @@ class Workspace:
         self.tasks[name] = spec
         return spec
 
-    def run(self, task: str, inputs: dict[str, Any], mechanisms: Mechanisms | None = None) -> RunResult:
+    def runner(self, mechanisms: Mechanisms | None = None) -> LocalRunner:
         config = RunConfig(tasks=dict(self.tasks), queues={}, capacity=Capacity())
-        return LocalRunner(config, log_dir=self.root / "logs", mechanisms=mechanisms).run(task, inputs)
+        return LocalRunner(config, log_dir=self.root / "logs", mechanisms=mechanisms)
+
+    def run(self, task: str, inputs: dict[str, Any], mechanisms: Mechanisms | None = None) -> RunResult:
+        return self.runner(mechanisms).run(task, inputs)
 
 
 @pytest.fixture
@@ -216,3 +233,24 @@ def test_different_limits_get_different_workers(ws: Workspace) -> None:
     assert result.status == Phase.SUCCEEDED and result.outputs is not None
     first, other, again = result.outputs
     assert first == again != other
+
+
+def test_abort_kills_a_busy_worker_and_its_descendants(ws: Workspace) -> None:
+    ws.task("env1.sleeper", "tasks:sleeper", reusable=ReusePolicy(replicas=1))
+    runner = ws.runner()
+    pid_file = ws.root / "pids"
+
+    def abort_once_running() -> None:
+        while not pid_file.exists() or not pid_file.read_text():
+            time.sleep(0.01)
+        runner.abort()
+
+    aborter = threading.Thread(target=abort_once_running)
+    aborter.start()
+    result = runner.run("env1.sleeper", {"pid_file": str(pid_file), "seconds": 60})
+    aborter.join()
+
+    assert result.status == Phase.ABORTED
+    pids = [int(pid) for pid in pid_file.read_text().split()]
+    assert result.actions[0].pid == pids[0]
+    assert sorted(proctree.wait_gone(pids, 5.0)) == []
