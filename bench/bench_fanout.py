@@ -4,6 +4,8 @@ Compares, in the same run and with the same parallelism (one worker per core):
 
 - flyte-decl: every task an action of its own (own process, session, memory and CPU limits,
   timeout, inline I/O check, log file), forked by the warm fork server;
+- flyte-decl with `reusable: {replicas: 2}` on the tiny task: the same limits and records, but the
+  actions run one after another in two warm workers, with no fork per action;
 - `subprocess.run([python, "-c", ...])` per task;
 - a `multiprocessing` fork per task (no limits, no isolation beyond the process).
 
@@ -34,7 +36,7 @@ from pathlib import Path
 from flyte_decl.runtime.limits import detect_mechanisms
 from flyte_decl.runtime.records import Phase
 from flyte_decl.runtime.runner import LocalRunner
-from flyte_decl.spec import RunConfig, TaskSpec
+from flyte_decl.spec import ReusePolicy, RunConfig, TaskSpec
 
 TASKS = textwrap.dedent(
     """
@@ -55,10 +57,11 @@ TASKS = textwrap.dedent(
 )
 
 
-def flyte_decl_config(root: Path) -> RunConfig:
+def flyte_decl_config(root: Path, replicas: int = 0) -> RunConfig:
     """Both tasks in one environment; each tiny action under cpu 1 / 256Mi limits, a 30 s timeout
     and a 1Ki inline I/O cap. Each requests 50m CPU, as tiny tasks do, so that enough are in flight
-    to keep both cores busy while others wait on the kernel (forks, cgroup moves)."""
+    to keep both cores busy while others wait on the kernel (forks, cgroup moves). With `replicas`,
+    the tiny task is reusable: that many warm workers run all its actions."""
     tasks = [
         TaskSpec(
             name="bench.fan_out", environment="bench", task="fan_out", fn="bench_tasks:fan_out", root_dir=root
@@ -74,15 +77,16 @@ def flyte_decl_config(root: Path) -> RunConfig:
             memory_limit=256 * 2**20,
             timeout=30.0,
             max_inline_io_bytes=1024,
+            reusable=ReusePolicy(replicas=replicas) if replicas else None,
         ),
     ]
     return RunConfig(tasks={spec.name: spec for spec in tasks}, queues={})
 
 
-def run_flyte_decl(root: Path, n: int, no_cgroups: bool) -> tuple[float, float]:
+def run_flyte_decl(root: Path, n: int, no_cgroups: bool, replicas: int = 0) -> tuple[float, float]:
     """(children per second, whole-run wall seconds) of one fan-out run."""
     runner = LocalRunner(
-        flyte_decl_config(root),
+        flyte_decl_config(root, replicas),
         log_dir=Path(tempfile.mkdtemp(prefix="logs-", dir=root)),
         mechanisms=detect_mechanisms(allow_cgroups=not no_cgroups),
     )
@@ -156,6 +160,9 @@ def main() -> None:
         flyte = [run_flyte_decl(root, args.n, args.no_cgroups) for _ in range(args.repeats)]
         rates = {
             "flyte-decl actions": statistics.median(rate for rate, _ in flyte),
+            "flyte-decl reusable, 2 workers": statistics.median(
+                run_flyte_decl(root, args.n, args.no_cgroups, replicas=2)[0] for _ in range(args.repeats)
+            ),
             # A fresh interpreter per task takes tens of ms: a smaller sample gives the same rate.
             "subprocess.run per task": statistics.median(
                 run_in_parallel(min(args.n, 200), subprocess_task(root)) for _ in range(args.repeats)
