@@ -299,7 +299,7 @@ def run_worker(
             _channel = None
             conn.send(("done", key))
             while conn.wants_write:
-                select.select([], [conn.sock], [])
+                _wait_for(conn, select.POLLOUT)
                 conn.flush()
     except BaseException:
         traceback.print_exc()
@@ -321,7 +321,14 @@ def _next_job(conn: Connection) -> tuple[tuple[Any, ...], int, int] | None:
             return messages[0], conn.fds.popleft(), conn.fds.popleft()
         if conn.closed:
             return None
-        select.select([conn.sock], [], [])
+        _wait_for(conn, select.POLLIN)
+
+
+def _wait_for(conn: Connection, events: int) -> None:
+    """Block until the socket is readable or writable; poll(2), which has no FD_SETSIZE cap."""
+    poller = select.poll()
+    poller.register(conn.sock, events)
+    poller.poll()
 
 
 def _outcome(
