@@ -109,6 +109,18 @@ class Channel:
         with self._send_lock:
             send_message(self._sock, message)
 
+    def close(self) -> None:
+        """End the channel in a process that goes on (a warm worker): its reply reader ends too.
+
+        Shut down before closing, so a reader blocked in recv sees EOF, and wait for it, so it never
+        reads from a descriptor number the next action's socket has reused.
+        """
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        if self._reader is not None:
+            self._reader.join(timeout=1.0)
+        self._sock.close()
+
     def _read_replies(self) -> None:
         while True:
             try:
@@ -272,8 +284,7 @@ def run_worker(
             os.dup2(job_log, 1)
             os.dup2(job_log, 2)
             os.close(job_log)
-            sock = socket.socket(fileno=sock_fd)
-            _channel = channel = Channel(sock)
+            _channel = channel = Channel(socket.socket(fileno=sock_fd))
             install_submitter(_Submitter(channel, names))
             loop = loops.get(task)
             if loop is not None:
@@ -292,10 +303,7 @@ def run_worker(
                 proctree.kill_tree(me, include_root=False)
             os.dup2(worker_log, 1)
             os.dup2(worker_log, 2)
-            # Shut down (not just close) so a reply reader thread blocked on it sees EOF and ends.
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+            channel.close()
             _channel = None
             conn.send(("done", key))
             while conn.wants_write:

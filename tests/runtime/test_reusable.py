@@ -74,7 +74,11 @@ def failure_then_success(kind):
 
 def nested(n):
     # Runs in the only worker and calls its own task: the calls cannot wait for that worker.
-    return [bump(i)["square"] for i in range(n)] if n else [os.getpid()]
+    return [bump(i)["square"] for i in range(n)]
+
+
+def nested_twice(n):
+    return [nested(n), nested(n)]
 
 
 def sleeper(pid_file, seconds):
@@ -211,16 +215,19 @@ def test_an_idle_worker_exits_after_idle_ttl_while_the_run_goes_on(ws: Workspace
 
 
 def test_a_worker_calling_its_own_pool_does_not_wait_for_itself(ws: Workspace) -> None:
+    ws.task("env1.nested_twice", "tasks:nested_twice")
     ws.task("env2.nested", "tasks:nested", reusable=ReusePolicy(replicas=1))
     ws.task("env2.bump", "tasks:bump", reusable=ReusePolicy(replicas=1))
 
-    result = ws.run("env2.nested", {"n": 3})
+    result = ws.run("env1.nested_twice", {"n": 3})
 
-    assert result.status == Phase.SUCCEEDED and result.outputs == [0, 1, 4]
-    (parent,) = records_of(result, "env2.nested")
-    # Its calls ran as isolated actions rather than deadlock on the one busy worker.
+    assert result.status == Phase.SUCCEEDED and result.outputs == [[0, 1, 4], [0, 1, 4]]
+    # Both parents ran in the one worker, each with its own channel for the replies to its calls.
+    parents = records_of(result, "env2.nested")
+    assert len({record.pid for record in parents}) == 1
+    # Their calls ran as isolated actions rather than deadlock on the one busy worker.
     calls = records_of(result, "env2.bump")
-    assert len(calls) == 3 and parent.pid not in {record.pid for record in calls}
+    assert len(calls) == 6 and parents[0].pid not in {record.pid for record in calls}
 
 
 def test_different_limits_get_different_workers(ws: Workspace) -> None:
