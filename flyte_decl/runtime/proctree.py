@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import signal
 import time
@@ -268,8 +269,14 @@ def kill_descendants_of_self(timeout: float = 2.0, sig: int = signal.SIGKILL) ->
     return wait_gone(killed, timeout)
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    # Loaded once: every action calls prctl twice right after fork, and dlopen costs ~0.1 ms each.
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _prctl(option: int, arg: int | ctypes._CArgObject = 0) -> None:
-    prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+    prctl = getattr(_libc(), "prctl", None)
     if prctl is None:
         raise OSError(errno.ENOSYS, "prctl(2) is only available on Linux")
     if prctl(option, ctypes.c_ulong(arg) if isinstance(arg, int) else arg, 0, 0, 0) != 0:
