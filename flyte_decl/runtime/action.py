@@ -187,6 +187,21 @@ def make_proxy(task: str, original: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+def _confine(launch: Launch, parent: int, log_fd: int) -> None:
+    """Become an action (or warm worker) process: own session, limits, death signal, environment."""
+    os.setsid()
+    launch.setup.apply()
+    proctree.set_pdeathsig(signal.SIGKILL)
+    if os.getppid() != parent:  # the fork server died before the death signal was armed
+        os._exit(_EXIT_INTERNAL)
+    # Orphans of this task's own tree (double forks, setsid'd daemons) are re-parented here, so
+    # the memory watchdog counts them and the kill at the end reaches them.
+    proctree.set_child_subreaper()
+    _redirect_output(log_fd)
+    _change_environ(launch.env_changes)
+    os.chdir(launch.root_dir)
+
+
 def run_action(
     launch: Launch,
     function: Callable[..., Any],
@@ -205,17 +220,7 @@ def run_action(
     me = os.getpid()
     status = _EXIT_INTERNAL
     try:
-        os.setsid()
-        launch.setup.apply()
-        proctree.set_pdeathsig(signal.SIGKILL)
-        if os.getppid() != parent:  # the fork server died before the death signal was armed
-            os._exit(_EXIT_INTERNAL)
-        # Orphans of this task's own tree (double forks, setsid'd daemons) are re-parented here, so
-        # the memory watchdog counts them and the kill at the end reaches them.
-        proctree.set_child_subreaper()
-        _redirect_output(log_fd)
-        _change_environ(launch.env_changes)
-        os.chdir(launch.root_dir)
+        _confine(launch, parent, log_fd)
         _channel = channel = Channel(sock)
         install_submitter(_Submitter(channel, names))
         outcome = _outcome(launch, function, channel, loop)
@@ -259,18 +264,10 @@ def run_worker(
     me = os.getpid()
     status = _EXIT_INTERNAL
     try:
-        os.setsid()
-        launch.setup.apply()
-        proctree.set_pdeathsig(signal.SIGKILL)
-        if os.getppid() != parent:
-            os._exit(_EXIT_INTERNAL)
-        proctree.set_child_subreaper()
-        _redirect_output(log_fd)
+        _confine(launch, parent, log_fd)
         # Between actions stdout and stderr go back to the worker's own log.
         worker_log = os.dup(1)
         os.set_inheritable(worker_log, False)
-        _change_environ(launch.env_changes)
-        os.chdir(launch.root_dir)
         conn = Connection(control)
         private: dict[int, asyncio.AbstractEventLoop] = {}
         while True:

@@ -50,6 +50,7 @@ from flyte_decl.runtime.limits import (
     Limits,
     Mechanisms,
     Monitor,
+    Usage,
     detect_mechanisms,
 )
 from flyte_decl.runtime.records import (
@@ -976,15 +977,8 @@ class _Run:
 
     def _on_worker_exited(self, worker: _Worker, status: int | None) -> None:
         """The worker is gone: settle the attempt it ran, and let waiters start a new worker."""
-        worker.alive = False
-        with contextlib.suppress(ValueError):
-            self.pools[worker.pool].remove(worker)
-        self.workers.pop(worker.key, None)
-        with contextlib.suppress(KeyError, ValueError):
-            self.selector.unregister(worker.conn.sock)
-        worker.conn.close()
         self.monitor.remove(worker.limiter)
-        usage = worker.limiter.close()
+        usage = self._drop_worker(worker)
         action, worker.current = worker.current, None
         if action is not None and action.state in (_State.STARTING, _State.RUNNING):
             action.worker = None
@@ -997,7 +991,8 @@ class _Run:
             if action.state == _State.STARTING:
                 self._launch(action)
 
-    def _on_worker_fork_failed(self, worker: _Worker, message: str) -> None:
+    def _drop_worker(self, worker: _Worker) -> Usage:
+        """Forget a worker that is gone: out of its pool, its socket closed, its limiter closed."""
         worker.alive = False
         with contextlib.suppress(ValueError):
             self.pools[worker.pool].remove(worker)
@@ -1005,7 +1000,10 @@ class _Run:
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(worker.conn.sock)
         worker.conn.close()
-        worker.limiter.close()
+        return worker.limiter.close()
+
+    def _on_worker_fork_failed(self, worker: _Worker, message: str) -> None:
+        self._drop_worker(worker)
         action, worker.current = worker.current, None
         if action is not None and action.state == _State.STARTING:
             action.worker = None
