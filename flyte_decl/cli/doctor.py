@@ -9,9 +9,9 @@ import sys
 import click
 
 from flyte_decl import __version__
-from flyte_decl.config.resolve import machine_capacity
 from flyte_decl.quantity import format_bytes
 from flyte_decl.runtime.limits import detect_mechanisms
+from flyte_decl.runtime.scheduler import machine_capacity
 from flyte_decl.spec import Capacity
 
 
@@ -20,7 +20,7 @@ from flyte_decl.spec import Capacity
 def doctor(fmt: str) -> None:
     """Report how CPU, memory and time limits are enforced here, and what the scheduler can hand out."""
     mechanisms = detect_mechanisms()
-    capacity = machine_capacity(Capacity())
+    capacity = machine_capacity(Capacity())  # what the scheduler hands out when the config is silent
     enforcement = {
         **mechanisms.describe(),
         "timeout": "wall clock, SIGTERM then SIGKILL of the whole process tree",
@@ -31,13 +31,19 @@ def doctor(fmt: str) -> None:
         "flyte_decl": __version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "capacity": {"cpu": capacity.cpu, "memory": format_bytes(capacity.memory or 0)},
+        "capacity": {
+            "cpu": capacity.cpu / 1000,
+            "memory": format_bytes(capacity.memory),
+            "gpu": capacity.gpu,
+        },
         "enforcement": enforcement,
     }
     if fmt == "json":
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(f"flyte-decl {report['flyte_decl']} on Python {report['python']} ({report['platform']})")
-    click.echo(f"capacity: {capacity.cpu:g} CPUs, {format_bytes(capacity.memory or 0)} memory")
+    click.echo(
+        f"capacity: {capacity.cpu / 1000:g} CPUs, {format_bytes(capacity.memory)} memory, {capacity.gpu} GPUs"
+    )
     for what, how in enforcement.items():
         click.echo(f"{what + ':':22} {how}")

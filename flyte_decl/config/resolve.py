@@ -12,13 +12,10 @@ for `{count: 3}`; `task_queue` for `queue`.
 from __future__ import annotations
 
 import fnmatch
-import os
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 from flyte_decl.config.read import Document, Path_, dotted
 from flyte_decl.errors import Mark, Problem
@@ -363,14 +360,6 @@ def _capacity(data: dict[str, Any]) -> Capacity:
     return Capacity(
         cpu=float(parse_cpu(cpu)) if cpu is not None else None,
         memory=parse_memory(memory) if memory is not None else None,
-    )
-
-
-def machine_capacity(capacity: Capacity) -> Capacity:
-    """The capacity with this machine's CPUs and memory filled in where the config is silent."""
-    return Capacity(
-        cpu=capacity.cpu if capacity.cpu is not None else float(len(os.sched_getaffinity(0))),
-        memory=capacity.memory if capacity.memory is not None else psutil.virtual_memory().total,
     )
 
 
