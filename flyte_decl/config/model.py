@@ -279,6 +279,3 @@ class Document(_Strict):
     profiles: dict[Name, Profile] | None = Field(
         None, description="Partial documents selected with --profile."
     )
-
-
-SETTINGS_KEYS = tuple(Settings.model_fields)

@@ -15,7 +15,6 @@ import os
 import re
 import sys
 from bisect import bisect_right
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
@@ -192,7 +191,7 @@ class _YamlWalker:
         return Mark(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
     def problem(self, node: yaml.Node, path: Path_, message: str, hint: str = "") -> None:
-        self.problems.append(Problem(self.at(node), _dotted(path), message, hint))
+        self.problems.append(Problem(self.at(node), dotted(path), message, hint))
 
     def convert(self, node: yaml.Node, path: Path_) -> Any:
         if id(node) in self.seen and not isinstance(node, yaml.ScalarNode):
@@ -288,7 +287,7 @@ def interpolate(value: str, mark: Mark, path: Path_) -> tuple[str, list[Problem]
         problems.append(
             Problem(
                 mark,
-                _dotted(path),
+                dotted(path),
                 f"environment variable {name} is not set",
                 f"export {name}, or give a default: ${{{name}:-value}}",
             )
@@ -298,14 +297,11 @@ def interpolate(value: str, mark: Mark, path: Path_) -> tuple[str, list[Problem]
     return _INTERPOLATION.sub(replace, value), problems
 
 
-def _dotted(path: Path_) -> str:
+def dotted(path: Path_) -> str:
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
-
-
-dotted = _dotted
 
 
 # --------------------------------------------------------------------------- TOML
@@ -509,14 +505,3 @@ def _escaped(text: str, pos: int) -> bool:
     while pos - backslashes - 1 >= 0 and text[pos - backslashes - 1] == "\\":
         backslashes += 1
     return backslashes % 2 == 1
-
-
-def iter_paths(value: Any, path: Path_ = ()) -> Iterator[tuple[Path_, Any]]:
-    """Every (path, value) pair in a tree of dicts and lists, parents first."""
-    yield path, value
-    if isinstance(value, dict):
-        for key, child in value.items():
-            yield from iter_paths(child, (*path, key))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            yield from iter_paths(child, (*path, index))

@@ -115,11 +115,6 @@ class Resolved:
     queues: dict[str, QueueSpec]
     capacity: Capacity
     problems: list[Problem] = field(default_factory=list)
-    unmatched_overrides: list[int] = field(default_factory=list)
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
 
     def run_config(self) -> RunConfig:
         """Typed specs for the runtime (call only when there are no errors)."""
@@ -308,7 +303,7 @@ def resolve(
                 severity="warning",
             )
         )
-    return Resolved(doc, tasks, environments, _queues(data), _capacity(data), problems, unmatched)
+    return Resolved(doc, tasks, environments, _queues(data), _capacity(data), problems)
 
 
 def _matches(match: dict[str, Any], env: str, task: str, full: str, fields: Fields) -> bool:
