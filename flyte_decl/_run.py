@@ -21,7 +21,7 @@ from typing import Any
 from flyte_decl import _task_environment
 from flyte_decl._task import TaskTemplate
 from flyte_decl.config.load import find_task, load
-from flyte_decl.errors import UsageError
+from flyte_decl.problems import UsageError
 from flyte_decl.runtime.records import ActionRecord, Failure, RunResult
 from flyte_decl.runtime.runner import LocalRunner
 from flyte_decl.session import home_dir

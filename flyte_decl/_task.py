@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flyte_decl.config.read import display_path
-from flyte_decl.errors import Mark
+from flyte_decl.problems import Mark
 
 if TYPE_CHECKING:
     from flyte_decl._task_environment import TaskEnvironment

@@ -23,7 +23,7 @@ from flyte_decl._resources import Resources
 from flyte_decl._task import TaskTemplate, code_mark
 from flyte_decl.config.read import display_path
 from flyte_decl.config.resolve import CodeLayers
-from flyte_decl.errors import Mark
+from flyte_decl.problems import Mark
 
 _NAME = re.compile(r"^[a-z0-9]+([_-][a-z0-9]+)*$")
 _CACHE = {"auto", "override", "disable"}

@@ -19,7 +19,7 @@ from flyte_decl._task import TaskTemplate
 from flyte_decl.config.imports import import_function
 from flyte_decl.config.load import find_task, load, parse_env
 from flyte_decl.config.resolve import CodeLayers, Resolved
-from flyte_decl.errors import UsageError, did_you_mean
+from flyte_decl.problems import UsageError, did_you_mean
 from flyte_decl.quantity import format_bytes, format_cpu, format_seconds
 from flyte_decl.runtime.limits import Mechanisms
 from flyte_decl.runtime.records import ActionEvent

@@ -11,7 +11,7 @@ import click
 from flyte_decl.cli.options import format_option
 from flyte_decl.config.load import _gc_paused, check_document
 from flyte_decl.config.resolve import Resolved
-from flyte_decl.errors import ConfigLoadError, UsageError
+from flyte_decl.problems import ConfigLoadError, UsageError
 from flyte_decl.render.diff import render_diff
 from flyte_decl.review.changes import compare
 from flyte_decl.review.sources import Side, parse_side, read_side

@@ -6,7 +6,7 @@ import click
 
 from flyte_decl.cli.options import config_options, format_option
 from flyte_decl.config.load import find_task, load
-from flyte_decl.errors import FlyteDeclError
+from flyte_decl.problems import FlyteDeclError
 from flyte_decl.render.explain import render_explain
 from flyte_decl.session import resolve_target
 

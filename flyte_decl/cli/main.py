@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from flyte_decl import __version__
-from flyte_decl.errors import FlyteDeclError
+from flyte_decl.problems import FlyteDeclError
 
 
 class _LazyGroup(click.Group):

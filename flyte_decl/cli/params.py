@@ -18,7 +18,7 @@ from typing import Any
 import click
 from pydantic import TypeAdapter, ValidationError
 
-from flyte_decl.errors import UsageError
+from flyte_decl.problems import UsageError
 
 
 def _annotation(fn: Callable[..., Any], name: str, parameter: inspect.Parameter) -> Any:

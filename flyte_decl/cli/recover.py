@@ -15,7 +15,7 @@ import click
 from flyte_decl.cli.history import open_store, replay_options
 from flyte_decl.cli.rerun import replay
 from flyte_decl.cli.run import execute
-from flyte_decl.errors import UsageError
+from flyte_decl.problems import UsageError
 from flyte_decl.store.store import RUNNING
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from flyte_decl.cli.history import open_store, store_option
-from flyte_decl.errors import UsageError
+from flyte_decl.problems import UsageError
 from flyte_decl.render.report import render_report
 
 

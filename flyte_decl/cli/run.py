@@ -19,7 +19,7 @@ import click
 
 from flyte_decl.cli.options import config_options
 from flyte_decl.cli.params import task_command
-from flyte_decl.errors import UsageError
+from flyte_decl.problems import UsageError
 from flyte_decl.render.run import RunView, render_result
 from flyte_decl.runtime.records import ActionEvent, Phase, RunResult
 from flyte_decl.session import PreparedRun, home_dir, prepare_run

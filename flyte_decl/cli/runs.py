@@ -15,7 +15,7 @@ import click
 
 from flyte_decl.cli.history import open_store, store_option
 from flyte_decl.cli.options import format_option
-from flyte_decl.errors import UsageError
+from flyte_decl.problems import UsageError
 from flyte_decl.quantity import DURATION_PATTERN, parse_duration
 from flyte_decl.render.history import render_run, render_runs
 from flyte_decl.runtime.records import Phase

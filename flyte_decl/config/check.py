@@ -14,7 +14,7 @@ from flyte_decl.config.model import Document
 from flyte_decl.config.read import Document as ParsedDocument
 from flyte_decl.config.read import Path_, dotted
 from flyte_decl.config.schema import json_schema
-from flyte_decl.errors import Problem, did_you_mean
+from flyte_decl.problems import Problem, did_you_mean
 from flyte_decl.quantity import QuantityError, memory_warning, parse_cpu, parse_memory
 from flyte_decl.spec import DEFAULT_QUEUE
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flyte_decl.config.resolve import Resolved
-from flyte_decl.errors import Problem
+from flyte_decl.problems import Problem
 from flyte_decl.spec import split_fn
 
 

@@ -20,7 +20,7 @@ from flyte_decl.config.check import check_references, check_shape
 from flyte_decl.config.model import ENV_VAR_PATTERN
 from flyte_decl.config.read import Document, Path_, display_path, read_file, read_file_text, read_text
 from flyte_decl.config.resolve import CodeLayers, Origin, Resolved, flatten, resolve
-from flyte_decl.errors import ConfigLoadError, Mark, Problem, UsageError, did_you_mean
+from flyte_decl.problems import ConfigLoadError, Mark, Problem, UsageError, did_you_mean
 
 CONFIG_NAMES = ("environments.yaml", "environments.yml", "environments.toml")
 SET_SOURCE = "<cli --set>"

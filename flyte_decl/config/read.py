@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from flyte_decl.errors import ConfigLoadError, Mark, Problem
+from flyte_decl.problems import ConfigLoadError, Mark, Problem
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flyte_decl.config.read import Document, Path_, dotted
-from flyte_decl.errors import Mark, Problem
+from flyte_decl.problems import Mark, Problem
 from flyte_decl.quantity import (
     parse_bytes_or_quantity,
     parse_cpu,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from flyte_decl.errors import Problem
+from flyte_decl.problems import Problem
 
 
 def _escape(text: str, *, prop: bool = False) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from flyte_decl.config.load import CONFIG_NAMES
 from flyte_decl.config.read import MAX_FILE_BYTES, Document, read_file, read_text
-from flyte_decl.errors import UsageError
+from flyte_decl.problems import UsageError
 
 GIT_PREFIX = "git:"
 _PYPROJECT_TABLE = re.compile(r"^\[tool\.flyte-decl[.\]]", re.M)

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from flyte_decl.errors import UsageError, did_you_mean
+from flyte_decl.problems import UsageError, did_you_mean
 from flyte_decl.quantity import format_seconds
 from flyte_decl.runtime import proctree
 from flyte_decl.runtime.action import Launch

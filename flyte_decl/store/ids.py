@@ -16,7 +16,7 @@ import difflib
 from collections.abc import Collection, Sequence
 from typing import Protocol
 
-from flyte_decl.errors import UsageError
+from flyte_decl.problems import UsageError
 
 LAST = "last"
 

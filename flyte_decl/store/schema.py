@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from flyte_decl.errors import UsageError
+from flyte_decl.problems import UsageError
 
 MIGRATIONS: list[str] = [
     # 1: runs, action attempts, their resource samples, payloads by digest and resolved specs by digest.

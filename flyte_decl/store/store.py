@@ -29,7 +29,7 @@ from typing import Any
 
 import psutil
 
-from flyte_decl.errors import UsageError
+from flyte_decl.problems import UsageError
 from flyte_decl.runtime.records import ActionRecord, Phase
 from flyte_decl.store import ids
 from flyte_decl.store.schema import migrate

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from flyte_decl.config.load import load
-from flyte_decl.errors import ConfigLoadError, UsageError
+from flyte_decl.problems import ConfigLoadError, UsageError
 
 GOLDEN = Path(__file__).parent / "golden"
 
