@@ -230,21 +230,28 @@ def resolve(
 
     env_fields: dict[str, Fields] = {}
 
-    def environment_fields(name: str, seen: tuple[str, ...] = ()) -> Fields:
-        if name in env_fields:
-            return env_fields[name]
-        env = environments.get(name) or {}
-        parent = env.get("extends")
-        if isinstance(parent, str) and parent in environments and parent not in seen:
-            fields = dict(environment_fields(parent, (*seen, name)))
-        else:
-            fields = dict(base_fields)
-        if name in code.environments:
-            settings, mark = code.environments[name]
-            apply(fields, flatten(settings, (), None, f"code environment {name}", mark))
-        apply(fields, flatten(env, ("environments", name), doc, f"environment {name}"))
-        env_fields[name] = fields
-        return fields
+    def environment_fields(name: str) -> Fields:
+        # Iterative along `extends` (a chain may be thousands long); a cycle stops where it closes.
+        chain: list[str] = []
+        while name not in env_fields and name not in chain:
+            chain.append(name)
+            parent = (environments.get(name) or {}).get("extends")
+            if not (isinstance(parent, str) and parent in environments):
+                break
+            name = parent
+        for link in reversed(chain):
+            parent = (environments.get(link) or {}).get("extends")
+            inherited = env_fields.get(parent) if isinstance(parent, str) and parent != link else None
+            fields = dict(inherited if inherited is not None else base_fields)
+            if link in code.environments:
+                settings, mark = code.environments[link]
+                apply(fields, flatten(settings, (), None, f"code environment {link}", mark))
+            apply(
+                fields,
+                flatten(environments.get(link) or {}, ("environments", link), doc, f"environment {link}"),
+            )
+            env_fields[link] = fields
+        return env_fields[chain[0]] if chain else env_fields[name]
 
     overrides = [o for o in (data.get("overrides") or []) if isinstance(o, dict)]
     override_layers = [
