@@ -268,25 +268,7 @@ def check_references(
                     "keep only 'queue'",
                 )
             )
-        problems.extend(_resource_problems(doc, base, _mapping(block.get("resources"))))
-        on_oom = _mapping(_mapping(block.get("retries")).get("on_oom"))
-        grow = on_oom.get("memory")
-        if isinstance(grow, str) and grow.startswith("+"):
-            try:
-                parse_memory(grow[1:], field="on_oom memory")
-            except QuantityError as exc:
-                path = (*base, "retries", "on_oom", "memory")
-                problems.append(Problem(doc.mark(path), dotted(path), exc.message, exc.hint))
-        elif isinstance(grow, str) and grow.endswith("x") and not _growth_factor_ok(grow[:-1]):
-            path = (*base, "retries", "on_oom", "memory")
-            problems.append(
-                Problem(
-                    doc.mark(path),
-                    dotted(path),
-                    f"growth factor {grow!r} is out of range",
-                    f"write a factor above 1x and at most {MAX_GROWTH_FACTOR}x, e.g. 2x",
-                )
-            )
+    problems += check_resources(doc)
 
     for env_name, env in environments.items():
         env = _mapping(env)
@@ -306,6 +288,33 @@ def check_references(
                 )
     problems.extend(_cycles(doc, environments, "extends"))
     problems.extend(_cycles(doc, environments, "depends_on"))
+    return problems
+
+
+def check_resources(doc: ParsedDocument) -> list[Problem]:
+    """Values the model cannot judge alone: request above limit, a cpu limit below what the kernel
+    enforces, decimal memory units, an out-of-range `on_oom` growth."""
+    problems: list[Problem] = []
+    for base, block in _settings_blocks(doc.data):
+        problems.extend(_resource_problems(doc, base, _mapping(block.get("resources"))))
+        on_oom = _mapping(_mapping(block.get("retries")).get("on_oom"))
+        grow = on_oom.get("memory")
+        if isinstance(grow, str) and grow.startswith("+"):
+            try:
+                parse_memory(grow[1:], field="on_oom memory")
+            except QuantityError as exc:
+                path = (*base, "retries", "on_oom", "memory")
+                problems.append(Problem(doc.mark(path), dotted(path), exc.message, exc.hint))
+        elif isinstance(grow, str) and grow.endswith("x") and not _growth_factor_ok(grow[:-1]):
+            path = (*base, "retries", "on_oom", "memory")
+            problems.append(
+                Problem(
+                    doc.mark(path),
+                    dotted(path),
+                    f"growth factor {grow!r} is out of range",
+                    f"write a factor above 1x and at most {MAX_GROWTH_FACTOR}x, e.g. 2x",
+                )
+            )
     return problems
 
 

@@ -54,6 +54,8 @@ class Document:
     texts: dict[Path_, str] = field(default_factory=dict)
     # The `${VAR}` names interpolated into the value at each path, so that errors can name them.
     variables: dict[Path_, tuple[str, ...]] = field(default_factory=dict)
+    # Subtrees set by a layer other than the file's own place, e.g. "profile prod" after --profile.
+    layers: dict[Path_, str] = field(default_factory=dict)
 
     def mark(self, path: Path_) -> Mark:
         """Where the value at `path` is written, or its nearest written ancestor."""
@@ -62,6 +64,15 @@ class Document:
             if found is not None:
                 return found
         return Mark(self.files[0] if self.files else "<config>", 1, 1)
+
+    def layer(self, path: Path_) -> str | None:
+        """The layer that set the value at `path` when it is not the file's own place ("profile prod")."""
+        if self.layers:
+            for end in range(len(path), 0, -1):
+                found = self.layers.get(path[:end])
+                if found is not None:
+                    return found
+        return None
 
     def key_mark(self, path: Path_) -> Mark:
         """Where the key of `path` is written (falls back to the value's mark)."""
@@ -201,6 +212,26 @@ def read_yaml(text: str, file: str) -> Document:
     return Document(
         data, walker.marks, walker.key_marks, [file], texts=walker.texts, variables=walker.variables
     )
+
+
+def read_value(text: str, file: str) -> tuple[Any, dict[Path_, str], list[Problem]]:
+    """One YAML value given on the command line (`--set retries=3`), read by the same rules as a file.
+
+    Returns the value (the text itself when it is not YAML), the texts of its non-string scalars
+    (as `Document.texts`, relative to the value) and the problems found (an integer out of range).
+    """
+    try:
+        root = yaml.compose(text, Loader=_Loader)  # noqa: S506 - CSafeLoader/SafeLoader only
+    except yaml.YAMLError:
+        return text, {}, []
+    if root is None:
+        return None, {}, []
+    walker = _YamlWalker(file)
+    try:
+        value = walker.convert(root, ())
+    except ConfigLoadError as exc:
+        return None, {}, exc.problems
+    return value, walker.texts, walker.problems
 
 
 def _yaml_syntax_error(exc: yaml.MarkedYAMLError, file: str, text: str) -> ConfigLoadError:

@@ -146,7 +146,9 @@ def flatten(
     out: list[tuple] = []
 
     def origin(path: Path_) -> Origin:
-        return Origin(origin_layer, doc.mark(path) if doc else mark)
+        if doc is None:
+            return Origin(origin_layer, mark)
+        return Origin(doc.layer(path) or origin_layer, doc.mark(path))
 
     def walk(prefix: str, value: Any, path: Path_) -> None:
         if isinstance(value, dict):
