@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flyte_decl import _task_environment
-from flyte_decl._task import TaskTemplate
+from flyte_decl._task import TaskTemplate, declaration_error
 from flyte_decl.config.imports import import_function
 from flyte_decl.config.load import find_task, load, parse_env
 from flyte_decl.config.resolve import CodeLayers, Resolved
@@ -88,7 +88,13 @@ def import_script(path: Path) -> Any:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except (ValueError, TypeError) as exc:
+        located = declaration_error(exc)
+        if located is None:
+            raise
+        raise located from None
     return module
 
 
