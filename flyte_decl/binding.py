@@ -197,6 +197,8 @@ def is_flyte_decl(path: Path) -> bool:
 
 def is_standard_library(path: Path) -> bool:
     """Whether a source file is part of Python's standard library (not a package installed beside it)."""
+    if str(path).startswith("<frozen "):  # os, posixpath, ... are frozen into Python 3.11+
+        return True
     resolved = str(path.resolve())
     return resolved.startswith(_STDLIB_DIRS) and "-packages/" not in resolved
 
