@@ -135,14 +135,17 @@ class BindingError(ConfigLoadError):
     exit_code = 1
 
 
-def preflight(resolved: Resolved, environ: Mapping[str, str] = os.environ) -> dict[str, Binding]:
+def preflight(
+    resolved: Resolved, environ: Mapping[str, str] = os.environ, *, include_code: bool = True
+) -> dict[str, Binding]:
     """What a run checks before any process starts; the binding of every task, by full name.
 
     Raises BindingError (exit 1) when a task's function cannot be imported or bound (a typo in
     `fn`, a builtin, a class, ...), and ConfigLoadError (exit 2) when a declared secret is not set
     in `environ`: any task may be called during a run, so every task of the config is checked.
+    `include_code=False` leaves out tasks declared in code (a running program's own, already bound).
     """
-    bindings, problems = bind_all(resolved)
+    bindings, problems = bind_all(resolved, include_code=include_code)
     if problems:
         raise BindingError(problems)
     missing = missing_secrets(resolved, environ)

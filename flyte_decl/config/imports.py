@@ -50,17 +50,26 @@ def fn_location(resolved: Resolved, task: ResolvedTask) -> tuple[Mark, str]:
     return mark, dotted(path)
 
 
-def bind_all(resolved: Resolved) -> tuple[dict[str, Binding], list[Problem]]:
-    """Import every task's function (running its module) and check it can be bound; by full task name."""
+def bind_all(resolved: Resolved, *, include_code: bool = True) -> tuple[dict[str, Binding], list[Problem]]:
+    """Import every task's function (running its module) and check it can be bound; by full task name.
+
+    `include_code=False` leaves out tasks declared in code (`@env.task`), whose functions exist.
+    """
     bindings: dict[str, Binding] = {}
     problems = []
     for task in resolved.tasks.values():
+        if not include_code and _declared_in_code(resolved, task):
+            continue
         try:
             bindings[task.name] = bind(task.fn, resolved.document.root_dir)
         except Unbindable as exc:
             mark, path = fn_location(resolved, task)
             problems.append(Problem(mark, path, exc.message, exc.hint))
     return bindings, problems
+
+
+def _declared_in_code(resolved: Resolved, task: ResolvedTask) -> bool:
+    return ("environments", task.environment, "tasks", task.task, "fn") not in resolved.document.marks
 
 
 def check_imports(resolved: Resolved) -> list[Problem]:
@@ -84,9 +93,9 @@ def check_sources(resolved: Resolved) -> tuple[list[Problem], list[str]]:
     unchecked: list[str] = []
     trees: dict[str, Any] = {}
     for task in resolved.tasks.values():
+        if _declared_in_code(resolved, task):
+            continue  # @env.task: bound by construction
         mark, path = fn_location(resolved, task)
-        if mark.file.endswith(".py"):
-            continue  # declared in code with @env.task: bound by construction
         try:
             _check_source(task.fn, resolved.document.root_dir, trees)
         except Unbindable as exc:
