@@ -37,7 +37,7 @@ def export_flyte(configs: tuple[str, ...], profiles: tuple[str, ...], output: Pa
 
     require_flyte()
     plan, bindings = prepare(list(configs) or None, list(profiles) or None)
-    build(plan, bindings)  # Flyte checks every value now, not at deploy time
+    build(plan, bindings, rebind=False)  # Flyte checks every value now, not at deploy time
     origin = ", ".join(configs) or "the discovered config"
     if profiles:
         origin += f" with profile {', '.join(profiles)}"

@@ -80,9 +80,16 @@ def _bindings(tasks: dict[str, Any], root_dir: Path) -> dict[str, Binding]:
         *parents, attribute = attr_path.split(".")
         for part in parents:
             owner = getattr(owner, part)
-        function = original.func if isinstance(original, TaskTemplate) else original
+        function = original
+        if isinstance(original, TaskTemplate) or _is_flyte_task(original):
+            function = original.func  # declared in code, or bound by an earlier export in this process
         out[full] = Binding(owner, attribute, original, function)
     return out
+
+
+def _is_flyte_task(value: Any) -> bool:
+    flyte = sys.modules.get("flyte")
+    return flyte is not None and isinstance(value, flyte.TaskTemplate)
 
 
 class ConfigTaskResolver:

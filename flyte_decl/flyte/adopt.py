@@ -47,12 +47,14 @@ def program_config(program: Path, out_dir: Path) -> tuple[dict[str, Any], list[s
         ) from None
     notes: list[str] = []
     environments: dict[str, Any] = {}
-    for name, env in _task_environment.declared_environments().items():
-        environments[name] = _decl_environment(env)
+    # Real Flyte environments first: when a program declares both kinds under one name (an exported
+    # module binding a flyte_decl program's functions), the real one is what it deploys.
     real = list(flyte_registry[before:]) + [v for v in vars(module).values() if _is_flyte_environment(v)]
     for env in real:
         if env.name not in environments:
             environments[env.name] = _flyte_environment(env, out_dir, notes)
+    for name, env in _task_environment.declared_environments().items():
+        environments.setdefault(name, _decl_environment(env))
     if not environments:
         raise UsageError(
             f"{program} declares no task environment (hint: declare one with "

@@ -54,8 +54,13 @@ class Binding:
         setattr(self.owner, self.attribute, task)
 
 
-def build(plan: ExportPlan, bindings: dict[str, Binding], task_resolver: Any = None) -> dict[str, Any]:
-    """`flyte.TaskEnvironment` objects by name, dependencies first; errors from Flyte name the environment."""
+def build(
+    plan: ExportPlan, bindings: dict[str, Binding], task_resolver: Any = None, *, rebind: bool = True
+) -> dict[str, Any]:
+    """`flyte.TaskEnvironment` objects by name, dependencies first; errors from Flyte name the environment.
+
+    With `rebind`, each function's module attribute becomes its Flyte task (see the module docstring).
+    """
     flyte = require_flyte()
     built: dict[str, Any] = {}
     for env in plan.environments:
@@ -75,6 +80,7 @@ def build(plan: ExportPlan, bindings: dict[str, Binding], task_resolver: Any = N
                 template = decorate(binding.function)
             except (TypeError, ValueError) as exc:
                 raise UsageError(f"task {task.full}: Flyte refused it: {exc}") from None
-            binding.rebind(template)
+            if rebind:
+                binding.rebind(template)
         built[env.name] = environment
     return built

@@ -259,7 +259,7 @@ def _reuse_policy(group: dict[str, Any], env: str, warnings: list[str]) -> Call 
     seconds = float(parse_duration(ttl)) if ttl is not None else float(MIN_IDLE_TTL)
     if seconds < MIN_IDLE_TTL:
         warnings.append(
-            f"environments.{env}.reusable.idle_ttl ({ttl}) is below Flyte's minimum of {MIN_IDLE_TTL}s; "
+            f"{env}: reusable.idle_ttl ({ttl}) is below Flyte's minimum of {MIN_IDLE_TTL}s; "
             f"exported as {MIN_IDLE_TTL}s"
         )
         seconds = MIN_IDLE_TTL
@@ -282,10 +282,12 @@ def _image(group: dict[str, Any], root_dir: Path) -> str | Call:
     named = tuple((k, spec[k]) for k in ("registry", "name") if spec.get(k) is not None)
     python = spec.get("python_version")
     python_kwargs = (("python_version", tuple(int(p) for p in str(python).split("."))),) if python else ()
+    layered = any(spec.get(k) for k in ("requirements", "pip_packages", "apt_packages")) or bool(env)
     if spec.get("base_image") is not None:
         image = Call("Image.from_base", (spec["base_image"],))
-        if named or python_kwargs:
-            image = Call("clone", kwargs=named + python_kwargs, receiver=image)
+        if named or python_kwargs or layered:  # layers go on a clone marked extendable, as Flyte asks
+            extendable = (("extendable", True),) if layered else ()
+            image = Call("clone", kwargs=named + python_kwargs + extendable, receiver=image)
     else:
         image = Call("Image.from_debian_base", kwargs=python_kwargs + named)
     if spec.get("requirements") is not None:

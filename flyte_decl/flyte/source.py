@@ -118,7 +118,7 @@ class _Renderer:
             return f"timedelta(seconds={int(seconds) if seconds.is_integer() else seconds!r})"
         if isinstance(value, Path):
             self.uses_path = True
-            return f"str(_HERE / {os.path.relpath(value, self.out_dir)!r})"
+            return f"str(_HERE / {self.value(os.path.relpath(value, self.out_dir))})"
         if isinstance(value, tuple):
             inner = ", ".join(self.value(v) for v in value)
             return f"({inner},)" if len(value) == 1 else f"({inner})"
