@@ -108,4 +108,5 @@ def init(program: Path | None, output: Path, force: bool) -> None:
 def _refuse_existing(paths: list[Path], force: bool) -> None:
     existing = [str(p) for p in paths if p.exists()]
     if existing and not force:
-        raise UsageError(f"{', '.join(existing)} already exists (pass --force to overwrite)")
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise UsageError(f"{' and '.join(existing)} already {verb} (pass --force to overwrite)")
