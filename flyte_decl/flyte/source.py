@@ -39,9 +39,10 @@ TASKS = {}
 '''
 
 
-def render_module(plan: ExportPlan, bindings: dict[str, Binding], out_dir: Path, origin: str) -> str:
-    """The module's text. `origin` says what it was exported from (shown in its docstring)."""
-    renderer = _Renderer(out_dir)
+def render_module(plan: ExportPlan, bindings: dict[str, Binding], output: Path, origin: str) -> str:
+    """The text of the module to be written at `output`; `origin` (what it was exported from) goes
+    into its docstring, with the settings Flyte cannot carry."""
+    renderer = _Renderer(output.parent)
     modules = sorted({split_fn(t.fn)[0] for env in plan.environments for t in env.tasks})
     taken = {m.split(".")[0] for m in modules} | {"flyte", "pathlib", "timedelta", "Resolver", "TASKS"}
     env_vars = {env.name: _identifier(env.name, taken) for env in plan.environments}

@@ -19,7 +19,7 @@ def isolated_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     """Each test imports its own copies of the task modules and declares environments afresh."""
     monkeypatch.setattr(te, "ENVIRONMENTS", {})
     monkeypatch.setattr(sys, "path", list(sys.path))
-    names = ("hello", "flyte_envs", "prog", "tasks", "rich", "inline_io")
+    names = ("hello", "flyte_envs", "prog", "tasks", "trainwf", "inline_io")
     for name in names:
         sys.modules.pop(name, None)
     yield

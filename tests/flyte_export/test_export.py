@@ -164,12 +164,29 @@ def test_bundled_example_serializes_with_its_settings(tmp_path):
     assert hello.square is square  # hello_wf's calls to square() are Flyte actions in env2
 
 
+def test_flyte_runs_the_exported_example_with_calls_as_actions(flyte_decl, tmp_path):
+    """Flyte's own runtime (local mode, in-process) runs the exported module: hello_wf's plain calls to
+    say_hello() and square() reach Flyte as task calls, through the rebinding."""
+    for name in ("environments.yaml", "hello.py"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    _, module = _export(flyte_decl)
+    context = flyte.with_runcontext(
+        mode="local",
+        raw_data_path=str(tmp_path / "raw"),
+        run_base_dir=str(tmp_path / "runs"),
+        disable_run_cache=True,
+    )
+    run = context.run(module.hello_wf, data="hi", n=4)
+    assert list(run.outputs()) == [[0, 1, 4, 9]]
+    assert sys.modules["hello"].square is module.square
+
+
 def test_every_setting_reaches_the_wire(flyte_decl, every_setting):
     result, module = _export(flyte_decl)
     assert result.code == 0, result.err
     assert result.err.splitlines() == [
         *(f"warning: {w}" for w in EVERY_SETTING_WARNINGS),
-        "wrote flyte_envs.py: 2 environments, 4 tasks; deploy with: flyte deploy flyte_envs.py",
+        "wrote flyte_envs.py: 2 environments, 4 tasks; deploy with: flyte deploy --all flyte_envs.py",
     ]
     train = wire(module.TASKS["trainer.train"], every_setting)
     assert {k: train[k] for k in _trainer_wire("1Gi")} == _trainer_wire("1Gi")
@@ -305,6 +322,15 @@ def test_export_errors_are_one_line_exit_2(flyte_decl, project, config, message)
     assert len(result.err.splitlines()) == 1
     assert result.err.startswith(message)
     assert not (folder / "flyte_envs.py").exists()
+
+
+def test_module_must_be_written_beside_the_config(flyte_decl, every_setting):
+    result = flyte_decl("export", "flyte", "-o", "out/flyte_envs.py")
+    assert (result.code, result.err) == (
+        2,
+        "error: out/flyte_envs.py: write the module beside the config (it imports the bound modules by "
+        "name, relative to the config's folder): -o flyte_envs.py\n",
+    )
 
 
 def test_missing_flyte_package_says_how_to_install(flyte_decl, project, monkeypatch):
