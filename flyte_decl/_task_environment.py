@@ -122,6 +122,17 @@ def secrets_settings(secrets: Any) -> list[str]:
     return names
 
 
+def image_settings(image: Any) -> str | dict[str, Any]:
+    """The `image:` config value of a code-declared image: a URI string, or an image's `to_config()`."""
+    if isinstance(image, str):
+        return image
+    to_config = getattr(image, "to_config", None)
+    if not callable(to_config):
+        raise TypeError(f"image must be a URI string or a flyte_decl.Image, got {type(image).__name__}")
+    config: str | dict[str, Any] = to_config()
+    return config
+
+
 def environment_settings(**kwargs: Any) -> dict[str, Any]:
     """Settings (environments.yaml shape) from the arguments that were given (not _UNSET)."""
     out: dict[str, Any] = {}
@@ -159,7 +170,7 @@ def environment_settings(**kwargs: Any) -> dict[str, Any]:
         elif key == "interruptible":
             out[key] = bool(value)
         elif key == "image":
-            out[key] = value if isinstance(value, str) else str(value)
+            out[key] = image_settings(value)
     return out
 
 
@@ -214,7 +225,9 @@ class TaskEnvironment:
             "resources": resources, "env_vars": env_vars, "secrets": secrets, "interruptible": interruptible,
             "cache": cache, "reusable": reusable, "queue": queue if task_queue is _UNSET else task_queue,
         }  # fmt: skip
-        self.settings = environment_settings(**self._given)
+        # "auto" (Flyte's default image) and None declare nothing: lower layers or the export decide.
+        code_image = _UNSET if image is None or (isinstance(image, str) and image == "auto") else image
+        self.settings = environment_settings(**self._given, image=code_image)
         self.mark: Mark = code_mark()
         self._tasks: dict[str, TaskTemplate] = {}
         ENVIRONMENTS.setdefault(name, []).append(self)

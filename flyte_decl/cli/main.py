@@ -31,6 +31,8 @@ class _LazyGroup(click.Group):
         "rerun": "flyte_decl.cli.rerun:rerun",
         "recover": "flyte_decl.cli.recover:recover",
         "report": "flyte_decl.cli.report:report",
+        "export": "flyte_decl.cli.export:export",
+        "init": "flyte_decl.cli.init:init",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -116,6 +116,8 @@ class Resolved:
     queues: dict[str, QueueSpec]
     capacity: Capacity
     problems: list[Problem] = field(default_factory=list)
+    # Each environment's own effective fields (defaults, extends, code and YAML layers; no task entries).
+    environment_fields: dict[str, Fields] = field(default_factory=dict)
 
     def run_config(self) -> RunConfig:
         """Typed specs for the runtime (call only when there are no errors)."""
@@ -186,6 +188,7 @@ def flatten(
 # Paths that hold a mapping: a scalar or null written there replaces everything below it.
 _SUBTREES = frozenset(
     {"resources", "resources.cpu", "resources.memory", "env_vars", "retries", "retries.on_oom", "reusable"}
+    | {"image", "image.env"}
 )
 
 
@@ -196,8 +199,8 @@ def apply(fields: Fields, assignments: list[tuple]) -> None:
             prefix = path + "."
             for key in [k for k in fields if k.startswith(prefix)]:
                 del fields[key]
-        elif path.startswith("reusable."):
-            fields.pop("reusable", None)  # a mapping replacing "reusable: off"
+        elif path.startswith(("reusable.", "image.")):
+            fields.pop(path.partition(".")[0], None)  # a mapping replacing "reusable: off" or an image URI
         if value is None:
             fields.pop(path, None)
             if path in BUILT_IN_DEFAULTS:
@@ -313,7 +316,7 @@ def resolve(
                 severity="warning",
             )
         )
-    return Resolved(doc, tasks, environments, _queues(data), _capacity(data), problems)
+    return Resolved(doc, tasks, environments, _queues(data), _capacity(data), problems, env_fields)
 
 
 def _matches(match: dict[str, Any], env: str, task: str, full: str, fields: Fields) -> bool:

@@ -22,6 +22,9 @@ _ORDER = (
 )
 
 
+IMAGE_NOTE = "image is not used by local runs (they use this Python); `flyte-decl export flyte` deploys it"
+
+
 def field_order(path: str) -> tuple[int, str]:
     head = path.split(".", 1)[0]
     # Requests read before limits.
@@ -39,6 +42,8 @@ def explain_data(task: ResolvedTask, overrides: list[dict[str, Any]] | None = No
             for path, (value, origin) in sorted(task.fields.items(), key=lambda item: field_order(item[0]))
         ],
     }
+    if any(path == "image" or path.startswith("image.") for path in task.fields):
+        data["notes"] = [IMAGE_NOTE]
     if overrides is not None:
         data["overrides"] = overrides
     return data
@@ -56,6 +61,7 @@ def render_explain(task: ResolvedTask, fmt: str, overrides: list[dict[str, Any]]
     where = f"  declared at {data['declared_at']}" if data["declared_at"] else ""
     lines = [f"{task.name}  fn={task.fn}{where}", ""]
     lines += [f"  {p:<{width[0]}}  {v:<{width[1]}}  {o}" for p, v, o in rows]
+    lines += [f"  note: {note}" for note in data.get("notes", [])]
     if overrides is not None:
         lines.append("")
         if not overrides:
