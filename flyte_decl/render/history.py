@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from flyte_decl.quantity import format_bytes, format_cpu
+from flyte_decl.render.failure import caused_by_child
 from flyte_decl.store.store import StoredAction, StoredRun
 
 
@@ -70,6 +71,8 @@ def render_run(run: StoredRun, actions: Sequence[StoredAction]) -> str:
             attempt = f" attempt {action.attempt}" if action.attempt > 1 else ""
             kind = action.kind or action.phase
             lines.append(f"  {action.id} {action.label}{attempt}: {kind}: {action.message}")
+            if action.traceback and not caused_by_child(action):
+                lines += ["    " + line for line in action.traceback.rstrip("\n").splitlines()]
     return "\n".join(lines)
 
 

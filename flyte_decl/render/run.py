@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from flyte_decl.render.failure import failure_lines, root_cause
 from flyte_decl.runtime.records import ActionEvent, ActionRecord, Phase, RunResult
 
 _FAILED = {Phase.FAILED, Phase.TIMED_OUT, Phase.ABORTED}
@@ -61,7 +62,9 @@ class RunView:
 
 
 def render_result(result: RunResult, seconds: float) -> tuple[str, str]:
-    """(stdout, stderr): the outputs as JSON when they are JSON-able, and a summary with failures."""
+    """(stdout, stderr): the outputs as JSON when they are JSON-able; a summary line, then for a failed
+    run the failing action's own error and traceback (`failure.root_cause`), so the console ends with it.
+    """
     counts = Counter(record.phase.value for record in _last_attempts(result.actions))
     summary = ", ".join(f"{n} {phase}" for phase, n in counts.items())
     lines = [f"run {result.run_id} {result.status.value} in {seconds:.2f}s: "
@@ -69,13 +72,10 @@ def render_result(result: RunResult, seconds: float) -> tuple[str, str]:
     out = ""
     if result.status is Phase.SUCCEEDED:
         out = _show(result.outputs)
+    elif (cause := root_cause(result.actions)) is not None:
+        lines += ["error: " + line if i == 0 else line for i, line in enumerate(failure_lines(cause))]
     elif result.error is not None:
-        root = result.actions[0] if result.actions else None
-        lines.insert(
-            0, f"error: {root.label if root else 'run'} {result.error.kind.value}: {result.error.message}"
-        )
-        if result.error.traceback:
-            lines.insert(1, result.error.traceback.rstrip())
+        lines.append(f"error: run {result.error.kind.value}: {result.error.message}")
     return out, "\n".join(lines)
 
 

@@ -44,4 +44,4 @@ def test_rerun_of_a_failed_run_fails_the_same_way(ws) -> None:
     ws.cli("run", "piece", "--i", "3")
     result = ws.cli("rerun", "r1")
     assert result.code == 1
-    assert "error: wf.piece[0] user_error: ValueError: piece 3 failed on purpose" in result.err
+    assert "error: wf.piece[0] (a1) failed: user_error: ValueError: piece 3 failed on purpose" in result.err
