@@ -19,8 +19,13 @@ import click
 
 from flyte_decl.cli.options import config_options
 from flyte_decl.cli.params import task_command
-from flyte_decl.problems import UsageError
+from flyte_decl.config.load import load
+from flyte_decl.plan import plan_run
+from flyte_decl.problems import FlyteDeclError, UsageError
+from flyte_decl.render.history import table
+from flyte_decl.render.plan import render_plan
 from flyte_decl.render.run import RunView, render_result
+from flyte_decl.runtime.limits import detect_mechanisms
 from flyte_decl.runtime.records import ActionEvent, Phase, RunResult
 from flyte_decl.session import PreparedRun, home_dir, prepare_run
 from flyte_decl.store.recorder import Recorder, RunRequest
@@ -42,6 +47,9 @@ from flyte_decl.store.store import Store
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: run, status, outputs, actions.")
 @click.option(
+    "--dry-run", is_flag=True, help="Check and print what would run, with which limits; start nothing."
+)
+@click.option(
     "--overwrite-cache", is_flag=True, help="Run tasks with cache: auto even on a hit; record anew."
 )
 @click.option("-h", "--help", "show_help", is_flag=True, help="Show this help, or a task's parameters.")
@@ -56,6 +64,7 @@ def run(
     env_items: tuple[str, ...],
     backend: str,
     as_json: bool,
+    dry_run: bool,
     overwrite_cache: bool,
     show_help: bool,
 ) -> int:
@@ -67,9 +76,7 @@ def run(
         if show_help:
             click.echo(ctx.get_help())
             return 0
-        raise UsageError(
-            "run needs a task: flyte-decl run TASK [--PARAM VALUE]... (see 'flyte-decl run --help')"
-        )
+        return list_runnable(configs, profiles)
     extras = list(ctx.args)
     if backend == "ray":
         raise UsageError("--backend ray is not available in this version; use --backend local")
@@ -83,8 +90,37 @@ def run(
     inputs = command.main(
         args=prepared.params, prog_name=f"flyte-decl run {prepared.task}", standalone_mode=False
     )
+    if dry_run:
+        return dry(prepared, as_json=as_json)
     request = RunRequest.of(target, extras, snapshot, profiles, sets, queue, prepared.env)
     return execute(prepared, inputs, request, as_json=as_json, overwrite_cache=overwrite_cache)
+
+
+def list_runnable(configs: tuple[str, ...], profiles: tuple[str, ...]) -> int:
+    """`flyte-decl run` alone: the tasks it can run, with their parameters; exit 2 as for a usage error."""
+    try:
+        resolved = load(list(configs) or None, profile=profiles)
+    except FlyteDeclError:
+        raise UsageError(
+            "run needs a task: flyte-decl run TASK [--PARAM VALUE]... (see 'flyte-decl run --help')"
+        ) from None
+    click.echo("run needs a task: flyte-decl run TASK [--PARAM VALUE]...; the tasks here:", err=True)
+    click.echo(
+        table(["TASK", "FN", "ENVIRONMENT"], [[t.name, t.fn, t.environment] for t in resolved.tasks.values()])
+    )
+    return 2
+
+
+def dry(prepared: PreparedRun, *, as_json: bool) -> int:
+    """`run TASK --dry-run`: print the plan and its problems; 1 if the run could not start as declared."""
+    plan = plan_run(prepared, detect_mechanisms())
+    if as_json:
+        click.echo(json.dumps(plan.to_json(), indent=2))
+    else:
+        click.echo(render_plan(plan))
+    for problem in plan.problems:
+        click.echo(str(problem), err=True)
+    return 1 if plan.problems else 0
 
 
 def execute(
