@@ -92,7 +92,7 @@ def run(
     )
     if dry_run:
         return dry(prepared, as_json=as_json)
-    request = RunRequest.of(target, extras, snapshot, profiles, sets, queue, prepared.env)
+    request = RunRequest.of(target, extras, snapshot, profiles, sets, queue, prepared.env, configs)
     return execute(prepared, inputs, request, as_json=as_json, overwrite_cache=overwrite_cache)
 
 
@@ -150,6 +150,7 @@ def execute(
         if not as_json:
             header = prepared.header(runner.mechanisms).removeprefix("run ")
             click.echo(f"run {recorder.run.id}: {header}", err=True)
+            click.echo(f"config: {recorder.run.sources.describe()}", err=True)
         with view, _aborting_on_signals(runner.abort) as interrupted:
             result = runner.run(prepared.task, inputs, env=prepared.env)
         result = recorder.finish(result)
@@ -158,12 +159,15 @@ def execute(
         raise
     finally:
         store.close()
-    return _finish(result, as_json, interrupted[0], time.monotonic() - started)
+    config = recorder.run.sources.to_json()
+    return _finish(result, config, as_json, interrupted[0], time.monotonic() - started)
 
 
-def _finish(result: RunResult, as_json: bool, interrupted: bool, seconds: float) -> int:
+def _finish(
+    result: RunResult, config: dict[str, Any], as_json: bool, interrupted: bool, seconds: float
+) -> int:
     if as_json:
-        click.echo(json.dumps(result.to_json()))
+        click.echo(json.dumps({**result.to_json(), "config": config}))
     else:
         out, err = render_result(result, seconds)
         if out:

@@ -45,6 +45,7 @@ def render_run(run: StoredRun, actions: Sequence[StoredAction]) -> str:
     origin = f"; {run.origin} of {run.source_run}" if run.source_run else ""
     took = f", {seconds(run.duration)}" if run.duration is not None else ", still running"
     lines.append(f"  started {when(run.created_at)}{took}{origin}; runner pid {run.pid} on {run.host}")
+    lines.append(f"  config  {run.sources.describe()}")
     lines.append(f"  inputs  {short(run.inputs_json)}")
     if run.status == "succeeded":
         lines.append(f"  outputs {short(run.outputs_json)}")

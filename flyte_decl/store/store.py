@@ -33,6 +33,7 @@ from flyte_decl.problems import UsageError
 from flyte_decl.runtime.records import ActionRecord, Phase
 from flyte_decl.store import ids
 from flyte_decl.store.schema import migrate
+from flyte_decl.store.sources import ConfigSources
 
 STORE_FILE = "runs.db"
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
@@ -88,7 +89,13 @@ class StoredRun:
             "host": self.host,
             "pid": self.pid,
             "log_dir": str(self.log_dir),
+            "config": self.sources.to_json(),
         }
+
+    @property
+    def sources(self) -> ConfigSources:
+        """The config files (with hashes), profiles, overlays and flags this run was resolved from."""
+        return ConfigSources.from_snapshot(self.snapshot)
 
 
 @dataclass

@@ -79,7 +79,8 @@ def test_runs_show_draws_the_action_tree_with_peaks_against_limits(ws) -> None:
         "run r1  wf.fan  failed (user_error): ActionFailed: wf.piece (a3) failed: user_error: "
         "ValueError: piece 1 failed on purpose"
     )
-    assert lines[2] == '  inputs  {"n": 3, "cached": false}'
+    assert lines[2].startswith("  config  environments.yaml sha256:")
+    assert lines[3] == '  inputs  {"n": 3, "cached": false}'
     table = lines[lines.index("") + 1 :]
     assert table[0].split() == [
         "ACTION",
