@@ -36,7 +36,9 @@ def test_rerun_keeps_run_level_flags(ws) -> None:
     ws.cli("run", "greet", "--set", "env_vars.GREETING=hi", "-e", "UNUSED=1")
     result = ws.cli("rerun", "last")
     assert (result.code, result.out) == (0, '"hi world"\n')
-    assert result.err.splitlines()[2].startswith("run r2: wf.greet in wf (cpu 1, memory 256Mi; queue default)")
+    assert result.err.splitlines()[2].startswith(
+        "run r2: wf.greet in wf (cpu 1, memory 256Mi; queue default)"
+    )
 
 
 def test_rerun_of_a_failed_run_fails_the_same_way(ws) -> None:
