@@ -22,13 +22,14 @@ from flyte_decl.cli.params import task_command
 from flyte_decl.config.load import load
 from flyte_decl.plan import plan_run
 from flyte_decl.problems import FlyteDeclError, UsageError
-from flyte_decl.render.history import table
+from flyte_decl.render.history import render_removed, table
 from flyte_decl.render.plan import render_plan
 from flyte_decl.render.run import RunView, render_result
 from flyte_decl.runtime.limits import detect_mechanisms
 from flyte_decl.runtime.records import ActionEvent, Phase, RunResult
 from flyte_decl.session import PreparedRun, home_dir, prepare_run
 from flyte_decl.store.recorder import Recorder, RunRequest
+from flyte_decl.store.retention import apply_retention
 from flyte_decl.store.store import Store
 
 
@@ -154,6 +155,9 @@ def execute(
         with view, _aborting_on_signals(runner.abort) as interrupted:
             result = runner.run(prepared.task, inputs, env=prepared.env)
         result = recorder.finish(result)
+        removed = apply_retention(store, prepared.resolved.document.data.get("retention"), recorder.run.id)
+        if removed is not None and removed.runs and not as_json:
+            click.echo(f"retention: {render_removed(removed)}", err=True)
     except BaseException as exc:
         recorder.abandon(f"the runner failed: {type(exc).__name__}: {exc}")
         raise

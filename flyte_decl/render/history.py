@@ -16,6 +16,7 @@ from typing import Any
 
 from flyte_decl.quantity import format_bytes, format_cpu
 from flyte_decl.render.failure import caused_by_child
+from flyte_decl.store.retention import Removed
 from flyte_decl.store.store import StoredAction, StoredRun
 
 
@@ -75,6 +76,19 @@ def render_run(run: StoredRun, actions: Sequence[StoredAction]) -> str:
             if action.traceback and not caused_by_child(action):
                 lines += ["    " + line for line in action.traceback.rstrip("\n").splitlines()]
     return "\n".join(lines)
+
+
+def render_removed(removed: Removed) -> str:
+    """`removed 2 runs (r1, r2): 58 actions, 310 samples, 40 payloads, 1.2Mi of files; store 2Mi -> 1.1Mi`."""
+    if not removed.runs:
+        return f"no runs removed; store {format_bytes(removed.store_after)}B"
+    rows = removed.rows
+    return (
+        f"removed {len(removed.runs)} runs ({', '.join(removed.runs)}): {rows.get('actions', 0)} actions, "
+        f"{rows.get('samples', 0)} samples, {rows.get('payloads', 0)} payloads, "
+        f"{format_bytes(removed.file_bytes)}B of log files; "
+        f"store {format_bytes(removed.store_before)}B -> {format_bytes(removed.store_after)}B"
+    )
 
 
 def last_attempts(actions: Sequence[StoredAction]) -> list[StoredAction]:

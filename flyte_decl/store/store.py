@@ -346,6 +346,52 @@ class Store:
                 )
         return [run for run, _ in dead]
 
+    def delete_runs(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """Remove runs with their attempts and samples, then every payload and spec no run refers to.
+
+        One transaction: a reader sees the runs whole or not at all. Returns how many rows of each
+        kind went. Runs still `running` are never removed (their runner writes on).
+        """
+        removed = {"runs": 0, "actions": 0, "samples": 0, "payloads": 0, "specs": 0}
+        with self.transaction() as conn:
+            for start in range(0, len(run_ids), 500):
+                chunk = list(run_ids[start : start + 500])
+                marks = ", ".join("?" * len(chunk))
+                chunk = [r for (r,) in conn.execute(
+                    f"SELECT id FROM runs WHERE id IN ({marks}) AND status != ?", (*chunk, RUNNING))]  # fmt: skip
+                marks = ", ".join("?" * len(chunk))
+                for table, column in (("samples", "run_id"), ("actions", "run_id"), ("runs", "id")):
+                    cursor = conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
+                    removed[table] += cursor.rowcount
+            removed["payloads"] = conn.execute(
+                "DELETE FROM payloads WHERE digest NOT IN (SELECT inputs_digest FROM actions WHERE inputs_digest"
+                " IS NOT NULL UNION SELECT outputs_digest FROM actions WHERE outputs_digest IS NOT NULL"
+                " UNION SELECT inputs_digest FROM runs WHERE inputs_digest IS NOT NULL"
+                " UNION SELECT outputs_digest FROM runs WHERE outputs_digest IS NOT NULL)"
+            ).rowcount
+            removed["specs"] = conn.execute(
+                "DELETE FROM specs WHERE digest NOT IN"
+                " (SELECT spec_digest FROM actions WHERE spec_digest IS NOT NULL)"
+            ).rowcount
+        return removed
+
+    def reclaim(self, *, vacuum: bool = True) -> None:
+        """Give freed pages back to the file system: checkpoint the WAL, then VACUUM.
+
+        VACUUM needs the file to itself for a moment; while another process reads or writes, it is
+        skipped (the pages stay free for new rows), and the WAL is truncated as far as it can be.
+        """
+        if vacuum:
+            with contextlib.suppress(sqlite3.OperationalError):
+                self.conn.execute("VACUUM")
+        with contextlib.suppress(sqlite3.OperationalError):
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def size(self) -> int:
+        """Bytes on disk of the store file and its WAL."""
+        files = [self.home / STORE_FILE, self.home / f"{STORE_FILE}-wal"]
+        return sum(path.stat().st_size for path in files if path.exists())
+
     def _put_payload(self, digest: str, data: bytes) -> None:
         self.conn.execute(
             "INSERT OR IGNORE INTO payloads (digest, size, data) VALUES (?, ?, ?)", (digest, len(data), data)
@@ -439,11 +485,12 @@ class Store:
         return data
 
     def cached(self, cache_key: str) -> Found | None:
-        """The newest succeeded outputs recorded under a cache key."""
+        """The newest outputs recorded under a cache key: by an action that ran, or one that reused them
+        (so the cache outlives a pruned run as long as a kept run holds its outputs)."""
         row = self.conn.execute(
-            "SELECT outputs_digest, run_id, action FROM actions WHERE cache_key = ? AND phase = ?"
-            " AND outputs_digest IS NOT NULL ORDER BY ended_at DESC LIMIT 1",
-            (cache_key, Phase.SUCCEEDED.value),
+            "SELECT outputs_digest, run_id, action FROM actions WHERE cache_key = ? AND phase IN (?, ?)"
+            " AND outputs_digest IS NOT NULL ORDER BY phase = ? DESC, ended_at DESC LIMIT 1",
+            (cache_key, Phase.SUCCEEDED.value, Phase.CACHED.value, Phase.SUCCEEDED.value),
         ).fetchone()
         return Found(*row) if row else None
 
