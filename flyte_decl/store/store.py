@@ -33,6 +33,8 @@ from flyte_decl.problems import UsageError
 from flyte_decl.runtime.records import ActionRecord, Phase
 from flyte_decl.store import ids
 from flyte_decl.store.schema import migrate
+from flyte_decl.store.series import pack as series_pack
+from flyte_decl.store.series import unpack as series_unpack
 from flyte_decl.store.sources import ConfigSources
 
 STORE_FILE = "runs.db"
@@ -280,8 +282,10 @@ class Store:
         """Insert or update action attempts, with their payloads and samples, in one transaction."""
         payloads = {digest: data for row in rows for digest, data in row.payloads}
         specs = {(row.spec_digest, row.spec_json) for row in rows if row.spec_json is not None}
-        samples = [
-            (run_id, row.record.id, row.record.attempt, *sample) for row in rows for sample in row.samples
+        series = [
+            (run_id, row.record.id, row.record.attempt, len(row.samples), series_pack(row.samples))
+            for row in rows
+            if row.samples
         ]
         with self.transaction() as conn:
             conn.executemany(
@@ -291,8 +295,8 @@ class Store:
             conn.executemany("INSERT OR IGNORE INTO specs (digest, spec) VALUES (?, ?)", specs)
             conn.executemany(_UPSERT_ATTEMPT, [(run_id, *row.values) for row in rows])
             conn.executemany(
-                "INSERT INTO samples (run_id, action, attempt, time, rss, cpu) VALUES (?, ?, ?, ?, ?, ?)",
-                samples,
+                "INSERT OR REPLACE INTO series (run_id, action, attempt, count, data) VALUES (?, ?, ?, ?, ?)",
+                series,
             )
 
     def finish_run(
@@ -360,9 +364,13 @@ class Store:
                 chunk = [r for (r,) in conn.execute(
                     f"SELECT id FROM runs WHERE id IN ({marks}) AND status != ?", (*chunk, RUNNING))]  # fmt: skip
                 marks = ", ".join("?" * len(chunk))
-                for table, column in (("samples", "run_id"), ("actions", "run_id"), ("runs", "id")):
+                removed["samples"] += conn.execute(
+                    f"SELECT COALESCE(SUM(count), 0) FROM series WHERE run_id IN ({marks})", chunk
+                ).fetchone()[0]
+                for table, column in (("samples", "run_id"), ("series", "run_id"), ("actions", "run_id"),
+                                      ("runs", "id")):  # fmt: skip
                     cursor = conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
-                    removed[table] += cursor.rowcount
+                    removed[table] = removed.get(table, 0) + cursor.rowcount
             removed["payloads"] = conn.execute(
                 "DELETE FROM payloads WHERE digest NOT IN (SELECT inputs_digest FROM actions WHERE inputs_digest"
                 " IS NOT NULL UNION SELECT outputs_digest FROM actions WHERE outputs_digest IS NOT NULL"
@@ -472,8 +480,12 @@ class Store:
         rows = self.conn.execute(
             "SELECT action, attempt, time, rss, cpu FROM samples WHERE run_id = ? ORDER BY time", (run_id,)
         )
-        for action, attempt, at, rss, cpu in rows:
+        for action, attempt, at, rss, cpu in rows:  # recorded before the `series` table
             out.setdefault((action, attempt), []).append((at, rss, cpu))
+        for action, attempt, data in self.conn.execute(
+            "SELECT action, attempt, data FROM series WHERE run_id = ?", (run_id,)
+        ):
+            out[action, attempt] = series_unpack(data)
         return out
 
     def payload(self, digest: str) -> bytes:

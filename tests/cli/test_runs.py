@@ -116,7 +116,7 @@ def test_user_errors_are_one_line_with_a_hint_and_exit_2(ws) -> None:
         ws.cli("run", "greet")
     cases = [
         (("runs",),
-         "error: runs needs a command: flyte-decl runs list, or flyte-decl runs show RUN (see 'flyte-decl runs --help')"),
+         "error: runs needs a command: flyte-decl runs list, show RUN, prune or delete RUN (see 'flyte-decl runs --help')"),
         (("runs", "show"), "error: Missing argument 'RUN'. (see 'flyte-decl runs show --help')"),
         (("runs", "show", "r4"), "error: unknown run 'r4' (recent runs: r3, r2, r1; see 'flyte-decl runs list')"),
         (("runs", "show", "2"), "error: unknown run '2' (did you mean 'r2'? see 'flyte-decl runs list')"),
