@@ -24,7 +24,7 @@ from flyte_decl.plan import plan_run
 from flyte_decl.problems import FlyteDeclError, UsageError
 from flyte_decl.render.history import render_removed, table
 from flyte_decl.render.plan import render_plan
-from flyte_decl.render.run import RunView, render_result
+from flyte_decl.render.run import NORMAL, QUIET, VERBOSE, RunView, render_result
 from flyte_decl.runtime.limits import detect_mechanisms
 from flyte_decl.runtime.records import ActionEvent, Phase, RunResult
 from flyte_decl.session import PreparedRun, home_dir, prepare_run
@@ -53,6 +53,8 @@ from flyte_decl.store.store import Store
 @click.option(
     "--overwrite-cache", is_flag=True, help="Run tasks with cache: auto even on a hit; record anew."
 )
+@click.option("-q", "--quiet", is_flag=True, help="Print only the result and errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Print every phase change of every action.")
 @click.option("-h", "--help", "show_help", is_flag=True, help="Show this help, or a task's parameters.")
 @click.pass_context
 def run(
@@ -67,6 +69,8 @@ def run(
     as_json: bool,
     dry_run: bool,
     overwrite_cache: bool,
+    quiet: bool,
+    verbose: bool,
     show_help: bool,
 ) -> int:
     """Run TASK (ENV.TASK or a unique short name), or TASK in a Python file (FILE.py TASK).
@@ -94,7 +98,12 @@ def run(
     if dry_run:
         return dry(prepared, as_json=as_json)
     request = RunRequest.of(target, extras, snapshot, profiles, sets, queue, prepared.env, configs)
-    return execute(prepared, inputs, request, as_json=as_json, overwrite_cache=overwrite_cache)
+    if quiet and verbose:
+        raise UsageError("-q/--quiet and -v/--verbose cannot be used together")
+    verbosity = QUIET if quiet else VERBOSE if verbose else NORMAL
+    return execute(
+        prepared, inputs, request, as_json=as_json, overwrite_cache=overwrite_cache, verbosity=verbosity
+    )
 
 
 def list_runnable(configs: tuple[str, ...], profiles: tuple[str, ...]) -> int:
@@ -134,12 +143,16 @@ def execute(
     origin: str = "run",
     source_run: str | None = None,
     recover_from: str | None = None,
+    verbosity: int = NORMAL,
 ) -> int:
     """Run a prepared task, recorded in the run store; shared by `run`, `rerun` and `recover`."""
     store = Store.open(home_dir(prepared.spec.root_dir))
     recorder = Recorder.start(store, prepared, inputs, request, origin=origin, source_run=source_run,
                               overwrite_cache=overwrite_cache, recover_from=recover_from)  # fmt: skip
-    view = RunView(stream=sys.stderr, live=sys.stderr.isatty() and not as_json)
+    quiet = as_json or verbosity == QUIET
+    view = RunView(
+        sys.stderr, live=sys.stderr.isatty() and not as_json, run_id=recorder.run.id, verbosity=verbosity
+    )
 
     def on_event(event: ActionEvent) -> None:
         recorder.on_event(event)
@@ -148,7 +161,7 @@ def execute(
     started = time.monotonic()
     try:
         runner = prepared.runner(on_event=on_event, log_dir=recorder.log_dir, reuse=recorder.reuse)
-        if not as_json:
+        if not quiet:
             header = prepared.header(runner.mechanisms).removeprefix("run ")
             click.echo(f"run {recorder.run.id}: {header}", err=True)
             click.echo(f"config: {recorder.run.sources.describe()}", err=True)
@@ -156,7 +169,7 @@ def execute(
             result = runner.run(prepared.task, inputs, env=prepared.env)
         result = recorder.finish(result)
         removed = apply_retention(store, prepared.resolved.document.data.get("retention"), recorder.run.id)
-        if removed is not None and removed.runs and not as_json:
+        if removed is not None and removed.runs and not quiet:
             click.echo(f"retention: {render_removed(removed)}", err=True)
     except BaseException as exc:
         recorder.abandon(f"the runner failed: {type(exc).__name__}: {exc}")
@@ -164,11 +177,16 @@ def execute(
     finally:
         store.close()
     config = recorder.run.sources.to_json()
-    return _finish(result, config, as_json, interrupted[0], time.monotonic() - started)
+    return _finish(result, config, as_json, interrupted[0], time.monotonic() - started, verbosity)
 
 
 def _finish(
-    result: RunResult, config: dict[str, Any], as_json: bool, interrupted: bool, seconds: float
+    result: RunResult,
+    config: dict[str, Any],
+    as_json: bool,
+    interrupted: bool,
+    seconds: float,
+    verbosity: int,
 ) -> int:
     if as_json:
         click.echo(json.dumps({**result.to_json(), "config": config}))
@@ -176,7 +194,8 @@ def _finish(
         out, err = render_result(result, seconds)
         if out:
             click.echo(out)
-        click.echo(err, err=True)
+        if verbosity > QUIET or result.status is not Phase.SUCCEEDED:
+            click.echo(err, err=True)
     if interrupted or result.status is Phase.ABORTED:
         return 130
     return 0 if result.status is Phase.SUCCEEDED else 1
