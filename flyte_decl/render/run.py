@@ -85,7 +85,7 @@ class Board:
         running = sorted(list(self.running.values()), key=lambda item: item[1])[:MAX_RUNNING_SHOWN]
         if running:
             table = Table(
-                "running", "elapsed", "memory / limit", box=None, pad_edge=False, header_style="bold"
+                "running", "elapsed", "rss / memory limit", box=None, pad_edge=False, header_style="bold"
             )
             now = time.monotonic()
             for label, since, pid, limit in running:
