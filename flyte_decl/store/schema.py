@@ -99,7 +99,7 @@ MIGRATIONS: list[str] = [
         spec TEXT NOT NULL                     -- JSON of the resolved TaskSpec; secrets by name only
     );
     """,
-    # 2: an attempt's samples as one packed series (see store.series) instead of a row each: about 3
+    # 2: an attempt's samples as one packed series (see store.series) instead of a row each: 6 to 12
     # bytes a sample instead of about 66 with its index. Older rows in `samples` are still read.
     """
     CREATE TABLE series (
