@@ -264,6 +264,16 @@ class Capacity(_Strict):
     gpu: Annotated[int, Field(ge=0)] | None = Field(None, description="GPUs.")
 
 
+class Retention(_Strict):
+    """Recorded runs removed after each run, as by `flyte-decl runs prune`; all criteria given must hold."""
+
+    keep: Annotated[int, Field(ge=1)] | None = Field(None, description="Keep the newest this many runs.")
+    older_than: Duration | None = Field(None, description="Remove runs started longer ago, e.g. '30d'.")
+    status: list[Literal["succeeded", "failed", "timed_out", "aborted"]] | None = Field(
+        None, description="Remove only runs that ended in these statuses."
+    )
+
+
 class Match(_Strict):
     """Which tasks an override applies to; shell-style globs on names."""
 
@@ -301,6 +311,7 @@ class Document(_Strict):
         None, description="Queues by name; 'default' always exists."
     )
     capacity: Capacity | None = Field(None, description="What the local scheduler may hand out.")
+    retention: Retention | None = Field(None, description="Which recorded runs to remove after each run.")
     environments: dict[Name, Environment | None] | None = Field(
         None, description="Task environments by name."
     )

@@ -426,14 +426,28 @@ def _resume(coroutine: Coroutine[Any, Any, T], waiting_on: Any) -> Generator[Any
     return (yield from coroutine)  # type: ignore[misc]
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _user_traceback(exc: BaseException) -> str:
+    """The traceback as Python prints it, without flyte-decl's own frames (also in chained exceptions)."""
     tb = exc.__traceback__.tb_next if exc.__traceback__ else None
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    shown = traceback.TracebackException(type(exc), exc, tb)
+    pending, seen = [shown], set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        frames = [frame for frame in current.stack if not frame.filename.startswith(_PACKAGE_DIR)]
+        current.stack = traceback.StackSummary.from_list(frames)
+        pending += [chained for chained in (current.__cause__, current.__context__) if chained is not None]
+    return "".join(shown.format())
 
 
 def _change_environ(changes: dict[str, str | None]) -> None:

@@ -55,6 +55,7 @@ class RunRequest:
     sets: list[str] = field(default_factory=list)
     queue: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    configs: list[str] = field(default_factory=list)  # the -c paths (absolute), a subset of `texts`
 
     @classmethod
     def of(
@@ -66,10 +67,12 @@ class RunRequest:
         sets: tuple[str, ...] | list[str],
         queue: str | None,
         env: dict[str, str],
+        configs: tuple[str, ...] | list[str] = (),
     ) -> RunRequest:
         """The request of `flyte-decl run TARGET PARAMS...` (a script target keeps its task variable)."""
         words = [str(Path(target).resolve()), params[0]] if target.endswith(".py") and params else [target]
-        return cls(words, dict(texts), list(profiles), list(sets), queue, dict(env))
+        overlays = [str(Path(path).resolve()) for path in configs]
+        return cls(words, dict(texts), list(profiles), list(sets), queue, dict(env), overlays)
 
     def masked(self, secrets: list[str]) -> dict[str, Any]:
         """As stored: values of declared secrets never reach the store (config texts hold `${VAR}`)."""
