@@ -6,6 +6,7 @@ flyte-decl run examples/flyte_code/hello.py main --n 4     # a Flyte-style progr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 
 import click
 
+from flyte_decl import masking
 from flyte_decl.cli.options import config_options
 from flyte_decl.cli.params import task_command
 from flyte_decl.problems import UsageError
@@ -126,10 +128,11 @@ def execute(
 
 
 def _finish(result: RunResult, as_json: bool, interrupted: bool, seconds: float) -> int:
+    masker = masking.current()  # each string masked before it is encoded (the console masks the rest)
     if as_json:
-        click.echo(json.dumps(result.to_json()))
+        click.echo(json.dumps(masker.deep(result.to_json())))
     else:
-        out, err = render_result(result, seconds)
+        out, err = render_result(dataclasses.replace(result, outputs=masker.deep(result.outputs)), seconds)
         if out:
             click.echo(out)
         click.echo(err, err=True)

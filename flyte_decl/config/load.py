@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from flyte_decl import masking
 from flyte_decl.config.check import check_references, check_shape
 from flyte_decl.config.model import ENV_VAR_PATTERN
 from flyte_decl.config.read import Document, Path_, display_path, read_file, read_file_text, read_text
@@ -246,6 +247,8 @@ def _check(
     strict: bool,
     code: CodeLayers | None,
 ) -> Checked:
+    # Before anything is shown: values of the secrets it declares are masked in all output.
+    masking.declare(masking.secret_names(document.data, code and [code.environments, code.tasks]))
     problems = check_shape(document)
     profiles = parse_profiles(profile)
     if profiles and not problems:
