@@ -51,4 +51,5 @@ def test_secret_names_are_found_in_every_layer_of_a_document() -> None:
         "overrides": [{"set": {"secrets": ["D"]}}],
         "profiles": {"p": {"environments": {"e": {"secrets": ["E"]}}}},
     }
-    assert secret_names(document, None) == {"A", "B", "C", "D", "E"}
+    assert secret_names(document, [{"secrets": ["F"]}]) == {"A", "B", "C", "D", "E", "F"}
+    assert secret_names({"environments": [1], "profiles": "x"}) == set()

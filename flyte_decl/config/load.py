@@ -248,7 +248,10 @@ def _check(
     code: CodeLayers | None,
 ) -> Checked:
     # Before anything is shown: values of the secrets it declares are masked in all output.
-    masking.declare(masking.secret_names(document.data, code and [code.environments, code.tasks]))
+    blocks = (
+        [s for s, _ in code.environments.values()] + [s for _, s, _ in code.tasks.values()] if code else []
+    )
+    masking.declare(masking.secret_names(document.data, blocks))
     problems = check_shape(document)
     profiles = parse_profiles(profile)
     if profiles and not problems:
