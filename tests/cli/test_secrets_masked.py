@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+
+from flyte_decl import _task_environment as te
+from flyte_decl import masking
+from flyte_decl.cli.main import _run
 
 SECRETS = {
     "PLAIN": "plain-8d2f7c1e9b",
@@ -219,3 +224,44 @@ def test_a_secret_added_through_interpolation_is_masked_in_diff(project, tmp_pat
     ]
     assert (change["path"], change["old"], change["new"]) == ("env_vars.TOKEN", None, "****")
     assert leaks(markdown) == []
+
+
+def test_a_secret_declared_in_code_is_masked(
+    project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(te, "ENVIRONMENTS", {})  # this program's environments stay in this test
+    monkeypatch.delitem(sys.modules, "prog", raising=False)
+    (tmp_path / "prog.py").write_text(
+        textwrap.dedent("""
+        import os
+        import flyte_decl as flyte
+
+        env = flyte.TaskEnvironment(name="coded", secrets=["QUOTED"])
+
+        @env.task
+        def reveal() -> str:
+            print("token", os.environ["QUOTED"], flush=True)
+            return os.environ["QUOTED"]
+        """)
+    )
+    result = project("run", "prog.py", "reveal", "--json")
+    assert (result.code, json.loads(result.out)["outputs"]) == (0, "****"), result.err
+    assert "coded.reveal[0] | token ****\n" in project("logs", "last").out
+    stored = [path for path in (tmp_path / ".flyte-decl").rglob("*") if path.is_file()]
+    assert {str(path): leaks(path.read_bytes()) for path in stored if leaks(path.read_bytes())} == {}
+
+
+def test_a_traceback_of_an_unexpected_error_is_masked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PEM", SECRETS["PEM"])
+
+    def command(**kwargs: Any) -> None:
+        masking.declare(["PEM"])
+        raise RuntimeError(f"cannot parse {os.environ['PEM']}")
+
+    assert _run(command, []) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):\n")
+    assert err.endswith("RuntimeError: cannot parse ****\n")
+    assert leaks(err) == []
