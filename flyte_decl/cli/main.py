@@ -6,12 +6,13 @@ Every user mistake ends here as one line on stderr and an exit code (SPEC §4), 
 from __future__ import annotations
 
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from flyte_decl import __version__
+from flyte_decl import __version__, masking
 from flyte_decl.problems import FlyteDeclError
 
 
@@ -64,6 +65,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(entry: Callable[..., Any], argv: list[str] | None) -> int:
+    """Run a command with its output masked (SPEC §5): every declared secret, even in a traceback."""
+    with masking.console():
+        try:
+            return _dispatch(entry, argv)
+        except Exception:  # a bug: its traceback, through the masked stderr, and exit 1 as Python's
+            traceback.print_exc()
+            return 1
+
+
+def _dispatch(entry: Callable[..., Any], argv: list[str] | None) -> int:
     try:
         result = entry(args=argv, prog_name="flyte-decl", standalone_mode=False)
         return result if isinstance(result, int) else 0

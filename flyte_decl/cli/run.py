@@ -6,6 +6,7 @@ flyte-decl run examples/flyte_code/hello.py main --n 4     # a Flyte-style progr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 
 import click
 
+from flyte_decl import masking
 from flyte_decl.cli.options import config_options
 from flyte_decl.cli.params import task_command
 from flyte_decl.config.load import load
@@ -190,10 +192,11 @@ def _finish(
     seconds: float,
     verbosity: int,
 ) -> int:
+    masker = masking.current()  # each string masked before it is encoded (the console masks the rest)
     if as_json:
-        click.echo(json.dumps({**result.to_json(), "config": config}))
+        click.echo(json.dumps(masker.deep({**result.to_json(), "config": config})))
     else:
-        out, err = render_result(result, seconds)
+        out, err = render_result(dataclasses.replace(result, outputs=masker.deep(result.outputs)), seconds)
         if out:
             click.echo(out)
         if verbosity > QUIET or result.status is not Phase.SUCCEEDED:

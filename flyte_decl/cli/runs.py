@@ -13,7 +13,7 @@ import time
 
 import click
 
-from flyte_decl.cli.history import open_store, store_option
+from flyte_decl.cli.history import open_store, run_actions, store_option
 from flyte_decl.cli.options import format_option
 from flyte_decl.problems import UsageError
 from flyte_decl.quantity import DURATION_PATTERN, parse_duration
@@ -80,7 +80,7 @@ def show(run: str, config: str | None, fmt: str) -> None:
     """Show RUN (an id like r12, or `last`): its actions as a tree, with peaks against limits."""
     store = open_store(config)
     found = store.run(run)
-    actions = store.actions(found.id)
+    actions = run_actions(store, found)
     if fmt == "json":
         data = {**found.to_json(), "mechanisms": found.mechanisms, "actions": [a.to_json() for a in actions]}
         click.echo(json.dumps(data, indent=2))

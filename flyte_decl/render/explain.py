@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from flyte_decl import masking
 from flyte_decl.config.resolve import ResolvedTask
 
 _ORDER = (
@@ -32,13 +33,15 @@ def field_order(path: str) -> tuple[int, str]:
 
 
 def explain_data(task: ResolvedTask, overrides: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The task's fields as JSON-ready data; values of declared secrets show as `****`."""
+    masker = masking.current()
     data: dict[str, Any] = {
         "task": task.name,
         "environment": task.environment,
         "fn": task.fn,
         "declared_at": task.mark.short if task.mark else None,
         "fields": [
-            {"path": path, "value": value, **origin.as_dict()}
+            {"path": path, "value": masker.value(value) if masker else value, **origin.as_dict()}
             for path, (value, origin) in sorted(task.fields.items(), key=lambda item: field_order(item[0]))
         ],
     }

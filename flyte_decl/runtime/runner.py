@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from flyte_decl.masking import Masker, StreamMasker
 from flyte_decl.problems import UsageError, did_you_mean
 from flyte_decl.quantity import format_seconds
 from flyte_decl.runtime import proctree
@@ -71,7 +72,6 @@ TIMEOUT_GRACE = 1.0
 # How long a fork server may take to kill its descendants and exit when the run ends.
 FORKSERVER_EXIT_WAIT = 5.0
 _RETRYABLE = {FailureKind.USER_ERROR, FailureKind.OOM_KILLED, FailureKind.TIMED_OUT, FailureKind.CRASHED}
-_MASK = b"****"
 
 EventHandler = Callable[[ActionEvent], None]
 # Asked before an action is queued: outputs recorded for this task and serialized inputs, or None.
@@ -171,6 +171,7 @@ class _Action:
     log_read: int | None = None
     log_file: int | None = None
     log_partial: bytes = b""
+    log_mask: StreamMasker[bytes] = dataclasses.field(default_factory=lambda: Masker().stream())
     outcome: tuple[Any, ...] | None = None
     breach: Breach | None = None
     timed_out: bool = False
@@ -234,9 +235,7 @@ class _Run:
         self.secrets = {name: os.environ[name] for name in declared if name in os.environ}
         # No process sees a secret unless its task declares it: not even the fork servers.
         self.base_env = {name: value for name, value in os.environ.items() if name not in declared}
-        self.masks = sorted(
-            {value.encode() for value in self.secrets.values() if value}, key=len, reverse=True
-        )
+        self.masker = Masker(self.secrets.values())
         self.scheduler: Scheduler[_Action] = Scheduler(
             machine_capacity(self.config.capacity), self.config.queues
         )
@@ -479,6 +478,7 @@ class _Run:
         )
         os.set_blocking(log_read, False)
         action.log_read = log_read
+        action.log_mask = self.masker.stream()
         self.selector.register(log_read, selectors.EVENT_READ, lambda mask: self._on_log(action))
         return theirs.detach(), log_write
 
@@ -585,7 +585,8 @@ class _Run:
         if outcome is not None and outcome[0] == "succeeded":
             return Phase.SUCCEEDED, None, "", ""
         if outcome is not None and outcome[0] == "failed":
-            return Phase.FAILED, FailureKind.USER_ERROR, self._masked(outcome[1]), self._masked(outcome[2])
+            masked = self.masker.text
+            return Phase.FAILED, FailureKind.USER_ERROR, masked(outcome[1]), masked(outcome[2])
         if outcome is not None and outcome[0] == "oversize":
             message = oversize_message(spec.name, "outputs", outcome[1], spec.max_inline_io_bytes)
             return Phase.FAILED, FailureKind.INLINE_IO_EXCEEDED, message, ""
@@ -760,17 +761,21 @@ class _Run:
             except BlockingIOError:
                 return
             if not chunk:
-                self._write_log(action, action.log_partial, final=True)
+                self._write_log(action, b"", final=True)
                 self.selector.unregister(action.log_read)
                 os.close(action.log_read)
                 action.log_read = None
                 return
-            self._write_log(action, action.log_partial + chunk, final=False)
+            self._write_log(action, chunk, final=False)
             if not drain:
                 return
 
-    def _write_log(self, action: _Action, data: bytes, final: bool) -> None:
-        if not self.masks and self.runner.on_event is None:
+    def _write_log(self, action: _Action, chunk: bytes, final: bool) -> None:
+        # Masked as a stream, so that a secret split across reads (or lines) is still masked.
+        data = action.log_partial + (
+            (action.log_mask.close() or b"") if final else action.log_mask.feed(chunk)
+        )
+        if self.runner.on_event is None:
             os.write(action.log_file, data)  # type: ignore[arg-type]
             action.log_partial = b""
             return
@@ -778,19 +783,10 @@ class _Run:
         action.log_partial = b"" if final else lines.pop()
         if final and not lines[-1]:
             lines.pop()
-        masked = [self._mask(line) for line in lines]
-        if masked:
-            os.write(action.log_file, b"".join(line + b"\n" for line in masked))  # type: ignore[arg-type]
-        for line in masked:
+        if lines:
+            os.write(action.log_file, b"".join(line + b"\n" for line in lines))  # type: ignore[arg-type]
+        for line in lines:
             self._emit(action.record, line.decode(errors="replace"))
-
-    def _mask(self, data: bytes) -> bytes:
-        for secret in self.masks:
-            data = data.replace(secret, _MASK)
-        return data
-
-    def _masked(self, text: str) -> str:
-        return self._mask(text.encode()).decode() if self.masks else text
 
     def _release_io(self, action: _Action) -> None:
         if action.conn is not None:
@@ -802,8 +798,9 @@ class _Run:
             os.close(action.log_read)
             action.log_read = None
         if action.log_file is not None:
-            if action.log_partial:
-                os.write(action.log_file, self._mask(action.log_partial))
+            rest = action.log_partial + (action.log_mask.close() or b"")
+            if rest:
+                os.write(action.log_file, rest)
                 action.log_partial = b""
             os.close(action.log_file)
             action.log_file = None
