@@ -1098,7 +1098,7 @@ class _Run:
             self._lost_forkserver(server)
 
     def _lost_forkserver(self, server: _ForkServer) -> None:
-        """A fork server died under us: its actions' processes died with it (death signal)."""
+        """A fork server died under us: its actions' trees die with it (their lifeline ends)."""
         self.selector.unregister(server.conn.sock)
         server.conn.close()
         del self.forkservers[server.environment]
