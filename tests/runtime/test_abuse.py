@@ -123,23 +123,33 @@ def fan_out_config(tmp_path: Path) -> Path:
 # -- Ctrl-C and SIGTERM -----------------------------------------------------------------------------
 
 
+def _interrupt(root: Path, n: int, signum: int, delay: float, *, launching: bool) -> tuple[int, str]:
+    """Run `many --n N`, send `signum` `delay` s after its handler is in place (or, `launching`, after
+    its leaves have begun to start); returns the exit code and stderr."""
+    launched = len(list(root.glob(".flyte-decl/logs/*/a3.1.log")))
+    process = _flyte_decl(root, "run", "many", "--n", str(n))
+    deadline = time.monotonic() + 20
+    while not _catches(process.pid, signal.SIGTERM) or (
+        launching and len(list(root.glob(".flyte-decl/logs/*/a3.1.log"))) == launched
+    ):
+        assert process.poll() is None and time.monotonic() < deadline, "not started in time"
+        time.sleep(0.002)
+    time.sleep(delay)
+    process.send_signal(signum)
+    _out, err = process.communicate(timeout=30)
+    return process.returncode, err.decode()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_at_any_moment_of_a_fan_out_ends_in_130_without_a_traceback(
+def test_a_signal_while_a_fan_out_launches_ends_in_130_without_a_traceback(
     fan_out_config: Path, signum: int
 ) -> None:
-    """From the moment the handler is in place, through config loading, launches and results."""
+    """While launches are on their way to a fork server, which the abort must not cut off."""
     rng = random.Random(signum)
-    for trial in range(4):
-        process = _flyte_decl(fan_out_config, "run", "many", "--n", "30")
-        deadline = time.monotonic() + 20
-        while not _catches(process.pid, signal.SIGTERM):
-            assert process.poll() is None and time.monotonic() < deadline, "no handler installed"
-            time.sleep(0.002)
-        time.sleep(rng.uniform(0.0, 1.0))
-        process.send_signal(signum)
-        _out, err = process.communicate(timeout=30)
-        assert b"Traceback" not in err, err.decode()
-        assert process.returncode == 130, (trial, err.decode())
+    for _trial in range(4):
+        code, err = _interrupt(fan_out_config, 30, signum, rng.uniform(0.0, 0.3), launching=True)
+        assert "Traceback" not in err, err
+        assert code == 130, err
 
 
 def test_an_abort_requested_halfway_through_a_launch_waits_for_the_launch_to_finish(tmp_path: Path) -> None:
@@ -183,17 +193,10 @@ def test_an_abort_before_the_run_starts_aborts_it(tmp_path: Path) -> None:
 def test_sigterm_right_after_the_runner_starts_exits_130(fan_out_config: Path) -> None:
     """SIGTERM in the first moments (imports, config loading, store) interrupts like Ctrl-C."""
     rng = random.Random(0)
-    for trial in range(4):
-        process = _flyte_decl(fan_out_config, "run", "many", "--n", "3")
-        deadline = time.monotonic() + 20
-        while not _catches(process.pid, signal.SIGTERM):
-            assert process.poll() is None and time.monotonic() < deadline, "no handler installed"
-            time.sleep(0.001)
-        time.sleep(rng.uniform(0.0, 0.3))
-        process.send_signal(signal.SIGTERM)
-        _out, err = process.communicate(timeout=30)
-        assert b"Traceback" not in err, err.decode()
-        assert process.returncode == 130, (trial, err.decode())
+    for _trial in range(4):
+        code, err = _interrupt(fan_out_config, 3, signal.SIGTERM, rng.uniform(0.0, 0.3), launching=False)
+        assert "Traceback" not in err, err
+        assert code == 130, err
 
 
 # -- a runner killed together with its fork servers -------------------------------------------------
