@@ -5,9 +5,11 @@ Every user mistake ends here as one line on stderr and an exit code (SPEC §4), 
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import click
@@ -60,8 +62,21 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn every known failure into one line and an exit code."""
+    # SIGTERM interrupts like Ctrl-C from the start (exit 130), not only once a run is under way;
+    # `run` turns either into an orderly abort while it runs.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     code = _run(cli.main, argv)
     sys.exit(code)
+
+
+class _Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM. A subclass, because CPython ends with SIGINT (not the code asked for)
+    once a plain KeyboardInterrupt has left any code it ran through `PyRun_*`, even if caught later."""
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise _Interrupted
 
 
 def _run(entry: Callable[..., Any], argv: list[str] | None) -> int:

@@ -1,6 +1,6 @@
 """The inside of an action: what a process forked by the fork server does until it exits.
 
-The child confines itself (new session, limits, death signal, subreaper for its own tree), takes
+The child confines itself (new session, limits, lifeline, subreaper for its own tree), takes
 exactly its resolved environment, reads its inputs from the runner, runs the task's original
 function and reports one outcome. Calls to other declared tasks go through proxies to the runner
 over the same socket, each becoming a new action; an async task's calls are awaitables, so
@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import os
 import select
-import signal
 import socket
 import sys
 import threading
@@ -45,6 +44,8 @@ T = TypeVar("T")
 # Exit status of an action whose own machinery failed before or after the task ran; the runner
 # reports it as `crashed` because no outcome message arrived.
 _EXIT_INTERNAL = 70
+# Exit status of an action that outlived its fork server (see `_hold_lifeline`).
+_EXIT_ORPHANED = 71
 
 
 @dataclass(frozen=True)
@@ -183,19 +184,43 @@ def task_call(task: str, is_async: bool, drop_first: bool = False) -> Callable[.
     return lambda args, kwargs: submit(args, kwargs).result()
 
 
-def _confine(launch: Launch, parent: int, log_fd: int) -> None:
-    """Become an action (or warm worker) process: own session, limits, death signal, environment."""
+def _confine(launch: Launch, log_fd: int, lifeline: int) -> None:
+    """Become an action (or warm worker) process: own session, limits, lifeline, environment."""
     os.setsid()
     launch.setup.apply()
-    proctree.set_pdeathsig(signal.SIGKILL)
-    if os.getppid() != parent:  # the fork server died before the death signal was armed
-        os._exit(_EXIT_INTERNAL)
     # Orphans of this task's own tree (double forks, setsid'd daemons) are re-parented here, so
     # the memory watchdog counts them and the kill at the end reaches them.
     proctree.set_child_subreaper()
+    _hold_lifeline(lifeline)
     _redirect_output(log_fd)
     _change_environ(launch.env_changes)
     os.chdir(launch.root_dir)
+
+
+def _hold_lifeline(lifeline: int) -> None:
+    """Die with the fork server, and take this whole tree along, however the server dies.
+
+    `lifeline` is the read end of a pipe whose write end only the fork server holds: EOF means it
+    is gone, even SIGKILLed. A daemon thread waits for that and kills every descendant (all of them
+    are below this subreaper), then exits. A parent-death signal would kill this process alone and
+    leave its descendants to PID 1. The thread needs the GIL to act, so a task stuck in a long C
+    call holding it delays the kill until the call returns; the next runner's sweep covers a
+    process killed outright (`leftovers`).
+    """
+
+    def watch() -> None:
+        while True:
+            try:
+                if os.read(lifeline, 1):
+                    continue  # nobody writes to it; a reused descriptor number is not ours to judge
+            except InterruptedError:
+                continue
+            except OSError:
+                return  # the task closed the descriptor: this watch is over
+            proctree.kill_tree(os.getpid(), include_root=False)
+            os._exit(_EXIT_ORPHANED)
+
+    threading.Thread(target=watch, name="flyte-decl-lifeline", daemon=True).start()
 
 
 def run_action(
@@ -204,19 +229,20 @@ def run_action(
     names: dict[int, tuple[Callable[..., Any], str]],
     sock: socket.socket,
     log_fd: int,
+    lifeline: int,
     loop: asyncio.AbstractEventLoop | None,
 ) -> NoReturn:
     """The whole life of a freshly forked action process; never returns.
 
-    `names` maps the id of every loaded declared task's original function to it and its name. An async
-    task runs on `loop`, the fork server's unused event loop, made private (see `_own_loop`).
+    `names` maps the id of every loaded declared task's original function to it and its name.
+    `lifeline` reaches EOF when the fork server is gone (see `_hold_lifeline`). An async task runs
+    on `loop`, the fork server's unused event loop, made private (see `_own_loop`).
     """
     global _channel
-    parent = os.getppid()
     me = os.getpid()
     status = _EXIT_INTERNAL
     try:
-        _confine(launch, parent, log_fd)
+        _confine(launch, log_fd, lifeline)
         _channel = channel = Channel(sock)
         install_submitter(_Submitter(channel, names))
         outcome = _outcome(launch, function, channel, loop)
@@ -243,6 +269,7 @@ def run_worker(
     names: dict[int, tuple[Callable[..., Any], str]],
     control: socket.socket,
     log_fd: int,
+    lifeline: int,
 ) -> NoReturn:
     """The whole life of a warm worker of a reusable environment; never returns.
 
@@ -256,11 +283,10 @@ def run_worker(
     Module state persists from one action to the next in the same worker: that is what reuse is.
     """
     global _channel
-    parent = os.getppid()
     me = os.getpid()
     status = _EXIT_INTERNAL
     try:
-        _confine(launch, parent, log_fd)
+        _confine(launch, log_fd, lifeline)
         # Between actions stdout and stderr go back to the worker's own log.
         worker_log = os.dup(1)
         os.set_inheritable(worker_log, False)

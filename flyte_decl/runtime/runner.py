@@ -32,7 +32,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -42,8 +41,9 @@ from typing import Any
 from flyte_decl.masking import Masker, StreamMasker
 from flyte_decl.problems import UsageError, did_you_mean
 from flyte_decl.quantity import format_seconds
-from flyte_decl.runtime import proctree
+from flyte_decl.runtime import leftovers, proctree
 from flyte_decl.runtime.action import Launch
+from flyte_decl.runtime.leftovers import RUNNER_MARK, runner_mark
 from flyte_decl.runtime.limits import (
     ActionLimiter,
     Breach,
@@ -82,9 +82,10 @@ class LocalRunner:
     """Runs declared tasks on this machine; one `run` at a time.
 
     `on_event`, if given, sees every phase change and every line an action prints. `abort` may be
-    called from a signal handler (or another thread) while `run` is in progress: it kills every
-    action tree at once and `run` returns with status `aborted`. `reuse`, if given, is asked before
-    each action is queued; on a hit the action ends `cached` with those outputs and no process runs.
+    called from a signal handler (or another thread) while `run` is in progress, or before it
+    starts: every action tree is killed and `run` returns with status `aborted`. `reuse`, if given,
+    is asked before each action is queued; on a hit the action ends `cached` with those outputs and
+    no process runs.
     """
 
     def __init__(
@@ -101,8 +102,10 @@ class LocalRunner:
         self.on_event = on_event
         self.reuse = reuse
         self.mechanisms = mechanisms if mechanisms is not None else detect_mechanisms()
+        leftovers.sweep(self.mechanisms)  # what runners killed before they could clean up left behind
         self._cpu_pool = CpuPool()
         self._current: _Run | None = None
+        self._abort_requested = False  # until the run in progress (or the next one) has returned
 
     def run(
         self,
@@ -118,13 +121,21 @@ class LocalRunner:
         run = _Run(self, env or {})
         self._current = run
         try:
+            if self._abort_requested:  # asked for while this run was being set up
+                run.abort("run aborted")
             return run.execute(spec, inputs, queue or spec.queue)
         finally:
             run.close()
             self._current = None
+            self._abort_requested = False
 
     def abort(self) -> None:
-        """Kill every action tree of the run in progress and mark its unfinished actions aborted."""
+        """Kill every action tree of the run in progress (or about to start) and mark it aborted.
+
+        Only asks: the run's own thread does the killing between two events (see `_Run.abort`), so
+        this is safe in a signal handler that interrupts that thread anywhere.
+        """
+        self._abort_requested = True
         run = self._current
         if run is not None:
             run.abort("run aborted")
@@ -236,6 +247,8 @@ class _Run:
         # No process sees a secret unless its task declares it: not even the fork servers.
         self.base_env = {name: value for name, value in os.environ.items() if name not in declared}
         self.masker = Masker(self.secrets.values())
+        # Every process of the run carries this, so the next runner can kill it should we die first.
+        self.base_env[RUNNER_MARK] = runner_mark()
         self.scheduler: Scheduler[_Action] = Scheduler(
             machine_capacity(self.config.capacity), self.config.queues
         )
@@ -259,8 +272,7 @@ class _Run:
         self.task_counts: dict[str, int] = {}
         self.root: _Action | None = None
         self.aborted = False
-        # Reentrant: a signal handler may call abort while this thread is inside abort already.
-        self.abort_lock = threading.RLock()
+        self.abort_reason = ""  # set by `abort`, acted on by the loop's thread (`_aborting`)
 
     # -- the run ----------------------------------------------------------------------------------
 
@@ -268,13 +280,15 @@ class _Run:
         root = self._new_action(spec, queue, dump_payload(((), inputs)), parent=None, call_id=None)
         self.root = root
         self._submit(root)
-        while root.state != _State.DONE and not self.aborted:
+        while root.state != _State.DONE and not self._aborting():
             self._step()
         return self._result(root)
 
     def _step(self) -> None:
         for action in self.scheduler.ready():
             self._launch(action)
+            if self._aborting():
+                return
         timeout = max(0.0, self.timers[0][0] - time.monotonic()) if self.timers else None
         events = self.selector.select(timeout)
         if len(events) > 1:
@@ -283,11 +297,11 @@ class _Run:
             events.sort(key=lambda event: event[0].fd not in control)
         for key, mask in events:
             key.data(mask)
-            if self.aborted:
+            if self._aborting():
                 return
         self._take_breaches()
         now = time.monotonic()
-        while self.timers and self.timers[0][0] <= now and not self.aborted:
+        while self.timers and self.timers[0][0] <= now and not self._aborting():
             heapq.heappop(self.timers)[2]()
 
     def _result(self, root: _Action) -> RunResult:
@@ -313,25 +327,40 @@ class _Run:
         )
 
     def abort(self, reason: str) -> None:
-        """Kill every tree and fork server now; safe to call from a signal handler or another thread."""
-        with self.abort_lock:
-            if self.aborted:
-                return
-            self.aborted = True
-            for worker in list(self.workers.values()):
-                worker.limiter.kill()
-            for action in self.actions:
-                if action.state == _State.RUNNING and action.limiter is not None:
-                    action.limiter.kill()
-                if action.state != _State.DONE:
-                    action.state = _State.DONE
-                    self._set_final(action.record, Phase.ABORTED, None, action.aborted or reason)
-            self._stop_forkservers()
+        """Ask for the run to be aborted; safe to call from a signal handler or another thread.
+
+        Only the loop's thread changes the run's state. A signal handler runs between two bytecodes
+        of that very thread, possibly halfway through a launch (a message half sent to a fork
+        server), so it only records the request and wakes the loop, which aborts between two events.
+        """
+        if not self.abort_reason:
+            self.abort_reason = reason
         self._wake()
+
+    def _aborting(self) -> bool:
+        """On the loop's thread: carry out a requested abort; whether the run is aborted."""
+        if self.abort_reason and not self.aborted:
+            self._abort_now(self.abort_reason)
+        return self.aborted
+
+    def _abort_now(self, reason: str) -> None:
+        """Kill every tree and fork server and mark every unfinished action aborted (loop thread only)."""
+        if self.aborted:
+            return
+        self.aborted = True
+        for worker in list(self.workers.values()):
+            worker.limiter.kill()
+        for action in self.actions:
+            if action.state == _State.RUNNING and action.limiter is not None:
+                action.limiter.kill()
+            if action.state != _State.DONE:
+                action.state = _State.DONE
+                self._set_final(action.record, Phase.ABORTED, None, action.aborted or reason)
+        self._stop_forkservers()
 
     def close(self) -> None:
         """Leave nothing behind: abort what still runs, stop the monitor, close every descriptor."""
-        self.abort("run ended")
+        self._abort_now(self.abort_reason or "run ended")
         self.monitor.stop()
         for action in self.actions:
             self._release_io(action)
@@ -1066,7 +1095,7 @@ class _Run:
             self._lost_forkserver(server)
 
     def _lost_forkserver(self, server: _ForkServer) -> None:
-        """A fork server died under us: its actions' processes died with it (death signal)."""
+        """A fork server died under us: its actions' trees die with it (their lifeline ends)."""
         self.selector.unregister(server.conn.sock)
         server.conn.close()
         del self.forkservers[server.environment]
