@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flyte_decl import _task_environment
+from flyte_decl import _alias, _task_environment
 from flyte_decl._task import TaskTemplate
 from flyte_decl.config.imports import import_function
 from flyte_decl.config.load import find_task, load, parse_env
@@ -68,9 +68,10 @@ class PreparedRun:
         ]
         if spec.timeout:
             limits.append(f"timeout {format_seconds(spec.timeout)}")
+        alias = "; `import flyte` is flyte-decl" if _alias.installed() else ""
         return (
             f"run {spec.name} in {spec.environment} ({', '.join(limits)}; queue {spec.queue}); "
-            f"enforced by {mechanisms.memory} (memory), {mechanisms.cpu} (cpu)"
+            f"enforced by {mechanisms.memory} (memory), {mechanisms.cpu} (cpu){alias}"
         )
 
 
@@ -144,6 +145,7 @@ def resolve_target(
 
 
 def _script_task(target: str, params: list[str]) -> str:
+    _alias.install()  # an unmodified Flyte program's `import flyte` gets flyte_decl, here and in fork servers
     module = import_script(Path(target))
     names = sorted(k for k, v in vars(module).items() if isinstance(v, TaskTemplate))
     if not params or params[0].startswith("-"):

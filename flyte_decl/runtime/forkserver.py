@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from flyte_decl import _alias
 from flyte_decl._task import TaskTemplate
 from flyte_decl.runtime import proctree
 from flyte_decl.runtime.action import Launch, make_proxy, run_action, run_worker
@@ -283,6 +284,7 @@ class ForkServer:
 
 def main(argv: list[str]) -> None:
     """Entry point: ``python -m flyte_decl.runtime.forkserver FD``."""
+    _alias.install_if_asked()  # a Flyte program's `import flyte`, when `flyte-decl run prog.py` asked
     ForkServer(socket.socket(fileno=int(argv[0]))).serve()
 
 

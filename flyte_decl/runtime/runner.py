@@ -471,7 +471,9 @@ class _Run:
         log_read, log_write = os.pipe()
         action.conn = Connection(ours)
         self.selector.register(ours, selectors.EVENT_READ, lambda mask: self._on_action_socket(action, mask))
-        action.conn.send(("inputs", action.inputs))
+        info = {"run": self.id, "action": action.id, "task": action.spec.name, "attempt": action.record.attempt,
+                "data_dir": str(self.log_dir / "data")}  # fmt: skip
+        action.conn.send(("inputs", action.inputs, info))
         self._watch_writes(action.conn, lambda mask: self._on_action_socket(action, mask))
         assert action.record.log_path is not None
         action.log_file = os.open(
@@ -623,7 +625,11 @@ class _Run:
         action.state = _State.DONE
         retries = action.spec.retries
         attempt = action.record.attempt
-        if kind in _RETRYABLE and attempt <= retries.count and not self.aborted:
+        # A task raising flyte.errors.NonRecoverableError reports its failure final: no retry.
+        final = (
+            action.outcome is not None and action.outcome[0] == "failed" and action.outcome[3:4] == (True,)
+        )
+        if kind in _RETRYABLE and attempt <= retries.count and not self.aborted and not final:
             self._retry(action, kind)
             return
         parent = action.parent
