@@ -8,9 +8,10 @@ is None (falsy), as in Flyte::
     c.action.name, c.action.run_name, c.attempt        # "a3", "r1f3a9c2e", 1
     c.raw_data_path.path                               # a folder under the run's logs, made on first use
 
-Custom context is string pairs: `with_runcontext(custom_context={...})` sets it for every action of
-the run, and `with flyte.custom_context(k="v"):` adds pairs for the code inside the block (in this
-action). `flyte.group("name")` names the child actions started inside it (`ctx().group_data.name`).
+Custom context is string pairs: `with_runcontext(custom_context={...})` sets it for the root action,
+and `with flyte.custom_context(k="v"):` adds pairs for the code inside the block; every task called
+passes the caller's custom context on to its action, so it flows to all descendants (as in Flyte).
+`flyte.group("name")` names the child actions started inside it (their `ctx().group_data.name`).
 """
 
 from __future__ import annotations
@@ -131,7 +132,8 @@ def enter_action(info: dict[str, Any]) -> None:
             str(data / action / f"checkpoint.{attempt}"),
             str(data / action / f"checkpoint.{attempt - 1}") if attempt > 1 else None,
         ),
-        custom_context=_run_custom_context(),
+        custom_context=info["custom_context"] if "custom_context" in info else _run_custom_context(),
+        group_data=GroupData(info["group"]) if info.get("group") else None,
     )
     _custom.set(None)
     _group.set(None)
@@ -148,13 +150,22 @@ def _run_custom_context() -> dict[str, str]:
     return {str(k): str(v) for k, v in pairs.items()} if isinstance(pairs, dict) else {}
 
 
+def call_context() -> dict[str, Any]:
+    """What a task call made here passes to its action: the custom context, and the group if any."""
+    out: dict[str, Any] = {"custom_context": get_custom_context()}
+    group = _group.get()
+    if group:
+        out["group"] = group
+    return out
+
+
 def ctx() -> TaskContext | None:
     """The running action's TaskContext; None outside a run (Flyte's `flyte.ctx()`)."""
     if _action is None:
         return None
     group = _group.get()
     return replace(_action, custom_context=get_custom_context(),
-                   group_data=GroupData(group) if group else None)  # fmt: skip
+                   group_data=GroupData(group) if group else _action.group_data)  # fmt: skip
 
 
 def get_custom_context() -> dict[str, str]:

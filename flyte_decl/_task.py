@@ -154,8 +154,8 @@ class TaskTemplate:
         env_reusable = self.env is not None and self.env.settings.get("reusable") not in (None, "off")
         if reusable is not _MISSING and reusable is not None:
             raise ValueError(
-                f"Cannot override {changed[0]} together with a new reuse policy: a reusable task's {changed[0]} "
-                "come from its environment (set reusable='off' to change them)"
+                f"Cannot override {changed[0]} together with a new reuse policy: a pool's workers all share "
+                f"one {changed[0]} (set reusable='off' to change {changed[0]} for this call)"
             )
         if env_reusable and reusable is _MISSING:
             raise ValueError(

@@ -89,8 +89,27 @@ def import_script(path: Path) -> Any:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise UsageError(
+            f"{_raised_at(exc, path)}: importing {path} raised {type(exc).__name__}: {first} "
+            f"(hint: run `python {path}` to see the traceback)"
+        ) from None
     return module
+
+
+def _raised_at(exc: BaseException, path: Path) -> str:
+    """ "file:line" of the innermost frame of the program's own file in the exception's traceback."""
+    where = str(path)
+    tb = exc.__traceback__
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename).resolve() == path.resolve():
+            where = f"{path}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
 
 
 def prepare_run(

@@ -44,6 +44,7 @@ from flyte_decl.store.store import Store
 @click.option(
     "--overwrite-cache", is_flag=True, help="Run tasks with cache: auto even on a hit; record anew."
 )
+@click.option("--local", is_flag=True, help="Accepted as `flyte run --local` takes it: every run is local.")
 @click.option("-h", "--help", "show_help", is_flag=True, help="Show this help, or a task's parameters.")
 @click.pass_context
 def run(
@@ -57,6 +58,7 @@ def run(
     backend: str,
     as_json: bool,
     overwrite_cache: bool,
+    local: bool,
     show_help: bool,
 ) -> int:
     """Run TASK (ENV.TASK or a unique short name), or TASK in a Python file (FILE.py TASK).

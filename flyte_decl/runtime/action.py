@@ -10,7 +10,7 @@ Tasks declared in code (`@env.task`, a `TaskTemplate`) route their calls through
 module installs into `flyte_decl._task`, carrying their `.override(...)` settings; plain functions
 bound in environments.yaml are replaced by proxies (see `forkserver`).
 
-Messages, child to runner: any number of ("call", call_id, task, payload, call_settings), then
+Messages, child to runner: any number of ("call", call_id, task, payload, call_settings, context), then
 one of ("succeeded", payload), ("failed", message, traceback, final), ("oversize", size); `final` is
 True for a `NonRecoverableError`, whose retries the runner skips.
 Runner to child: ("inputs", payload, info) first, then ("reply", call_id, payload) or
@@ -109,7 +109,9 @@ class Channel:
                     target=self._read_replies, name="flyte-decl-replies", daemon=True
                 )
                 self._reader.start()
-            send_message(self._sock, ("call", call_id, task, payload, settings or {}))
+            send_message(
+                self._sock, ("call", call_id, task, payload, settings or {}, _context.call_context())
+            )
         return future
 
     def report(self, message: tuple[Any, ...]) -> None:

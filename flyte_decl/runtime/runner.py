@@ -177,6 +177,8 @@ class _Action:
     aborted: str = ""  # why, once it is being aborted
     children: set[_Action] = dataclasses.field(default_factory=set)  # calls it awaits
     worker: _Worker | None = None  # the warm worker this attempt runs (or will first run) in
+    # What the caller's code context passes on (`flyte.custom_context`, `flyte.group`), for `flyte.ctx()`.
+    context: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(eq=False)
@@ -472,7 +474,7 @@ class _Run:
         action.conn = Connection(ours)
         self.selector.register(ours, selectors.EVENT_READ, lambda mask: self._on_action_socket(action, mask))
         info = {"run": self.id, "action": action.id, "task": action.spec.name, "attempt": action.record.attempt,
-                "data_dir": str(self.log_dir / "data")}  # fmt: skip
+                "data_dir": str(self.log_dir / "data"), **action.context}  # fmt: skip
         action.conn.send(("inputs", action.inputs, info))
         self._watch_writes(action.conn, lambda mask: self._on_action_socket(action, mask))
         assert action.record.log_path is not None
@@ -522,7 +524,13 @@ class _Run:
             limiter.kill()  # for a worker: the worker goes, and its exit settles the attempt
 
     def _on_call(
-        self, parent: _Action, call_id: int, task: str, payload: bytes, settings: dict[str, Any]
+        self,
+        parent: _Action,
+        call_id: int,
+        task: str,
+        payload: bytes,
+        settings: dict[str, Any],
+        context: dict[str, Any] | None = None,
     ) -> None:
         """A running action called a declared task: start a child action it waits for."""
         if task not in self.config.tasks:
@@ -539,6 +547,7 @@ class _Run:
             spec = self.config.tasks[task]
             override_problem = f"{task}.override(...) is invalid: {exc}"
         child = self._new_action(spec, spec.queue, payload, parent=parent, call_id=call_id)
+        child.context = context or {}
         parent.children.add(child)
         if len(parent.children) == 1:
             self.scheduler.block(parent)
