@@ -57,6 +57,7 @@ from flyte_decl.store.store import Store
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only the result and errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Print every phase change of every action.")
+@click.option("--local", is_flag=True, help="Accepted as `flyte run --local` takes it: every run is local.")
 @click.option("-h", "--help", "show_help", is_flag=True, help="Show this help, or a task's parameters.")
 @click.pass_context
 def run(
@@ -73,6 +74,7 @@ def run(
     overwrite_cache: bool,
     quiet: bool,
     verbose: bool,
+    local: bool,
     show_help: bool,
 ) -> int:
     """Run TASK (ENV.TASK or a unique short name), or TASK in a Python file (FILE.py TASK).

@@ -10,10 +10,12 @@ Tasks declared in code (`@env.task`, a `TaskTemplate`) route their calls through
 module installs into `flyte_decl._task`, carrying their `.override(...)` settings; plain functions
 bound in environments.yaml are rerouted to `task_call` (see `forkserver` and `reroute`).
 
-Messages, child to runner: any number of ("call", call_id, task, payload, call_settings), then
-one of ("succeeded", payload), ("failed", message, traceback), ("oversize", size).
-Runner to child: ("inputs", payload) first, then ("reply", call_id, payload) or
-("reply_failed", call_id, task, action_id, kind, message) per call.
+Messages, child to runner: any number of ("call", call_id, task, payload, call_settings, context), then
+one of ("succeeded", payload), ("failed", message, traceback, final), ("oversize", size); `final` is
+True for a `NonRecoverableError`, whose retries the runner skips.
+Runner to child: ("inputs", payload, info) first, then ("reply", call_id, payload) or
+("reply_failed", call_id, task, action_id, kind, message) per call, raised in the caller as the
+Flyte error class of that failure kind (`flyte_decl.errors.child_failure`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
+from flyte_decl import _context
 from flyte_decl._task import TaskTemplate, install_submitter
+from flyte_decl.errors import NonRecoverableError, child_failure
 from flyte_decl.runtime import proctree
 from flyte_decl.runtime.limits import ChildSetup
 from flyte_decl.runtime.records import ActionFailed, FailureKind
@@ -79,9 +83,13 @@ class Channel:
         self._reader: threading.Thread | None = None
 
     def receive_inputs(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """The (args, kwargs) the runner sent first, before any other message."""
-        tag, payload = recv_message(self._sock)
+        """The (args, kwargs) the runner sent first, before any other message.
+
+        Beside them comes which action this is (run, action, task, attempt, data folder), for `flyte.ctx()`.
+        """
+        tag, payload, *info = recv_message(self._sock)
         assert tag == "inputs", tag
+        _context.enter_action(info[0] if info else {})
         args, kwargs = load_payload(payload)
         return args, kwargs
 
@@ -100,7 +108,9 @@ class Channel:
                     target=self._read_replies, name="flyte-decl-replies", daemon=True
                 )
                 self._reader.start()
-            send_message(self._sock, ("call", call_id, task, payload, settings or {}))
+            send_message(
+                self._sock, ("call", call_id, task, payload, settings or {}, _context.call_context())
+            )
         return future
 
     def report(self, message: tuple[Any, ...]) -> None:
@@ -137,7 +147,7 @@ class Channel:
                     future.set_exception(exc)
             else:
                 _tag, _call, task, action, kind, text = message
-                future.set_exception(ActionFailed(task, action, FailureKind(kind) if kind else None, text))
+                future.set_exception(child_failure(task, action, FailureKind(kind) if kind else None, text))
 
 
 _channel: Channel | None = None
@@ -370,7 +380,7 @@ def _outcome(
     else:
         ok, value = _call(function, args, kwargs)
     if not ok:
-        return ("failed", _describe(value), _user_traceback(value))
+        return ("failed", _describe(value), _user_traceback(value), isinstance(value, NonRecoverableError))
     try:
         payload = dump_payload(value)
     except Exception as exc:
@@ -456,7 +466,8 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc)
+    # A child's failure keeps naming the child in its caller's failure message.
+    text = exc.summary if isinstance(exc, ActionFailed) else str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -42,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from flyte_decl import _alias
 from flyte_decl.binding import Binding, Unbindable, bind
 from flyte_decl.runtime import proctree
 from flyte_decl.runtime.action import Launch, run_action, run_worker, task_call
@@ -245,6 +246,7 @@ class ForkServer:
 
 def main(argv: list[str]) -> None:
     """Entry point: ``python -m flyte_decl.runtime.forkserver FD``."""
+    _alias.install_if_asked()  # a Flyte program's `import flyte`, when `flyte-decl run prog.py` asked
     ForkServer(socket.socket(fileno=int(argv[0]))).serve()
 
 

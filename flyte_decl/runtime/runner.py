@@ -189,6 +189,8 @@ class _Action:
     aborted: str = ""  # why, once it is being aborted
     children: set[_Action] = dataclasses.field(default_factory=set)  # calls it awaits
     worker: _Worker | None = None  # the warm worker this attempt runs (or will first run) in
+    # What the caller's code context passes on (`flyte.custom_context`, `flyte.group`), for `flyte.ctx()`.
+    context: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(eq=False)
@@ -499,7 +501,9 @@ class _Run:
         log_read, log_write = os.pipe()
         action.conn = Connection(ours)
         self.selector.register(ours, selectors.EVENT_READ, lambda mask: self._on_action_socket(action, mask))
-        action.conn.send(("inputs", action.inputs))
+        info = {"run": self.id, "action": action.id, "task": action.spec.name, "attempt": action.record.attempt,
+                "data_dir": str(self.log_dir / "data"), **action.context}  # fmt: skip
+        action.conn.send(("inputs", action.inputs, info))
         self._watch_writes(action.conn, lambda mask: self._on_action_socket(action, mask))
         assert action.record.log_path is not None
         action.log_file = os.open(
@@ -549,7 +553,13 @@ class _Run:
             limiter.kill()  # for a worker: the worker goes, and its exit settles the attempt
 
     def _on_call(
-        self, parent: _Action, call_id: int, task: str, payload: bytes, settings: dict[str, Any]
+        self,
+        parent: _Action,
+        call_id: int,
+        task: str,
+        payload: bytes,
+        settings: dict[str, Any],
+        context: dict[str, Any] | None = None,
     ) -> None:
         """A running action called a declared task: start a child action it waits for."""
         if task not in self.config.tasks:
@@ -566,6 +576,7 @@ class _Run:
             spec = self.config.tasks[task]
             override_problem = f"{task}.override(...) is invalid: {exc}"
         child = self._new_action(spec, spec.queue, payload, parent=parent, call_id=call_id)
+        child.context = context or {}
         parent.children.add(child)
         if len(parent.children) == 1:
             self.scheduler.block(parent)
@@ -653,7 +664,11 @@ class _Run:
         action.state = _State.DONE
         retries = action.spec.retries
         attempt = action.record.attempt
-        if kind in _RETRYABLE and attempt <= retries.count and not self.aborted:
+        # A task raising flyte.errors.NonRecoverableError reports its failure final: no retry.
+        final = (
+            action.outcome is not None and action.outcome[0] == "failed" and action.outcome[3:4] == (True,)
+        )
+        if kind in _RETRYABLE and attempt <= retries.count and not self.aborted and not final:
             self._retry(action, kind)
             return
         parent = action.parent
