@@ -276,7 +276,8 @@ def _mapping(value: Any) -> dict[Any, Any]:
 class _MaskedConsole:
     """A text stream that masks what is written to it with `current()` and passes it on.
 
-    No `buffer` attribute: click would write bytes there, around the masking.
+    No `buffer` attribute: click would write bytes there, around the masking; bytes written here
+    (click's shell completion writes some) are decoded and masked like text.
     """
 
     def __init__(self, stream: TextIO) -> None:
@@ -284,8 +285,10 @@ class _MaskedConsole:
         self._masker: Masker | None = None
         self._pending: StreamMasker[str] | None = None
 
-    def write(self, text: str) -> int:
-        if not isinstance(text, str):
+    def write(self, text: str | bytes) -> int:
+        if isinstance(text, bytes):
+            text = text.decode(getattr(self.stream, "encoding", None) or "utf-8", "replace")
+        elif not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         size = len(text)
         with _lock:
