@@ -28,30 +28,40 @@ class FlyteExportWarning(UserWarning):
 
 
 def environments(
-    config: str | Path | Sequence[str | Path] | None = None, profile: str | Sequence[str] | None = None
+    config: str | Path | Sequence[str | Path] | None = None,
+    profile: str | Sequence[str] | None = None,
+    *,
+    programs: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """`flyte.TaskEnvironment` objects by name, dependencies first, built from the resolved config.
 
     `config` is a path or a list of paths overlaid in order (default: discovered as `flyte-decl run`
-    does); `profile` a name or list of names. Raises ConfigLoadError for an invalid config and
-    UsageError when a bound function cannot be imported or Flyte refuses a value.
+    does); `profile` a name or list of names; `programs` Python files whose code declarations lie
+    beneath the config (without a config file, they are the config). Raises ConfigLoadError for an
+    invalid config and UsageError when a bound function cannot be imported or Flyte refuses a value.
     """
-    plan, bindings = prepare(config, profile)
+    plan, bindings = prepare(config, profile, programs)
     for message in plan.warnings:
         warnings.warn(message, FlyteExportWarning, stacklevel=2)
-    return build(plan, bindings, ConfigTaskResolver(config, profile))
+    return build(plan, bindings, ConfigTaskResolver(config, profile, programs))
 
 
 def prepare(
-    config: str | Path | Sequence[str | Path] | None = None, profile: str | Sequence[str] | None = None
+    config: str | Path | Sequence[str | Path] | None = None,
+    profile: str | Sequence[str] | None = None,
+    programs: Sequence[str | Path] = (),
 ) -> tuple[ExportPlan, dict[str, Binding]]:
-    """The export plan and each task's function: resolve, import the bound modules, and resolve again
-    with the environments those modules declare in code beneath the file (as `flyte-decl run` does)."""
+    """The export plan and each task's function: import `programs`, resolve, import the bound modules,
+    and resolve again with the environments declared in code beneath the file (as `flyte-decl run` does)."""
     from flyte_decl import _task_environment
     from flyte_decl.config.load import load
+    from flyte_decl.session import import_script
 
+    for program in programs:
+        import_script(Path(program))
     paths = [config] if isinstance(config, (str, Path)) else list(config or [])
-    resolved = load(paths or None, profile=profile)
+    code = _task_environment.code_layers() if programs else None
+    resolved = load(paths or None, profile=profile, code=code)
     bindings = _bindings(resolved.tasks, resolved.document.root_dir)
     if _task_environment.ENVIRONMENTS:
         resolved = load(paths or None, profile=profile, code=_task_environment.code_layers())
@@ -103,21 +113,29 @@ class ConfigTaskResolver:
         self,
         config: str | Path | Sequence[str | Path] | None = None,
         profile: str | Sequence[str] | None = None,
+        programs: Sequence[str | Path] = (),
     ) -> None:
         self.config = [str(config)] if isinstance(config, (str, Path)) else [str(c) for c in config or []]
         self.profile = [profile] if isinstance(profile, str) else list(profile or [])
+        self.programs = [str(p) for p in programs]
 
     @property
     def import_path(self) -> str:
         return f"{__name__}.ConfigTaskResolver"
 
     def loader_args(self, task: Any, root_dir: Any = None) -> list[str]:
-        return ["config", ",".join(self.config), "profile", ",".join(self.profile), "task", task.name]
+        lists = {"config": self.config, "profile": self.profile, "programs": self.programs}
+        return [
+            *(item for key, values in lists.items() for item in (key, ",".join(values))),
+            "task",
+            task.name,
+        ]
 
     def load_task(self, loader_args: list[str]) -> Any:
         args = dict(zip(loader_args[::2], loader_args[1::2], strict=False))
         configs = [c for c in args.get("config", "").split(",") if c]
         profiles = [p for p in args.get("profile", "").split(",") if p]
+        programs = [p for p in args.get("programs", "").split(",") if p]
         task = args["task"]
-        built = environments(configs or None, profiles or None)
+        built = environments(configs or None, profiles or None, programs=programs)
         return built[task.partition(".")[0]].tasks[task]

@@ -155,7 +155,8 @@ def test_bundled_example_serializes_with_its_settings(tmp_path):
     assert got["secrets"] == [] and got["reuse"] is None and got["gpu"] is None
     assert got["image"].startswith("ghcr.io/flyteorg/flyte:py3.")
     assert got["resolver"] == [
-        "flyte_decl.flyte.ConfigTaskResolver", "config", str(config), "profile", "", "task", "env2.square"
+        "flyte_decl.flyte.ConfigTaskResolver", "config", str(config), "profile", "", "programs", "",
+        "task", "env2.square",
     ]  # fmt: skip
     hello_wf = wire(envs["env1"].tasks["env1.hello_wf"], tmp_path)
     assert hello_wf["requests"] == hello_wf["limits"] == {"CPU": "1", "MEMORY": "512Mi"}
@@ -179,6 +180,20 @@ def test_flyte_runs_the_exported_example_with_calls_as_actions(flyte_decl, tmp_p
     run = context.run(module.hello_wf, data="hi", n=4)
     assert list(run.outputs()) == [[0, 1, 4, 9]]
     assert sys.modules["hello"].square is module.square
+
+
+def test_program_declarations_lie_beneath_the_config(flyte_decl, tmp_path):
+    for name in ("environments.yaml", "hello.py"):
+        shutil.copy(ROOT / "examples" / "flyte_code" / name, tmp_path / name)
+    result = flyte_decl("export", "flyte", "hello.py", "-o", "flyte_envs.py")
+    assert result.code == 0, result.err
+    module = importlib.import_module("flyte_envs")
+    assert sorted(module.TASKS) == ["env1.main", "env1.overridden", "env2.square", "env2.where"]
+    square = wire(module.TASKS["env2.square"], tmp_path)
+    assert square["requests"] == square["limits"] == {"CPU": "1", "MEMORY": "250Mi"}  # from the code
+    assert square["env"] == {"GREETING": "hello", "QUEUE_NOTE": "from-yaml"}  # code, then the file
+    assert module.TASKS["env2.square"].queue == "gcp-useast1-1"
+    assert "exported by `flyte-decl export flyte` from hello.py." in (tmp_path / "flyte_envs.py").read_text()
 
 
 def test_every_setting_reaches_the_wire(flyte_decl, every_setting):
