@@ -67,7 +67,11 @@ def prepare(
         resolved = load(paths or None, profile=profile, code=_task_environment.code_layers())
         bindings = _bindings(resolved.tasks, resolved.document.root_dir)
     names = {full: binding.function.__name__ for full, binding in bindings.items()}
-    return export_plan(resolved, names), bindings
+    in_code = {
+        name: {"description": env.description, "depends_on": [d.name for d in env.depends_on] or None}
+        for name, env in _task_environment.declared_environments().items()
+    }
+    return export_plan(resolved, names, in_code), bindings
 
 
 def _bindings(tasks: dict[str, Any], root_dir: Path) -> dict[str, Binding]:
