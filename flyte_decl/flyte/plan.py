@@ -107,6 +107,11 @@ def _run_wide_warnings(resolved: Resolved) -> list[str]:
                 f"queues.{queue.name}.concurrency ({queue.concurrency}) is not exported: a Flyte queue's "
                 "limits are set in the cluster's queue configuration"
             )
+        if queue.description:
+            out.append(
+                f"queues.{queue.name}.description is not exported: a Flyte queue is described in the "
+                "cluster's queue configuration"
+            )
     capacity = resolved.document.data.get("capacity")
     if capacity:
         out.append("capacity is not exported: it bounds the local scheduler only; a cluster has its own")

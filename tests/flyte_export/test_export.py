@@ -94,6 +94,8 @@ async def clean() -> int:
 EVERY_SETTING_WARNINGS = [
     "queues.gpu-pool.concurrency (2) is not exported: a Flyte queue's limits are set in the cluster's "
     "queue configuration",
+    "queues.gpu-pool.description is not exported: a Flyte queue is described in the cluster's queue "
+    "configuration",
     "capacity is not exported: it bounds the local scheduler only; a cluster has its own",
     "prep: reusable.idle_ttl (10s) is below Flyte's minimum of 30s; exported as 30s",
     "prep.clean: its resources differ from its environment's and Flyte sets resources per environment "
