@@ -24,7 +24,7 @@ from flyte_decl.config.load import find_task, load
 from flyte_decl.problems import UsageError
 from flyte_decl.runtime.records import ActionRecord, Failure, RunResult
 from flyte_decl.runtime.runner import LocalRunner
-from flyte_decl.session import home_dir
+from flyte_decl.session import home_dir, preflight
 
 
 @dataclass
@@ -75,6 +75,7 @@ class RunContext:
         resolved = load(self.configs or None, profile=self.profile, queue=self.queue, root_task=task.full_name,
                         code=code, cwd=code.root_dir)  # fmt: skip
         name = find_task(resolved, task.full_name)
+        preflight(resolved, include_code=False)  # the program's own tasks are bound: it declared them
         config = resolved.run_config()
         if task.call_settings:
             config.tasks[name] = config.spec_for(name, task.call_settings)

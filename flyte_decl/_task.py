@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flyte_decl.config.read import display_path
-from flyte_decl.problems import Mark
+from flyte_decl.problems import ConfigLoadError, Mark, Problem
 
 if TYPE_CHECKING:
     from flyte_decl._task_environment import TaskEnvironment
@@ -50,6 +50,38 @@ def code_mark() -> Mark:
     if frame is None:
         return Mark("<code>")
     return Mark(display_path(frame.f_code.co_filename), frame.f_lineno, 1)
+
+
+_DECLARATION_MODULES = tuple(
+    str(Path(_PACKAGE_DIR) / name) for name in ("_task_environment.py", "_resources.py", "_task.py")
+)
+
+
+def declaration_error(exc: BaseException) -> ConfigLoadError | None:
+    """A ValueError or TypeError that a declaration (`TaskEnvironment(name="My Env")`) raised while user
+    code was imported, as one located error at the user's line; None for any other exception.
+
+    The exception keeps Flyte's type and text for code that catches it; the command line shows it as
+    `FILE:LINE:COL: error: message` (exit 2), as it shows a wrong value in environments.yaml.
+    """
+    if not isinstance(exc, (ValueError, TypeError)):
+        return None
+    entries, tb = [], exc.__traceback__
+    while tb is not None:
+        entries.append(tb)
+        tb = tb.tb_next
+    if not entries or entries[-1].tb_frame.f_code.co_filename not in _DECLARATION_MODULES:
+        return None
+    # The user's line: the innermost frame outside the package and the code it generates (`<string>`
+    # is a dataclass's __init__).
+    outside = (
+        t for t in reversed(entries) if not t.tb_frame.f_code.co_filename.startswith((_PACKAGE_DIR, "<"))
+    )
+    caller = next(outside, None)
+    if caller is None:
+        return None
+    mark = Mark(display_path(caller.tb_frame.f_code.co_filename), caller.tb_lineno, 1)
+    return ConfigLoadError([Problem(mark, "", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)])
 
 
 def module_name(func: Callable[..., Any]) -> str:

@@ -61,7 +61,9 @@ def run(
 ) -> int:
     """Run TASK (ENV.TASK or a unique short name), or TASK in a Python file (FILE.py TASK).
 
-    Task parameters come from the function's signature: --data hi --lt '[1,2]'.
+    Task parameters come from the function's signature: --data hi --lt '[1,2]'. Before anything
+    starts, every task's module is imported (running its top-level code) and every binding and
+    declared secret is checked.
     """
     if target is None:
         if show_help:

@@ -8,7 +8,7 @@ over the same socket, each becoming a new action; an async task's calls are awai
 
 Tasks declared in code (`@env.task`, a `TaskTemplate`) route their calls through the submitter this
 module installs into `flyte_decl._task`, carrying their `.override(...)` settings; plain functions
-bound in environments.yaml are replaced by proxies (see `forkserver`).
+bound in environments.yaml are rerouted to `task_call` (see `forkserver` and `reroute`).
 
 Messages, child to runner: any number of ("call", call_id, task, payload, call_settings), then
 one of ("succeeded", payload), ("failed", message, traceback), ("oversize", size).
@@ -21,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
-import inspect
 import os
 import select
 import signal
@@ -170,21 +168,19 @@ class _Submitter:
         return await asyncio.wrap_future(self._submit(task, args, kwargs))
 
 
-def make_proxy(task: str, original: Callable[..., Any]) -> Callable[..., Any]:
-    """A stand-in for a declared task: calling it inside an action starts a new action."""
-    if inspect.iscoroutinefunction(original):
+def task_call(task: str, is_async: bool, drop_first: bool = False) -> Callable[..., Any]:
+    """What a call of a declared task does inside an action: `call(args, kwargs)` starts a new action.
 
-        @functools.wraps(original)
-        async def call_async(*args: Any, **kwargs: Any) -> Any:
-            return await asyncio.wrap_future(_current_channel(task).submit(task, args, kwargs))
+    An async task's call returns an awaitable. `drop_first` leaves out the class a class method
+    is called with (the action runs it bound to the class that declares it).
+    """
 
-        return call_async
+    def submit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
+        return _current_channel(task).submit(task, args[1:] if drop_first else args, kwargs)
 
-    @functools.wraps(original)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return _current_channel(task).submit(task, args, kwargs).result()
-
-    return call
+    if is_async:
+        return lambda args, kwargs: asyncio.wrap_future(submit(args, kwargs))
+    return lambda args, kwargs: submit(args, kwargs).result()
 
 
 def _confine(launch: Launch, parent: int, log_fd: int) -> None:

@@ -2,10 +2,10 @@
 
 The runner starts it as ``python -m flyte_decl.runtime.forkserver FD`` with FD one end of a Unix
 socket pair, and sends ``("init", environment, specs)`` with every declared TaskSpec. The server
-puts the config folders on sys.path, imports its environment's task modules, and swaps every
-reference to a declared plain function (in any loaded module) for a proxy, so a task calling another
-task inside an action starts a new action. Tasks declared in code (`@env.task`) need no swap: the
-action installs a submitter their calls go through. It answers ``("ready", errors, environ)`` with
+puts the config folders on sys.path, imports every declared task's module (`binding.bind`), and
+reroutes every declared plain function (`reroute`), so a task calling another task inside an
+action, through any reference, starts a new action. Tasks declared in code (`@env.task`) need no
+rerouting: the action installs a submitter their calls go through. It answers ``("ready", errors, environ)`` with
 an import error per task that could not be loaded, and its environment after the imports.
 
 Then, for each ``("launch", Launch)`` message (the action's socket and log pipe travel beside it as
@@ -27,22 +27,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
-import importlib
 import inspect
 import os
 import selectors
 import signal
 import socket
 import sys
-import traceback
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flyte_decl._task import TaskTemplate
+from flyte_decl.binding import Binding, Unbindable, bind
 from flyte_decl.runtime import proctree
-from flyte_decl.runtime.action import Launch, make_proxy, run_action, run_worker
+from flyte_decl.runtime.action import Launch, run_action, run_worker, task_call
+from flyte_decl.runtime.reroute import reroute
 from flyte_decl.runtime.wire import Connection
 from flyte_decl.spec import TaskSpec
 
@@ -61,91 +62,45 @@ class LoadedTasks:
 
 
 def load_tasks(environment: str, specs: list[TaskSpec]) -> LoadedTasks:
-    """Import the environment's tasks and proxy every declared task reachable from loaded modules."""
-    own = [spec for spec in specs if spec.environment == environment]
-    for root in dict.fromkeys(str(spec.root_dir) for spec in own):
+    """Import every declared task's module and reroute every declared function to a new action.
+
+    Every environment's functions, not only this one's: a task of another environment called from
+    an action here must become an action in its own environment too.
+    """
+    for root in dict.fromkeys(str(spec.root_dir) for spec in specs):
         if root not in sys.path:
             sys.path.insert(0, root)
-    functions: dict[str, Callable[..., Any]] = {}
+    own = [spec for spec in specs if spec.environment == environment]
+    # This environment's own tasks go last, so they win when one function is declared twice.
+    ordered = [*(spec for spec in specs if spec.environment != environment), *own]
+    bindings: dict[str, Binding] = {}
     problems: dict[str, ImportProblem] = {}
-    for spec in own:
+    for spec in ordered:
         try:
-            functions[spec.name] = inspect.unwrap(_resolve(spec))
-        except _ImportProblem as problem:
-            problems[spec.name] = problem.args
-    # Other environments' tasks are proxied too when their modules came along; this environment's
-    # own tasks go last so they win when one function is declared twice.
-    others = [spec for spec in specs if spec.environment != environment]
-    names = _install_proxies([*others, *own])
-    return LoadedTasks(functions, problems, names)
-
-
-class _ImportProblem(Exception):
-    pass
-
-
-def _resolve(spec: TaskSpec) -> Any:
-    try:
-        target: Any = importlib.import_module(spec.module)
-    except ModuleNotFoundError as exc:
-        missing = exc.name or spec.module
-        raise _ImportProblem(
-            f"{spec.name}: cannot import module {missing!r} (is {missing}.py in {spec.root_dir} or installed?)",
-            traceback.format_exc(),
-        ) from exc
-    except BaseException as exc:  # the user's module raised while importing
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise _ImportProblem(
-            f"{spec.name}: importing {spec.module!r} raised {type(exc).__name__}: {first}",
-            traceback.format_exc(),
-        ) from exc
-    for part in spec.attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise _ImportProblem(
-                f"{spec.name}: module {spec.module!r} has no attribute {spec.attribute!r}", ""
-            ) from None
-    if not callable(target):
-        raise _ImportProblem(
-            f"{spec.name}: {spec.fn!r} is not callable (it is {type(target).__name__!r})", ""
-        )
-    return target
-
-
-def _install_proxies(specs: list[TaskSpec]) -> dict[int, tuple[Callable[..., Any], str]]:
-    proxies: dict[int, Callable[..., Any]] = {}
+            bindings[spec.name] = bind(spec.fn, spec.root_dir)
+        except Unbindable as exc:
+            # Another environment's task that cannot be bound has no function here to reroute;
+            # its own fork server reports it when it is called (and `run` refuses it up front).
+            if spec.environment == environment:
+                message = exc.message + (f" ({exc.hint})" if exc.hint else "")
+                problems[spec.name] = (f"{spec.name}: {message}", exc.traceback)
     names: dict[int, tuple[Callable[..., Any], str]] = {}
-    keep_alive = []  # ids are only stable while the objects live
-    for spec in specs:
-        if spec.module not in sys.modules:
-            continue
-        owner: Any = sys.modules[spec.module]
-        *path, last = spec.attribute.split(".")
-        try:
-            for part in path:
-                owner = getattr(owner, part)
-            declared = getattr(owner, last)
-        except AttributeError:
-            continue
-        original = inspect.unwrap(declared)
-        names[id(original)] = (original, spec.name)
-        if isinstance(declared, TaskTemplate):
-            continue
-        proxy = make_proxy(spec.name, original)
-        proxies[id(declared)] = proxies[id(original)] = proxy
-        keep_alive += [declared, original]
-        if path:  # "mod:Class.method": the owner is not a module the scan below visits
-            setattr(owner, last, proxy)
-    for module in list(sys.modules.values()):
-        namespace = getattr(module, "__dict__", None)
-        if not isinstance(namespace, dict):
-            continue
-        for name, value in list(namespace.items()):
-            replacement = proxies.get(id(value))
-            if replacement is not None:
-                namespace[name] = replacement
-    return names
+    for spec in ordered:
+        if spec.name in bindings:
+            names[id(bindings[spec.name].function)] = (bindings[spec.name].function, spec.name)
+    copies: dict[int, types.FunctionType] = {}
+    for function, name in names.values():
+        binding = bindings[name]
+        if binding.template is None and isinstance(function, types.FunctionType):
+            call = task_call(name, inspect.iscoroutinefunction(function), binding.owner_class is not None)
+            copies[id(function)] = reroute(function, call, name)
+    functions: dict[str, Callable[..., Any]] = {}
+    for spec in own:
+        if spec.name in bindings:
+            binding = bindings[spec.name]
+            copy = copies.get(id(binding.function), binding.function)
+            functions[spec.name] = dataclasses.replace(binding, function=copy).entry
+    return LoadedTasks(functions, problems, names)
 
 
 class ForkServer:
