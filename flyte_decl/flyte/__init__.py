@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flyte_decl.flyte.build import Binding, build
+from flyte_decl.flyte.build import BoundFunction, build
 from flyte_decl.flyte.plan import ExportPlan, export_plan
 from flyte_decl.problems import UsageError
 
@@ -50,7 +50,7 @@ def prepare(
     config: str | Path | Sequence[str | Path] | None = None,
     profile: str | Sequence[str] | None = None,
     programs: Sequence[str | Path] = (),
-) -> tuple[ExportPlan, dict[str, Binding]]:
+) -> tuple[ExportPlan, dict[str, BoundFunction]]:
     """The export plan and each task's function: import `programs`, resolve, import the bound modules,
     and resolve again with the environments declared in code beneath the file (as `flyte-decl run` does)."""
     from flyte_decl import _task_environment
@@ -74,31 +74,40 @@ def prepare(
     return export_plan(resolved, names, in_code), bindings
 
 
-def _bindings(tasks: dict[str, Any], root_dir: Path) -> dict[str, Binding]:
-    from flyte_decl._task import TaskTemplate
-    from flyte_decl.config.imports import import_function
+def _bindings(tasks: dict[str, Any], root_dir: Path) -> dict[str, BoundFunction]:
+    """Each task's function, checked as `flyte-decl run` checks it (flyte_decl.binding)."""
+    from flyte_decl.binding import Unbindable, bind
     from flyte_decl.spec import split_fn
 
     out = {}
     for full, task in tasks.items():
         module, attr_path = split_fn(task.fn)
-        try:
-            original = import_function(task.fn, root_dir)
-        except Exception as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UsageError(
-                f"{full}: cannot import its function {task.fn!r} ({reason}); "
-                f"check with: flyte-decl validate --check-imports"
-            ) from None
-        owner: Any = sys.modules[module]
         *parents, attribute = attr_path.split(".")
+        try:
+            binding = bind(task.fn, root_dir)
+            function, owner_class = binding.function, binding.owner_class
+        except Unbindable as exc:
+            owner_class = None
+            function = _flyte_task_function(module, attr_path)  # bound by an export earlier in this process
+            if function is None:
+                raise UsageError(f"{full}: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")) from None
+        if owner_class is not None:
+            raise UsageError(
+                f"{full}: {task.fn!r} is a class method and a Flyte task is a function "
+                "(bind a module-level function that calls it)"
+            )
+        owner: Any = sys.modules[module]
         for part in parents:
             owner = getattr(owner, part)
-        function = original
-        if isinstance(original, TaskTemplate) or _is_flyte_task(original):
-            function = original.func  # declared in code, or bound by an earlier export in this process
-        out[full] = Binding(owner, attribute, original, function)
+        out[full] = BoundFunction(owner, attribute, getattr(owner, attribute), function)
     return out
+
+
+def _flyte_task_function(module: str, attr_path: str) -> Any:
+    target: Any = sys.modules.get(module)
+    for part in attr_path.split("."):
+        target = getattr(target, part, None)
+    return target.func if _is_flyte_task(target) else None
 
 
 def _is_flyte_task(value: Any) -> bool:

@@ -23,7 +23,8 @@ from flyte_decl.config.schema import json_schema
         ),
         (
             "{python_version: 3.12}",
-            "environments.yaml:4:29: error: environments.a.image.python_version: must be a string, got a float",
+            "environments.yaml:4:29: error: environments.a.image.python_version: must be a string, got a float "
+            '(quote it: "3.12")',
         ),
         (
             "{env: {1BAD: x}}",
@@ -37,7 +38,10 @@ from flyte_decl.config.schema import json_schema
             "{name: My_App}",
             "environments.yaml:4:19: error: environments.a.image.name: 'My_App' is not a valid value",
         ),
-        ("42", "environments.yaml:4:12: error: environments.a.image: must be a string, got an integer"),
+        (
+            "42",
+            'environments.yaml:4:12: error: environments.a.image: must be a string, got an integer (quote it: "42")',
+        ),
     ],
 )
 def test_bad_image_is_reported_at_its_location(flyte_decl, write, image, error):

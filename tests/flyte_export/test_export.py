@@ -313,13 +313,33 @@ def test_task_named_apart_from_its_function_is_warned(flyte_decl, project):
     assert list(module.TASKS) == ["e.square"]
 
 
+PROG = """
+def f() -> int:
+    return 1
+
+
+class Thing:
+    @classmethod
+    def make(cls) -> int:
+        return 2
+"""
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
         (
             'version: 1\nenvironments:\n  e:\n    tasks: {t: {fn: "nosuchmod:f"}}\n',
-            "error: e.t: cannot import its function 'nosuchmod:f' (No module named 'nosuchmod'); "
-            "check with: flyte-decl validate --check-imports",
+            "error: e.t: cannot import module 'nosuchmod' (is nosuchmod.py in {root} or installed?)",
+        ),
+        (
+            'version: 1\nenvironments:\n  e:\n    tasks: {t: {fn: "prog:Thing"}}\n',
+            "error: e.t: 'prog:Thing' is a class, not a function (bind a module-level function that uses it)",
+        ),
+        (
+            'version: 1\nenvironments:\n  e:\n    tasks: {t: {fn: "prog:Thing.make"}}\n',
+            "error: e.t: 'prog:Thing.make' is a class method and a Flyte task is a function (bind a "
+            "module-level function that calls it)",
         ),
         (
             'version: 1\nenvironments:\n  e:\n    secrets: [api_token]\n    tasks: {t: {fn: "prog:f"}}\n',
@@ -333,11 +353,11 @@ def test_task_named_apart_from_its_function_is_warned(flyte_decl, project):
     ],
 )
 def test_export_errors_are_one_line_exit_2(flyte_decl, project, config, message):
-    folder = project({"environments.yaml": config, "prog.py": "def f() -> int:\n    return 1\n"})
+    folder = project({"environments.yaml": config, "prog.py": PROG})
     result = flyte_decl("export", "flyte", "-o", "flyte_envs.py")
     assert result.code == 2
     assert len(result.err.splitlines()) == 1
-    assert result.err.startswith(message)
+    assert result.err.startswith(message.replace("{root}", str(folder)))
     assert not (folder / "flyte_envs.py").exists()
 
 
