@@ -14,9 +14,8 @@ from flyte_decl.cli.options import output_option
 from flyte_decl.problems import UsageError
 
 STARTER_CONFIG = """\
-# yaml-language-server: $schema=https://flyte-decl.dev/schemas/environments.v1.schema.json
 # Task environments for tasks.py. Try: flyte-decl validate; flyte-decl explain main;
-# flyte-decl run main --n 4. The contract of every key: flyte-decl schema.
+# flyte-decl run main --n 4. Every key is described by: flyte-decl schema.
 version: 1
 
 defaults:                        # the lowest layer: every task starts from here

@@ -179,6 +179,9 @@ def test_flyte_runs_the_exported_example_with_calls_as_actions(flyte_decl, tmp_p
         run_base_dir=str(tmp_path / "runs"),
         disable_run_cache=True,
     )
+    # flyte 2.12 offers no public option for where local runs keep metadata; its default is the
+    # shared /tmp/flyte, which may belong to another user.
+    context._metadata_path = str(tmp_path / "runs")
     run = context.run(module.hello_wf, data="hi", n=4)
     assert list(run.outputs()) == [[0, 1, 4, 9]]
     assert sys.modules["hello"].square is module.square
