@@ -5,7 +5,8 @@
 
 `environments()` returns one real `flyte.TaskEnvironment` per environment, with every resolved
 setting (all layers, overrides and the profiles applied) and the declared tasks bound by dotted
-path. Settings Flyte cannot carry are reported as `FlyteExportWarning`s, one per setting.
+path. Settings Flyte cannot carry are reported as `FlyteExportWarning`s, one per setting. Each bound
+function is rebound in its module to its Flyte task, so calls between tasks are Flyte actions.
 """
 
 from __future__ import annotations
