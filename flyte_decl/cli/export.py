@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from flyte_decl.cli.options import config_options
+from flyte_decl.cli.options import config_options, output_option
 from flyte_decl.problems import UsageError
 
 
@@ -20,16 +20,15 @@ def export() -> None:
 
 
 @export.command("flyte")
+@click.argument("programs", nargs=-1, type=click.Path(dir_okay=False), metavar="[PROGRAM.py]...")
 @config_options
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="The Python module to write, e.g. flyte_envs.py (beside the bound modules).",
-)
-def export_flyte(configs: tuple[str, ...], profiles: tuple[str, ...], output: Path) -> None:
+@output_option("The Python module to write, e.g. flyte_envs.py, beside the config.")
+def export_flyte(
+    programs: tuple[str, ...], configs: tuple[str, ...], profiles: tuple[str, ...], output: Path
+) -> None:
     """Write a module declaring one flyte.TaskEnvironment per environment, every task bound.
+
+    PROGRAM.py files declare environments and tasks in code, beneath the config (as for `run FILE.py`).
 
     Then: flyte deploy --all OUTPUT (or flyte run OUTPUT TASK). Needs: pip install 'flyte-decl[flyte]'.
     """
@@ -38,7 +37,7 @@ def export_flyte(configs: tuple[str, ...], profiles: tuple[str, ...], output: Pa
     from flyte_decl.flyte.source import render_module
 
     require_flyte()
-    plan, bindings = prepare(list(configs) or None, list(profiles) or None)
+    plan, bindings = prepare(list(configs) or None, list(profiles) or None, programs)
     if output.resolve().parent != plan.root_dir.resolve():
         beside = Path(os.path.relpath(plan.root_dir / output.name))
         raise UsageError(
@@ -46,7 +45,7 @@ def export_flyte(configs: tuple[str, ...], profiles: tuple[str, ...], output: Pa
             f"relative to the config's folder): -o {beside}"
         )
     build(plan, bindings, rebind=False)  # Flyte checks every value now, not at deploy time
-    origin = ", ".join(configs) or "the discovered config"
+    origin = ", ".join([*programs, *configs]) or "the discovered config"
     if profiles:
         origin += f" with profile {', '.join(profiles)}"
     output.write_text(render_module(plan, bindings, output, origin))

@@ -10,12 +10,12 @@ from pathlib import Path
 import click
 import yaml
 
+from flyte_decl.cli.options import output_option
 from flyte_decl.problems import UsageError
 
 STARTER_CONFIG = """\
-# yaml-language-server: $schema=https://flyte-decl.dev/schemas/environments.v1.schema.json
 # Task environments for tasks.py. Try: flyte-decl validate; flyte-decl explain main;
-# flyte-decl run main --n 4. The contract of every key: flyte-decl schema.
+# flyte-decl run main --n 4. Every key is described by: flyte-decl schema.
 version: 1
 
 defaults:                        # the lowest layer: every task starts from here
@@ -63,14 +63,7 @@ async def main(n: int = 10) -> list[int]:
     default=None,
     help="A Flyte 2 program whose code declarations to move into the config.",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("environments.yaml"),
-    show_default=True,
-    help="The config file to write.",
-)
+@output_option("The config file to write.", default=Path("environments.yaml"))
 @click.option("--force", is_flag=True, help="Overwrite files that exist.")
 def init(program: Path | None, output: Path, force: bool) -> None:
     """Write a starter environments.yaml and tasks.py, or (--from) the config a program declares."""

@@ -43,7 +43,7 @@ def evaluate(value: Any, flyte: ModuleType) -> Any:
     return value
 
 
-class Binding:
+class BoundFunction:
     """Where a task's function lives: `owner.attribute` holds `original` (the function, or a task
     declared with flyte_decl's `@env.task` whose plain function is `function`)."""
 
@@ -55,7 +55,7 @@ class Binding:
 
 
 def build(
-    plan: ExportPlan, bindings: dict[str, Binding], task_resolver: Any = None, *, rebind: bool = True
+    plan: ExportPlan, bindings: dict[str, BoundFunction], task_resolver: Any = None, *, rebind: bool = True
 ) -> dict[str, Any]:
     """`flyte.TaskEnvironment` objects by name, dependencies first; errors from Flyte name the environment.
 

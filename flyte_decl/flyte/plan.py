@@ -73,17 +73,29 @@ class ExportPlan:
     root_dir: Path  # the config's folder: bound modules and image requirement files are relative to it
 
 
-def export_plan(resolved: Resolved, function_names: dict[str, str] | None = None) -> ExportPlan:
+def export_plan(
+    resolved: Resolved,
+    function_names: dict[str, str] | None = None,
+    code_environments: dict[str, dict[str, Any]] | None = None,
+) -> ExportPlan:
     """The plan for a resolved configuration (without errors).
 
     `function_names` (full task name -> the bound function's `__name__`) lets the plan warn where
-    Flyte's task name (ENV.FUNCTION) differs from the config's (ENV.TASK).
+    Flyte's task name (ENV.FUNCTION) differs from the config's (ENV.TASK). `code_environments`
+    (name -> {"description", "depends_on"}) are what code declares beneath the file for the two
+    keys that are not settings.
     """
     warnings = _run_wide_warnings(resolved)
+    environments = {
+        name: {**(code_environments or {}).get(name, {}), **{k: v for k, v in env.items() if v is not None}}
+        for name, env in resolved.environments.items()
+    }
     plans = {}
-    for name in _dependency_order(resolved):
+    for name in _dependency_order(environments):
         tasks = [t for t in resolved.tasks.values() if t.environment == name]
-        plans[name] = _environment_plan(resolved, name, tasks, function_names or {}, warnings)
+        plans[name] = _environment_plan(
+            resolved, name, environments[name], tasks, function_names or {}, warnings
+        )
     return ExportPlan(list(plans.values()), warnings, resolved.document.root_dir)
 
 
@@ -95,24 +107,29 @@ def _run_wide_warnings(resolved: Resolved) -> list[str]:
                 f"queues.{queue.name}.concurrency ({queue.concurrency}) is not exported: a Flyte queue's "
                 "limits are set in the cluster's queue configuration"
             )
+        if queue.description:
+            out.append(
+                f"queues.{queue.name}.description is not exported: a Flyte queue is described in the "
+                "cluster's queue configuration"
+            )
     capacity = resolved.document.data.get("capacity")
     if capacity:
         out.append("capacity is not exported: it bounds the local scheduler only; a cluster has its own")
     return out
 
 
-def _dependency_order(resolved: Resolved) -> list[str]:
+def _dependency_order(environments: dict[str, dict[str, Any]]) -> list[str]:
     """Environment names in file order, each after the environments it depends on."""
     ordered: list[str] = []
 
     def visit(name: str) -> None:
         if name in ordered:
             return
-        for dependency in (resolved.environments.get(name) or {}).get("depends_on") or []:
+        for dependency in environments.get(name, {}).get("depends_on") or []:
             visit(dependency)
         ordered.append(name)
 
-    for name in resolved.environments:
+    for name in environments:
         visit(name)
     return ordered
 
@@ -126,12 +143,12 @@ def _group(fields: Fields, head: str) -> dict[str, Any]:
 def _environment_plan(
     resolved: Resolved,
     name: str,
+    env_data: dict[str, Any],
     tasks: list[ResolvedTask],
     function_names: dict[str, str],
     warnings: list[str],
 ) -> EnvironmentPlan:
     own = resolved.environment_fields[name]
-    env_data = resolved.environments.get(name) or {}
     plan = EnvironmentPlan(name, depends_on=list(env_data.get("depends_on") or []))
     if env_data.get("description"):
         plan.kwargs["description"] = env_data["description"]

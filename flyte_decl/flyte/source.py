@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from flyte_decl.flyte.build import Binding
+from flyte_decl.flyte.build import BoundFunction
 from flyte_decl.flyte.plan import Call, ExportPlan
 from flyte_decl.spec import split_fn
 
@@ -39,7 +39,7 @@ TASKS = {}
 '''
 
 
-def render_module(plan: ExportPlan, bindings: dict[str, Binding], output: Path, origin: str) -> str:
+def render_module(plan: ExportPlan, bindings: dict[str, BoundFunction], output: Path, origin: str) -> str:
     """The text of the module to be written at `output`; `origin` (what it was exported from) goes
     into its docstring, with the settings Flyte cannot carry."""
     renderer = _Renderer(output.parent)

@@ -23,7 +23,8 @@ from flyte_decl.config.schema import json_schema
         ),
         (
             "{python_version: 3.12}",
-            'environments.yaml:4:29: error: environments.a.image.python_version: must be a string, got a float (quote it: "3.12")',
+            "environments.yaml:4:29: error: environments.a.image.python_version: must be a string, got a float "
+            '(quote it: "3.12")',
         ),
         (
             "{env: {1BAD: x}}",

@@ -94,6 +94,8 @@ async def clean() -> int:
 EVERY_SETTING_WARNINGS = [
     "queues.gpu-pool.concurrency (2) is not exported: a Flyte queue's limits are set in the cluster's "
     "queue configuration",
+    "queues.gpu-pool.description is not exported: a Flyte queue is described in the cluster's queue "
+    "configuration",
     "capacity is not exported: it bounds the local scheduler only; a cluster has its own",
     "prep: reusable.idle_ttl (10s) is below Flyte's minimum of 30s; exported as 30s",
     "prep.clean: its resources differ from its environment's and Flyte sets resources per environment "
@@ -155,7 +157,8 @@ def test_bundled_example_serializes_with_its_settings(tmp_path):
     assert got["secrets"] == [] and got["reuse"] is None and got["gpu"] is None
     assert got["image"].startswith("ghcr.io/flyteorg/flyte:py3.")
     assert got["resolver"] == [
-        "flyte_decl.flyte.ConfigTaskResolver", "config", str(config), "profile", "", "task", "env2.square"
+        "flyte_decl.flyte.ConfigTaskResolver", "config", str(config), "profile", "", "programs", "",
+        "task", "env2.square",
     ]  # fmt: skip
     hello_wf = wire(envs["env1"].tasks["env1.hello_wf"], tmp_path)
     assert hello_wf["requests"] == hello_wf["limits"] == {"CPU": "1", "MEMORY": "512Mi"}
@@ -176,9 +179,26 @@ def test_flyte_runs_the_exported_example_with_calls_as_actions(flyte_decl, tmp_p
         run_base_dir=str(tmp_path / "runs"),
         disable_run_cache=True,
     )
+    # flyte 2.12 offers no public option for where local runs keep metadata; its default is the
+    # shared /tmp/flyte, which may belong to another user.
+    context._metadata_path = str(tmp_path / "runs")
     run = context.run(module.hello_wf, data="hi", n=4)
     assert list(run.outputs()) == [[0, 1, 4, 9]]
     assert sys.modules["hello"].square is module.square
+
+
+def test_program_declarations_lie_beneath_the_config(flyte_decl, tmp_path):
+    for name in ("environments.yaml", "hello.py"):
+        shutil.copy(ROOT / "examples" / "flyte_code" / name, tmp_path / name)
+    result = flyte_decl("export", "flyte", "hello.py", "-o", "flyte_envs.py")
+    assert result.code == 0, result.err
+    module = importlib.import_module("flyte_envs")
+    assert sorted(module.TASKS) == ["env1.main", "env1.overridden", "env2.square", "env2.where"]
+    square = wire(module.TASKS["env2.square"], tmp_path)
+    assert square["requests"] == square["limits"] == {"CPU": "1", "MEMORY": "250Mi"}  # from the code
+    assert square["env"] == {"GREETING": "hello", "QUEUE_NOTE": "from-yaml"}  # code, then the file
+    assert module.TASKS["env2.square"].queue == "gcp-useast1-1"
+    assert "exported by `flyte-decl export flyte` from hello.py." in (tmp_path / "flyte_envs.py").read_text()
 
 
 def test_every_setting_reaches_the_wire(flyte_decl, every_setting):
@@ -296,13 +316,33 @@ def test_task_named_apart_from_its_function_is_warned(flyte_decl, project):
     assert list(module.TASKS) == ["e.square"]
 
 
+PROG = """
+def f() -> int:
+    return 1
+
+
+class Thing:
+    @classmethod
+    def make(cls) -> int:
+        return 2
+"""
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
         (
             'version: 1\nenvironments:\n  e:\n    tasks: {t: {fn: "nosuchmod:f"}}\n',
-            "error: e.t: cannot import its function 'nosuchmod:f' (No module named 'nosuchmod'); "
-            "check with: flyte-decl validate --check-imports",
+            "error: e.t: cannot import module 'nosuchmod' (is nosuchmod.py in {root} or installed?)",
+        ),
+        (
+            'version: 1\nenvironments:\n  e:\n    tasks: {t: {fn: "prog:Thing"}}\n',
+            "error: e.t: 'prog:Thing' is a class, not a function (bind a module-level function that uses it)",
+        ),
+        (
+            'version: 1\nenvironments:\n  e:\n    tasks: {t: {fn: "prog:Thing.make"}}\n',
+            "error: e.t: 'prog:Thing.make' is a class method and a Flyte task is a function (bind a "
+            "module-level function that calls it)",
         ),
         (
             'version: 1\nenvironments:\n  e:\n    secrets: [api_token]\n    tasks: {t: {fn: "prog:f"}}\n',
@@ -316,11 +356,11 @@ def test_task_named_apart_from_its_function_is_warned(flyte_decl, project):
     ],
 )
 def test_export_errors_are_one_line_exit_2(flyte_decl, project, config, message):
-    folder = project({"environments.yaml": config, "prog.py": "def f() -> int:\n    return 1\n"})
+    folder = project({"environments.yaml": config, "prog.py": PROG})
     result = flyte_decl("export", "flyte", "-o", "flyte_envs.py")
     assert result.code == 2
     assert len(result.err.splitlines()) == 1
-    assert result.err.startswith(message)
+    assert result.err.startswith(message.replace("{root}", str(folder)))
     assert not (folder / "flyte_envs.py").exists()
 
 

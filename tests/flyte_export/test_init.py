@@ -7,6 +7,7 @@ import shutil
 import textwrap
 from pathlib import Path
 
+import flyte
 import pytest
 from test_export import EVERY_SETTING, TRAINWF
 
@@ -128,6 +129,67 @@ def test_code_image_is_explained_as_not_used_locally(flyte_decl, tmp_path):
     assert result.out.rstrip().endswith(
         "note: image is not used by local runs (they use this Python); `flyte-decl export flyte` deploys it"
     )
+
+
+def test_export_of_a_code_only_program_keeps_depends_on_and_the_code_image(flyte_decl, tmp_path):
+    (tmp_path / "prog.py").write_text(textwrap.dedent(PROGRAM))
+    result = flyte_decl("export", "flyte", "prog.py", "-o", "flyte_envs.py")
+    assert result.code == 0, result.err
+    module = import_script(tmp_path / "flyte_envs.py")
+    assert module.workers.depends_on == [module.base]
+    assert module.base.description == "shared setup"
+    built = flyte.Image.from_debian_base(python_version=(3, 12), registry="ghcr.io/acme").with_pip_packages(
+        "numpy"
+    )
+    assert module.workers.image.uri == built.uri
+    assert module.base.image == "ghcr.io/acme/base:1"
+    crunch = module.TASKS["workers.crunch"]
+    assert (crunch.retries.count, crunch.timeout.max_runtime.total_seconds(), crunch.queue) == (
+        3,
+        300,
+        "batch",
+    )
+    assert (crunch.cache.behavior, crunch.interruptible, crunch.max_inline_io_bytes) == (
+        "disable",
+        False,
+        1024,
+    )
+
+
+REAL_FLYTE_PROGRAM = """
+import flyte
+
+data = flyte.TaskEnvironment(
+    name="data",
+    resources=flyte.Resources(cpu=1, memory=("1Gi", "2Gi"), gpu="T4:1"),
+    secrets=[flyte.Secret(key="db-password", as_env_var="DB_PASSWORD"), "API_TOKEN"],
+    reusable=flyte.ReusePolicy(replicas=2, idle_ttl=60),
+    image=flyte.Image.from_debian_base(python_version=(3, 12)).with_pip_packages("pandas").with_apt_packages("git"),
+    cache="auto",
+)
+
+
+@data.task(retries=flyte.RetryStrategy(count=2), timeout=600)
+async def load(n: int) -> int:
+    return n
+"""
+
+
+def test_init_from_a_real_flyte_program(flyte_decl, tmp_path):
+    (tmp_path / "prog.py").write_text(textwrap.dedent(REAL_FLYTE_PROGRAM))
+    result = flyte_decl("init", "--from", "prog.py")
+    assert result.code == 0, result.err
+    data = load([tmp_path / "environments.yaml"]).document.data
+    assert data["environments"] == {
+        "data": {
+            "resources": {"cpu": {"request": 1}, "memory": {"request": "1Gi", "limit": "2Gi"}, "gpu": "T4:1"},
+            "secrets": ["DB_PASSWORD", "API_TOKEN"],
+            "cache": "auto",
+            "reusable": {"replicas": 2, "idle_ttl": 60, "concurrency": 1},
+            "image": {"python_version": "3.12", "pip_packages": ["pandas"], "apt_packages": ["git"]},
+            "tasks": {"load": {"fn": "prog:load", "retries": 2, "timeout": 600}},
+        }
+    }
 
 
 def _round_trip(flyte_decl, folder: Path):
