@@ -98,6 +98,15 @@ def install() -> None:
     sys.meta_path.insert(0, FlyteAlias())
 
 
+def uninstall() -> None:
+    """Undo `install` in this process: `import flyte` finds the real package again (if installed)."""
+    os.environ.pop(ENV_AS_FLYTE, None)
+    sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, FlyteAlias)]
+    for name in [n for n in sys.modules if n == "flyte" or n.startswith("flyte.")]:
+        if getattr(sys.modules[name], "__name__", "").startswith("flyte_decl"):
+            del sys.modules[name]
+
+
 def installed() -> bool:
     """Whether `import flyte` gives flyte_decl in this process."""
     return any(isinstance(finder, FlyteAlias) for finder in sys.meta_path)

@@ -35,16 +35,7 @@ def program_config(program: Path, out_dir: Path) -> tuple[dict[str, Any], list[s
 
     flyte_registry = _flyte_registry()
     before = len(flyte_registry)
-    try:
-        module = import_script(program)
-    except UsageError:
-        raise
-    except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else ""
-        raise UsageError(
-            f"{program}: importing it raised {type(exc).__name__}: {reason} "
-            f"(run `python {program}` to see the traceback)"
-        ) from None
+    module = import_script(program)  # a program that raises is one located UsageError
     notes: list[str] = []
     environments: dict[str, Any] = {}
     # Real Flyte environments first: when a program declares both kinds under one name (an exported

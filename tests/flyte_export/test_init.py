@@ -27,11 +27,6 @@ from datetime import timedelta
 import flyte_decl as flyte
 
 
-class BuiltImage:
-    def to_config(self):
-        return {"python_version": "3.12", "pip_packages": ["numpy"], "registry": "ghcr.io/acme"}
-
-
 base = flyte.TaskEnvironment(name="base", image="ghcr.io/acme/base:1", description="shared setup")
 workers = flyte.TaskEnvironment(
     name="workers",
@@ -43,7 +38,7 @@ workers = flyte.TaskEnvironment(
     cache="auto",
     reusable=flyte.ReusePolicy(replicas=2, idle_ttl=60, concurrency=1),
     interruptible=True,
-    image=BuiltImage(),
+    image=flyte.Image.from_debian_base(python_version=(3, 12), registry="ghcr.io/acme").with_pip_packages("numpy"),
 )
 
 
@@ -124,7 +119,7 @@ def test_code_image_is_explained_as_not_used_locally(flyte_decl, tmp_path):
     result = flyte_decl("explain", "prog.py", "main")
     assert result.code == 0, result.err
     assert [line.split() for line in result.out.splitlines() if line.startswith("  image")] == [
-        ["image", "ghcr.io/acme/base:1", "code", "environment", "base", "(prog.py:13)"]
+        ["image", "ghcr.io/acme/base:1", "code", "environment", "base", "(prog.py:8)"]
     ]
     assert result.out.rstrip().endswith(
         "note: image is not used by local runs (they use this Python); `flyte-decl export flyte` deploys it"
@@ -249,8 +244,8 @@ def test_bare_init_scaffolds_a_config_that_runs(flyte_decl, tmp_path):
          "error: prog.py declares no task environment (hint: declare one with flyte.TaskEnvironment(name=...) "
          "at module level)"),
         (["init", "--from", "prog.py"], {"prog.py": "raise RuntimeError('no database')\n"},
-         "error: prog.py: importing it raised RuntimeError: no database (run `python prog.py` to see the "
-         "traceback)"),
+         "error: prog.py:1: importing prog.py raised RuntimeError: no database (hint: run `python prog.py` to "
+         "see the traceback)"),
         (["init", "--from", "missing.py"], {},
          "error: missing.py: no such file (hint: give the path of a .py file that declares tasks)"),
         (["init", "--from", "prog.py", "-o", "sub/environments.yaml"], {"prog.py": "x = 1\n"},
