@@ -246,17 +246,26 @@ _UNIT_SECONDS = {
 }
 
 
-def parse_duration(value: object, *, field: str = "duration") -> Decimal:
-    """Seconds from "30s", "5m", "1h30m", "250ms", or a number of seconds; at most MAX_SECONDS (24d)."""
+def parse_duration(value: object, *, field: str = "duration", timer: bool = True) -> Decimal:
+    """Seconds from "30s", "5m", "1h30m", "250ms", or a number of seconds.
+
+    A `timer` duration (a timeout, a backoff: what the runner waits for) is at most MAX_SECONDS (24d);
+    an age (`runs prune --older-than 90d`) has no maximum.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise QuantityError(
             f"{field} must be a duration, got {_type_name(value)}", "e.g. 30s, 5m, 1h30m, 250ms or 30"
         )
-    return _parse_duration(value, field)
+    return _parse_duration(value, field, timer)
+
+
+def parse_age(value: object, *, field: str = "age") -> Decimal:
+    """Seconds from a duration with no maximum, e.g. "90d" (how old a recorded run is)."""
+    return parse_duration(value, field=field, timer=False)
 
 
 @lru_cache(maxsize=4096)
-def _parse_duration(value: int | float | str, field: str) -> Decimal:
+def _parse_duration(value: int | float | str, field: str, timer: bool) -> Decimal:
     if isinstance(value, (int, float)):
         if value < 0 or not math.isfinite(value):
             raise QuantityError(f"{field} {_shown(value)} must be 0 or more seconds", "e.g. 30s, 5m or 30")
@@ -270,7 +279,7 @@ def _parse_duration(value: int | float | str, field: str) -> Decimal:
             pos = match.end()
         if pos != len(value) or not value:
             raise QuantityError(f"{_shown(value)} is not a duration", "e.g. 30s, 5m, 1h30m, 250ms or 30")
-    if total > MAX_SECONDS:
+    if timer and total > MAX_SECONDS:
         raise QuantityError(
             f"{field} {_shown(value)} is above the maximum of 24d",
             "the runner's timers wait at most 24 days; write at most 24d",

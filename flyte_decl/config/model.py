@@ -26,6 +26,7 @@ from flyte_decl.quantity import (
     MEMORY_PATTERN,
     QUANTITY_PATTERN,
     QuantityError,
+    parse_age,
     parse_bytes_or_quantity,
     parse_cpu,
     parse_duration,
@@ -80,6 +81,16 @@ Duration = Annotated[
         {
             "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": DURATION_PATTERN}],
             "description": "A duration: '30s', '5m', '1h30m', '250ms', or a number of seconds.",
+        }
+    ),
+]
+Age = Annotated[
+    int | float | str,
+    _checked(parse_age),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": DURATION_PATTERN}],
+            "description": "An age, as a duration with no maximum: '30d', '12h', or a number of seconds.",
         }
     ),
 ]
@@ -268,7 +279,7 @@ class Retention(_Strict):
     """Recorded runs removed after each run, as by `flyte-decl runs prune`; all criteria given must hold."""
 
     keep: Annotated[int, Field(ge=1)] | None = Field(None, description="Keep the newest this many runs.")
-    older_than: Duration | None = Field(None, description="Remove runs started longer ago, e.g. '30d'.")
+    older_than: Age | None = Field(None, description="Remove runs started longer ago, e.g. '30d'.")
     status: list[Literal["succeeded", "failed", "timed_out", "aborted"]] | None = Field(
         None, description="Remove only runs that ended in these statuses."
     )
