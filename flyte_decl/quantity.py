@@ -21,6 +21,8 @@ import re
 from decimal import Decimal
 from functools import lru_cache
 
+from flyte_decl import masking
+
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {
     "n": Decimal("1e-9"),
@@ -221,8 +223,7 @@ def _shown(value: object, *, quote: bool = True) -> str:
     """A value for a message: quoted if text, cut short if it is thousands of characters long."""
     if isinstance(value, int) and abs(value) >= 10**_MAX_EXPONENT:
         return f"{value.bit_length()}-bit integer"
-    text = repr(value) if isinstance(value, str) and quote else str(value)
-    return text if len(text) <= 40 else f"{text[:20]}...{text[-8:]} ({len(text):,} characters)"
+    return masking.cut(repr(value) if isinstance(value, str) and quote else str(value), 40)
 
 
 def parse_bytes_or_quantity(value: object, *, field: str) -> int:

@@ -195,7 +195,7 @@ def parse_sets(sets: Sequence[str]) -> tuple[list[tuple], list[Problem]]:
 
 
 def _shorten(text: str) -> str:
-    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
+    return masking.cut(text, 80)
 
 
 def parse_env(items: Sequence[str]) -> dict[str, str]:

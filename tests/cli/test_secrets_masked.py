@@ -131,7 +131,7 @@ def test_every_channel_and_every_stored_byte_masks_every_spelling(project, tmp_p
     assert "vault.leak[0] | id=****-suffix\n" in ran.err
     assert json.loads(cli("run", "leak", "--json").out)["outputs"]["values"] == masked
     failed = cli("run", "leak", "--fail", code=1)
-    assert f"error: vault.leak[0] user_error: ValueError: cannot use {masked}\nTraceback" in failed.err
+    assert f"ValueError: cannot use {masked}\n" in failed.err and "Traceback" in failed.err
     cli("run", "leak", "--fail", "--json", code=1)
     cli("rerun", "r1", "--json")
     for run in ("r1", "r3"):
@@ -168,7 +168,8 @@ def test_a_secret_that_reaches_the_config_is_masked_in_validate(project, tmp_pat
     config = tmp_path / "environments.yaml"
     config.write_text(config.read_text().replace("    tasks:\n", '    timeout: "${QUOTED}"\n    tasks:\n'))
     message = "environments.vault.timeout: '****' is not a duration"
-    hint = "e.g. 30s, 5m, 1h30m, 250ms or 30"
+    hint = "e.g. 30s, 5m, 1h30m, 250ms or 30; the value comes from ${QUOTED}"
+    pem_hint = hint.replace("QUOTED", "PEM")
     result = project("validate")
     assert (result.code, result.out) == (1, f"environments.yaml:6:14: error: {message} ({hint})\n1 error\n")
     result = project("validate", "--format", "github")
@@ -177,7 +178,7 @@ def test_a_secret_that_reaches_the_config_is_masked_in_validate(project, tmp_pat
     assert (problem["message"], problem["hint"]) == ("'****' is not a duration", hint)
     config.write_text(config.read_text().replace("${QUOTED}", "${PEM}"))
     result = project("validate", "--format", "github")
-    assert result.out == f"::error file=environments.yaml,line=6,col=14::{message} ({hint})\n"
+    assert result.out == f"::error file=environments.yaml,line=6,col=14::{message} ({pem_hint})\n"
 
 
 def test_a_secret_given_with_set_is_masked_in_errors_and_explain(project) -> None:
