@@ -82,10 +82,10 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
     base = statistics.median(times["bytes.replace of 1 value (baseline)"])
     print(f"{size:.0f} MiB in 64 KiB chunks, median of {args.repeat}\n")
-    print(f"{'variant':<38}{'MiB/s':>9}{'vs baseline':>13}")
+    print(f"{'variant':<38}{'MiB/s':>9}{'time vs baseline':>18}")
     for name, measured in times.items():
         median = statistics.median(measured)
-        print(f"{name:<38}{size / median:>9.0f}{median / base:>12.2f}x")
+        print(f"{name:<38}{size / median:>9.0f}{median / base:>17.2f}x")
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ class Masker:
 
     def deep(self, value: Any) -> Any:
         """`value` with every string in it masked, in dicts (keys too), lists, tuples and sets; other
-        objects as they are. Masking each string before it is encoded (as JSON, say) also masks a
+        objects as they are (their text is masked where it is shown). Masking each string before it is encoded (as JSON, say) also masks a
         secret that the string holds encoded already (a repr inside a returned string)."""
         if not self:
             return value
@@ -132,7 +132,7 @@ class Masker:
             return self.text(value)
         if isinstance(value, dict):
             return {self._deep(key): self._deep(item) for key, item in value.items()}
-        if isinstance(value, (list, tuple, set, frozenset)):
+        if type(value) in (list, tuple, set, frozenset):  # not subclasses: a namedtuple takes fields
             return type(value)(self._deep(item) for item in value)
         return value
 

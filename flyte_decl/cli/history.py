@@ -49,7 +49,7 @@ def store_option(func: F) -> F:
 def run_actions(store: Store, run: StoredRun) -> list[StoredAction]:
     """The run's action attempts; what the command prints masks the secrets their specs declare."""
     actions = store.actions(run.id)
-    masking.declare(masking.secret_names([action.spec for action in actions]))
+    masking.declare(masking.secret_names(None, [action.spec for action in actions]))
     return actions
 
 

@@ -266,3 +266,12 @@ def test_a_traceback_of_an_unexpected_error_is_masked(
     assert err.startswith("Traceback (most recent call last):\n")
     assert err.endswith("RuntimeError: cannot parse ****\n")
     assert leaks(err) == []
+
+
+def test_history_commands_mask_what_a_run_kept_in_the_clear(project, tmp_path: Path) -> None:
+    """A log file or store written before the secret was declared, or by an older version."""
+    assert project("run", "leak").code == 0
+    log = tmp_path / ".flyte-decl" / "logs" / "r1" / "a1.1.log"
+    log.write_text(f"token {SECRETS['PLAIN']}\n{SECRETS['PEM']}")
+    shown = project("logs", "r1").out
+    assert shown == "vault.leak[0] | token ****\n" + "vault.leak[0] | ****\n" * 5  # the key line by line
