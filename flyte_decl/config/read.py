@@ -83,7 +83,7 @@ def display_path(path: str | Path) -> str:
     """A file as shown in messages and provenance: relative to the working directory when inside it."""
     try:
         return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # outside it; or a symlink loop, reported when read
         return str(path)
 
 
