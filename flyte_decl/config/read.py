@@ -197,8 +197,15 @@ def read_yaml(text: str, file: str) -> Document:
         root = yaml.compose(text, Loader=_Loader)  # noqa: S506 - CSafeLoader/SafeLoader only
     except yaml.MarkedYAMLError as exc:
         raise _yaml_syntax_error(exc, file, text) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, such as a control character
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        character = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise _fail(
+            file, line, col, f"invalid YAML: character {character!r} is not allowed", "remove it, or write it as an escape inside double quotes"
+        ) from None
     except yaml.YAMLError as exc:
-        raise _fail(file, 1, 1, f"invalid YAML: {exc}") from None
+        raise _fail(file, 1, 1, "invalid YAML: " + " ".join(str(exc).split())) from None
     if root is None:
         raise _fail(file, 1, 1, "the file is empty", "start with 'version: 1'")
     walker = _YamlWalker(file)
