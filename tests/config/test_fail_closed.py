@@ -530,3 +530,23 @@ def test_declarations_in_code_are_one_located_line(write, tmp_path, code, expect
     result = run_cli(tmp_path, "run", "app.py", "main")
     assert result.returncode == 2
     assert result.stderr.splitlines() == [expected]
+
+
+def test_a_value_copied_by_a_merge_key_is_reported_once(write, flyte_decl):
+    write(HEAD + f"defaults: &defaults\n  resources: {NINES}\nenvironments:\n  e0:\n    <<: *defaults\n")
+    result = flyte_decl("validate")
+    assert result.code == 2
+    assert lines(result) == [
+        "environments.yaml:3:14: error: defaults.resources: integer 999999999999...999999 (5,000 characters) "
+        "is out of range (integers are at most 9,223,372,036,854,775,807)"
+    ]
+
+
+def test_a_control_character_is_one_located_line(write, flyte_decl):
+    write("\x1fversion: 1\n")
+    result = flyte_decl("validate")
+    assert result.code == 2
+    assert lines(result) == [
+        "environments.yaml:1:1: error: invalid YAML: character '\\x1f' is not allowed "
+        "(remove it, or write it as an escape inside double quotes)"
+    ]
