@@ -105,7 +105,8 @@ def _translate(doc: ParsedDocument, errors: list[Any]) -> list[Problem]:
         path, is_key = _document_path(doc.data, error["loc"], error["type"])
         by_path.setdefault((*path, "[key]") if is_key else path, []).append(error)
     # A union that failed in a nested place also reports its other branches at the parent: keep the nested one.
-    for shallow in [p for p in by_path if any(len(q) > len(p) and q[: len(p)] == p for q in by_path)]:
+    deeper = {q[:end] for q in by_path for end in range(len(q))}  # every proper prefix: linear, not pairwise
+    for shallow in [p for p in by_path if p in deeper]:
         del by_path[shallow]
     problems = []
     for raw_path, group in by_path.items():
