@@ -20,6 +20,13 @@ ABOVE_24D = "(the runner's timers wait at most 24 days; write at most 24d)"
 BELOW_10M = "(the kernel's smallest CPU quota is 10m (1 ms per 100 ms); write at least 10m, or no limit)"
 
 
+def validated(write, flyte_decl, text):
+    """(exit code, output lines) of `flyte-decl validate` on `text` as environments.yaml."""
+    write(text)
+    result = flyte_decl("validate")
+    return result.code, lines(result)
+
+
 def lines(result):
     assert "Traceback" not in result.out + result.err
     return (result.out + result.err).splitlines()
@@ -250,14 +257,16 @@ def test_wrong_types_inside_request_and_limit(write, flyte_decl):
 
 
 def test_an_invalid_limit_is_one_error_not_two(write, flyte_decl):
-    write(HEAD + "defaults:\n  resources:\n    memory: {request: 1Gi, limit: 2GB}\n")
-    result = flyte_decl("validate")
-    assert result.code == 1
-    assert lines(result) == [
-        "environments.yaml:4:35: error: defaults.resources.memory.limit: '2GB' is not a quantity "
-        "(suffixes are case-sensitive: use G or Gi)",
-        "1 error",
-    ]
+    assert validated(
+        write, flyte_decl, HEAD + "defaults:\n  resources:\n    memory: {request: 1Gi, limit: 2GB}\n"
+    ) == (
+        1,
+        [
+            "environments.yaml:4:35: error: defaults.resources.memory.limit: '2GB' is not a quantity "
+            "(suffixes are case-sensitive: use G or Gi)",
+            "1 error",
+        ],
+    )
 
 
 def test_a_thousand_long_extends_chain_resolves(write, flyte_decl):
@@ -269,14 +278,14 @@ def test_a_thousand_long_extends_chain_resolves(write, flyte_decl):
 
 def test_a_thousand_long_extends_cycle_is_one_line(write, flyte_decl):
     chain = "".join(f"  e{i}:\n    extends: e{(i + 1) % 1000}\n" for i in range(1000))
-    write(HEAD + "environments:\n" + chain)
-    result = flyte_decl("validate")
-    assert result.code == 1
-    assert lines(result) == [
-        "environments.yaml:4:14: error: environments.e0.extends: extends cycle: "
-        "e0 -> e1 -> e2 -> e3 -> ... 994 more ... -> e998 -> e999 -> e0 (remove one 'extends' link of the cycle)",
-        "1 error",
-    ]
+    assert validated(write, flyte_decl, HEAD + "environments:\n" + chain) == (
+        1,
+        [
+            "environments.yaml:4:14: error: environments.e0.extends: extends cycle: "
+            "e0 -> e1 -> e2 -> e3 -> ... 994 more ... -> e998 -> e999 -> e0 (remove one 'extends' link of the cycle)",
+            "1 error",
+        ],
+    )
 
 
 def test_set_values_are_read_by_the_file_rules(write, flyte_decl):
@@ -533,20 +542,24 @@ def test_declarations_in_code_are_one_located_line(write, tmp_path, code, expect
 
 
 def test_a_value_copied_by_a_merge_key_is_reported_once(write, flyte_decl):
-    write(HEAD + f"defaults: &defaults\n  resources: {NINES}\nenvironments:\n  e0:\n    <<: *defaults\n")
-    result = flyte_decl("validate")
-    assert result.code == 2
-    assert lines(result) == [
-        "environments.yaml:3:14: error: defaults.resources: integer 999999999999...999999 (5,000 characters) "
-        "is out of range (integers are at most 9,223,372,036,854,775,807)"
-    ]
+    assert validated(
+        write,
+        flyte_decl,
+        HEAD + f"defaults: &defaults\n  resources: {NINES}\nenvironments:\n  e0:\n    <<: *defaults\n",
+    ) == (
+        2,
+        [
+            "environments.yaml:3:14: error: defaults.resources: integer 999999999999...999999 (5,000 characters) "
+            "is out of range (integers are at most 9,223,372,036,854,775,807)"
+        ],
+    )
 
 
 def test_a_control_character_is_one_located_line(write, flyte_decl):
-    write("\x1fversion: 1\n")
-    result = flyte_decl("validate")
-    assert result.code == 2
-    assert lines(result) == [
-        "environments.yaml:1:1: error: invalid YAML: character '\\x1f' is not allowed "
-        "(remove it, or write it as an escape inside double quotes)"
-    ]
+    assert validated(write, flyte_decl, "\x1fversion: 1\n") == (
+        2,
+        [
+            "environments.yaml:1:1: error: invalid YAML: character '\\x1f' is not allowed "
+            "(remove it, or write it as an escape inside double quotes)"
+        ],
+    )
