@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from flyte_decl import masking
 from flyte_decl.config.check import check_references, check_resources, check_shape
 from flyte_decl.config.model import ENV_VAR_PATTERN
 from flyte_decl.config.read import (
@@ -281,6 +282,11 @@ def _check(
     strict: bool,
     code: CodeLayers | None,
 ) -> Checked:
+    # Before anything is shown: values of the secrets it declares are masked in all output.
+    blocks = (
+        [s for s, _ in code.environments.values()] + [s for _, s, _ in code.tasks.values()] if code else []
+    )
+    masking.declare(masking.secret_names(document.data, blocks))
     problems = check_shape(document)
     profiles = parse_profiles(profile)
     if profiles and not problems:

@@ -117,6 +117,8 @@ class Resolved:
     queues: dict[str, QueueSpec]
     capacity: Capacity
     problems: list[Problem] = field(default_factory=list)
+    # Each environment's own effective fields (defaults, extends, code and YAML layers; no task entries).
+    environment_fields: dict[str, Fields] = field(default_factory=dict)
 
     def run_config(self) -> RunConfig:
         """Typed specs for the runtime (call only when there are no errors)."""
@@ -187,6 +189,7 @@ def flatten(
 # Paths that hold a mapping: a scalar or null written there replaces everything below it.
 _SUBTREES = frozenset(
     {"resources", "resources.cpu", "resources.memory", "env_vars", "retries", "retries.on_oom", "reusable"}
+    | {"image", "image.env"}
 )
 
 
@@ -197,8 +200,8 @@ def apply(fields: Fields, assignments: list[tuple]) -> None:
             prefix = path + "."
             for key in [k for k in fields if k.startswith(prefix)]:
                 del fields[key]
-        elif path.startswith("reusable."):
-            fields.pop("reusable", None)  # a mapping replacing "reusable: off"
+        elif path.startswith(("reusable.", "image.")):
+            fields.pop(path.partition(".")[0], None)  # a mapping replacing "reusable: off" or an image URI
         if value is None:
             fields.pop(path, None)
             if path in BUILT_IN_DEFAULTS:
@@ -315,7 +318,7 @@ def resolve(
                 severity="warning",
             )
         )
-    return Resolved(doc, tasks, environments, _queues(data), _capacity(data), problems)
+    return Resolved(doc, tasks, environments, _queues(data), _capacity(data), problems, env_fields)
 
 
 class _OverrideIndex:
