@@ -285,7 +285,8 @@ def check_references(
     for env_name, env in environments.items():
         env = _mapping(env)
         refer(("environments", env_name, "extends"), env.get("extends"), environments, "environment")
-        for index, dep in enumerate(env.get("depends_on") or []):
+        depends_on = env.get("depends_on")
+        for index, dep in enumerate(depends_on if isinstance(depends_on, list) else []):
             refer(("environments", env_name, "depends_on", index), dep, environments, "environment")
         for task_name, task in _mapping(env.get("tasks")).items():
             if isinstance(task, dict) and not task.get("fn") and f"{env_name}.{task_name}" not in code_tasks:

@@ -563,3 +563,10 @@ def test_a_control_character_is_one_located_line(write, flyte_decl):
             "(remove it, or write it as an escape inside double quotes)"
         ],
     )
+
+
+def test_depends_on_of_the_wrong_type_is_one_error(write, flyte_decl):
+    assert validated(write, flyte_decl, HEAD + "environments:\n  e0:\n    depends_on: -1\n") == (1, [
+        "environments.yaml:4:17: error: environments.e0.depends_on: must be a list, got an integer",
+        "1 error",
+    ])  # fmt: skip
