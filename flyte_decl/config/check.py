@@ -39,6 +39,7 @@ _PATTERN_HINTS = {
     "secrets": "secret names use letters, digits and '_', not starting with a digit",
     "fn": "write 'package.module:function' or 'package.module.function'",
     "memory": "write '2x' to double the limit or '+512Mi' to add to it",
+    "gpu": "write a count, or an accelerator and a count such as 'A100:2'",
 }
 
 
@@ -104,7 +105,8 @@ def _translate(doc: ParsedDocument, errors: list[Any]) -> list[Problem]:
         path, is_key = _document_path(doc.data, error["loc"], error["type"])
         by_path.setdefault((*path, "[key]") if is_key else path, []).append(error)
     # A union that failed in a nested place also reports its other branches at the parent: keep the nested one.
-    for shallow in [p for p in by_path if any(len(q) > len(p) and q[: len(p)] == p for q in by_path)]:
+    deeper = {q[:end] for q in by_path for end in range(len(q))}  # every proper prefix: linear, not pairwise
+    for shallow in [p for p in by_path if p in deeper]:
         del by_path[shallow]
     problems = []
     for raw_path, group in by_path.items():
@@ -136,7 +138,8 @@ def _document_path(data: Any, loc: tuple[Any, ...], kind: str) -> tuple[Path_, b
 
 
 def _problem(doc: ParsedDocument, path: Path_, is_key: bool, group: list[Any]) -> Problem:
-    error = group[0]
+    # Of a union's branches, a value of the right type that misses its pattern says the most.
+    error = next((e for e in group if e["type"] == "string_pattern_mismatch"), group[0])
     kind = error["type"]
     where = doc.key_mark(path) if (is_key or kind == "extra_forbidden") else doc.mark(path)
     name = path[-1] if path else ""
@@ -154,7 +157,10 @@ def _problem(doc: ParsedDocument, path: Path_, is_key: bool, group: list[Any]) -
         container = path[-2] if is_key and len(path) > 1 else field
         what = "name" if is_key or container in ("environments", "tasks", "queues") else "value"
         return Problem(
-            where, dotted(path), f"{value!r} is not a valid {what}", _PATTERN_HINTS.get(str(container), "")
+            where,
+            dotted(path),
+            f"{_short(value)} is not a valid {what}",
+            _PATTERN_HINTS.get(str(container), ""),
         )
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
@@ -183,6 +189,12 @@ def _problem(doc: ParsedDocument, path: Path_, is_key: bool, group: list[Any]) -
             hint = "e.g. {LOG_LEVEL: debug}" if field == "env_vars" else "e.g. [API_TOKEN]"
         return Problem(where, dotted(path), f"must be {expected}, got {got}", hint)
     return Problem(where, dotted(path), error["msg"][0].lower() + error["msg"][1:])
+
+
+def _short(value: Any) -> str:
+    """repr() of a value for a one-line message, cut short when it is long."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}...{text[-12:]} ({len(text):,} characters)"
 
 
 def _type_name(value: Any) -> str:
@@ -273,7 +285,8 @@ def check_references(
     for env_name, env in environments.items():
         env = _mapping(env)
         refer(("environments", env_name, "extends"), env.get("extends"), environments, "environment")
-        for index, dep in enumerate(env.get("depends_on") or []):
+        depends_on = env.get("depends_on")
+        for index, dep in enumerate(depends_on if isinstance(depends_on, list) else []):
             refer(("environments", env_name, "depends_on", index), dep, environments, "environment")
         for task_name, task in _mapping(env.get("tasks")).items():
             if isinstance(task, dict) and not task.get("fn") and f"{env_name}.{task_name}" not in code_tasks:
@@ -305,7 +318,7 @@ def check_resources(doc: ParsedDocument) -> list[Problem]:
             except QuantityError as exc:
                 path = (*base, "retries", "on_oom", "memory")
                 problems.append(Problem(doc.mark(path), dotted(path), exc.message, exc.hint))
-        elif isinstance(grow, str) and grow.endswith("x") and not _growth_factor_ok(grow[:-1]):
+        elif isinstance(grow, str) and re.fullmatch(OOM_FACTOR, grow) and not _growth_factor_ok(grow[:-1]):
             path = (*base, "retries", "on_oom", "memory")
             problems.append(
                 Problem(
@@ -351,6 +364,7 @@ def _resource_problems(doc: ParsedDocument, base: Path_, resources: dict[str, An
 
 
 MAX_GROWTH_FACTOR = 1024
+OOM_FACTOR = r"\d+(\.\d+)?x"
 
 
 def _growth_factor_ok(text: str) -> bool:

@@ -292,7 +292,8 @@ def _check(
     if profiles and not problems:
         apply_profiles(document, profiles)
         problems = check_shape(document)
-    problems += check_references(document, code.environments if code else (), code.tasks if code else ())
+    references = check_references(document, code.environments if code else (), code.tasks if code else ())
+    problems += _not_following_from(problems, references)
     run_level, set_problems = parse_sets(sets) if sets else ([], [])
     problems += set_problems
     if queue is not None:
@@ -314,6 +315,18 @@ def _check(
         problems = name_variables(document, problems)
     problems.sort(key=lambda p: (p.mark.file, p.mark.line, p.mark.col))
     return Checked(document, resolved, problems)
+
+
+def _not_following_from(reported: list[Problem], found: list[Problem]) -> list[Problem]:
+    """`found` less the problems at or below a path already reported: one mistake, one error."""
+    paths = {p.path for p in reported if p.severity == "error" and p.path}
+    if not paths:
+        return found
+
+    def follows(path: str) -> bool:
+        return path in paths or any(c in ".[" and path[:i] in paths for i, c in enumerate(path))
+
+    return [p for p in found if not follows(p.path)]
 
 
 def name_variables(document: Document, problems: list[Problem]) -> list[Problem]:

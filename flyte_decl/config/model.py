@@ -36,6 +36,7 @@ from flyte_decl.quantity import (
 FORMAT_VERSION = 1
 NAME_PATTERN = r"^[a-z0-9]+([_-][a-z0-9]+)*$"
 ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+GPU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_ ]*(:[1-9][0-9]?)?$"  # an accelerator and a count: 'A100:2'
 FN_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*)?$"
 
 
@@ -145,7 +146,7 @@ class Resources(_Strict):
 
     cpu: CpuSetting | None = Field(None, description="CPU cores: 1, 0.5, '500m', or {request, limit}.")
     memory: MemorySetting | None = Field(None, description="Memory: '250Mi', '1Gi', or {request, limit}.")
-    gpu: Annotated[int, Field(ge=0)] | str | None = Field(
+    gpu: Annotated[int, Field(ge=0)] | Annotated[str, StringConstraints(pattern=GPU_PATTERN)] | None = Field(
         None, description="GPUs: a count, or an accelerator such as 'A100:2'."
     )
     disk: MemoryQuantity | None = Field(

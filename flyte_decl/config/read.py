@@ -83,7 +83,7 @@ def display_path(path: str | Path) -> str:
     """A file as shown in messages and provenance: relative to the working directory when inside it."""
     try:
         return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # outside it; or a symlink loop, reported when read
         return str(path)
 
 
@@ -197,8 +197,19 @@ def read_yaml(text: str, file: str) -> Document:
         root = yaml.compose(text, Loader=_Loader)  # noqa: S506 - CSafeLoader/SafeLoader only
     except yaml.MarkedYAMLError as exc:
         raise _yaml_syntax_error(exc, file, text) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, such as a control character
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        character = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise _fail(
+            file,
+            line,
+            col,
+            f"invalid YAML: character {character!r} is not allowed",
+            "remove it, or write it as an escape inside double quotes",
+        ) from None
     except yaml.YAMLError as exc:
-        raise _fail(file, 1, 1, f"invalid YAML: {exc}") from None
+        raise _fail(file, 1, 1, "invalid YAML: " + " ".join(str(exc).split())) from None
     if root is None:
         raise _fail(file, 1, 1, "the file is empty", "start with 'version: 1'")
     walker = _YamlWalker(file)
@@ -261,12 +272,16 @@ class _YamlWalker:
         self.constructor = yaml.constructor.SafeConstructor()
         self.seen: set[int] = set()
         self.expanded = 0
+        self.reported: set[tuple[Mark, str]] = set()
 
     def at(self, node: yaml.Node) -> Mark:
         return Mark(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
     def problem(self, node: yaml.Node, path: Path_, message: str, hint: str = "") -> None:
-        self.problems.append(Problem(self.at(node), dotted(path), message, hint))
+        mark = self.at(node)
+        if (mark, message) not in self.reported:  # once, not again for each alias or merge that copies it
+            self.reported.add((mark, message))
+            self.problems.append(Problem(mark, dotted(path), message, hint))
 
     def convert(self, node: yaml.Node, path: Path_) -> Any:
         if id(node) in self.seen:
@@ -362,8 +377,8 @@ class _YamlWalker:
             value = node.value
         else:
             self.texts[path] = node.value
-            try:
-                value = self.constructor.construct_object(node)
+            try:  # the tag's own constructor: construct_object() keeps state that an error leaves stale
+                value = self.constructor.yaml_constructors[node.tag](self.constructor, node)
             except ValueError:  # int() refuses thousands of decimal digits
                 value = INT_MAX + 1
             if type(value) is int and not INT_MIN <= value <= INT_MAX:
@@ -371,7 +386,8 @@ class _YamlWalker:
                 return None
         if isinstance(value, str) and "$" in value:
             value, problems, names = interpolate(value, self.at(node), path)
-            self.problems.extend(problems)
+            for problem in problems:
+                self.problem(node, path, problem.message, problem.hint)
             if names:
                 self.variables[path] = names
         return value
