@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flyte_decl import _task_environment
-from flyte_decl._task import TaskTemplate
+from flyte_decl import _alias, _task_environment
+from flyte_decl._task import TaskTemplate, declaration_error
 from flyte_decl.binding import Binding
 from flyte_decl.config.imports import bind_all
 from flyte_decl.config.load import find_task, load, parse_env
@@ -70,9 +70,10 @@ class PreparedRun:
         ]
         if spec.timeout:
             limits.append(f"timeout {format_seconds(spec.timeout)}")
+        alias = "; `import flyte` is flyte-decl" if _alias.installed() else ""
         return (
             f"run {spec.name} in {spec.environment} ({', '.join(limits)}; queue {spec.queue}); "
-            f"enforced by {mechanisms.memory} (memory), {mechanisms.cpu} (cpu)"
+            f"enforced by {mechanisms.memory} (memory), {mechanisms.cpu} (cpu){alias}"
         )
 
 
@@ -90,8 +91,30 @@ def import_script(path: Path) -> Any:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        located = declaration_error(exc) if isinstance(exc, (ValueError, TypeError)) else None
+        if located is not None:
+            raise located from None
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise UsageError(
+            f"{_raised_at(exc, path)}: importing {path} raised {type(exc).__name__}: {first} "
+            f"(hint: run `python {path}` to see the traceback)"
+        ) from None
     return module
+
+
+def _raised_at(exc: BaseException, path: Path) -> str:
+    """ "file:line" of the innermost frame of the program's own file in the exception's traceback."""
+    where = str(path)
+    tb = exc.__traceback__
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename).resolve() == path.resolve():
+            where = f"{path}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
 
 
 def prepare_run(
@@ -208,6 +231,7 @@ def resolve_target(
 
 
 def _script_task(target: str, params: list[str]) -> str:
+    _alias.install()  # an unmodified Flyte program's `import flyte` gets flyte_decl, here and in fork servers
     module = import_script(Path(target))
     names = sorted(k for k, v in vars(module).items() if isinstance(v, TaskTemplate))
     if not params or params[0].startswith("-"):

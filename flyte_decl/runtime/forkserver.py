@@ -17,7 +17,9 @@ confinement, then one action after another over the socket that came with the la
 It is a child subreaper, and nothing it started outlives it: when the runner goes away (EOF on the
 control socket, which a SIGKILLed runner also produces) or sends SIGTERM, it kills every
 descendant, including setsid'd and double-forked ones, and exits. Orphans an action left behind are
-killed as soon as that action is reaped.
+killed as soon as that action is reaped. Should the server itself be killed (SIGKILL, the OOM
+killer), every action notices the end of its lifeline (a pipe only the server can write to) and
+kills its own tree (`action`); what even that misses, the next runner's start sweeps (`leftovers`).
 
 Unlike multiprocessing's forkserver in Python 3.11, it does apply its sys.path and it reports
 import errors instead of swallowing them.
@@ -40,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from flyte_decl import _alias
 from flyte_decl.binding import Binding, Unbindable, bind
 from flyte_decl.runtime import proctree
 from flyte_decl.runtime.action import Launch, run_action, run_worker, task_call
@@ -120,6 +123,8 @@ class ForkServer:
         # forked actions would share with this server and with each other.
         self._loop = asyncio.SelectorEventLoop(selectors.PollSelector())
         self._actions: dict[int, int] = {}  # pid -> launch key
+        # Actions inherit the read end; the write end stays here, so they see EOF once this server is gone.
+        self._lifeline, self._lifeline_end = os.pipe()
 
     def serve(self) -> None:
         """Run until the runner goes away or sends SIGTERM, then kill every descendant."""
@@ -192,8 +197,10 @@ class ForkServer:
                 if launch.worker:  # a warm worker runs any of this environment's tasks, one at a time
                     loops = {name: self._loop if is_async else None for name, is_async in self._async.items()}
                     sock = socket.socket(fileno=sock_fd)
-                    run_worker(launch, self._loaded.functions, loops, self._loaded.names, sock, log_fd)
-                run_action(launch, function, self._loaded.names, socket.socket(fileno=sock_fd), log_fd, loop)
+                    functions, names = self._loaded.functions, self._loaded.names
+                    run_worker(launch, functions, loops, names, sock, log_fd, self._lifeline)
+                sock = socket.socket(fileno=sock_fd)
+                run_action(launch, function, self._loaded.names, sock, log_fd, self._lifeline, loop)
             self._actions[pid] = launch.key
             self._conn.send(("started", launch.key, pid))
         os.close(sock_fd)
@@ -208,6 +215,7 @@ class ForkServer:
         self._selector.close()
         os.close(self._wake_read)
         os.close(self._wake_write)
+        os.close(self._lifeline_end)
         self._conn.close()  # also closes descriptors that arrived for later launches
         os.set_inheritable(sock_fd, False)
 
@@ -241,6 +249,7 @@ class ForkServer:
 
 def main(argv: list[str]) -> None:
     """Entry point: ``python -m flyte_decl.runtime.forkserver FD``."""
+    _alias.install_if_asked()  # a Flyte program's `import flyte`, when `flyte-decl run prog.py` asked
     ForkServer(socket.socket(fileno=int(argv[0]))).serve()
 
 

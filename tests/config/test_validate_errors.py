@@ -156,7 +156,7 @@ CASES = [
     ),
     pytest.param(
         HEAD + "environments:\n  env1: {description: 3}\n",
-        "environments.yaml:3:23: error: environments.env1.description: must be a string, got an integer",
+        'environments.yaml:3:23: error: environments.env1.description: must be a string, got an integer (quote it: "3")',
         id="wrong-type",
     ),
 ]
