@@ -20,7 +20,6 @@ import importlib
 import importlib.machinery
 import importlib.util
 import sys
-import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,8 +217,8 @@ def _find(module_name: str, root_dir: Path) -> Path | str | None:
         spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), search)
     if spec is None:
         return None
-    if spec.origin in ("built-in", "frozen"):  # compiled into Python or frozen: the standard library's
-        return Path(sysconfig.get_paths()["stdlib"], "os.py")
+    if spec.origin in ("built-in", "frozen"):  # compiled into Python or frozen: the standard library
+        return Path(f"<frozen {module_name}>")  # as a frozen module's code names its file
     if spec.origin is None or not spec.origin.endswith(".py"):
         return f"{module_name} has no Python source here"
     return Path(spec.origin)
