@@ -17,6 +17,7 @@ import asyncio
 import inspect
 import itertools
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -185,7 +186,8 @@ class RunContext:
         resolved = load(self.configs or None, profile=self.profile, queue=self.queue, root_task=task.full_name,
                         code=code, cwd=code.root_dir)  # fmt: skip
         name = find_task(resolved, task.full_name)
-        preflight(resolved, include_code=False)  # the program's own tasks are bound: it declared them
+        # The program's own tasks are bound (it declared them); its env_vars may carry a secret, as -e does.
+        preflight(resolved, {**os.environ, **self.env_vars}, include_code=False)
         config = resolved.run_config()
         if task.call_settings:
             config.tasks[name] = config.spec_for(name, task.call_settings)

@@ -44,6 +44,7 @@ class PreparedRun:
     config: RunConfig
     env: dict[str, str] = field(default_factory=dict)
     params: list[str] = field(default_factory=list)  # command-line tokens left for the task's parameters
+    problems: list[Problem] = field(default_factory=list)  # what stops a run (prepare_run(check=False))
 
     @property
     def spec(self) -> TaskSpec:
@@ -127,28 +128,34 @@ def prepare_run(
     queue: str | None = None,
     env_items: Sequence[str] = (),
     snapshot: dict[str, str] | None = None,
+    check: bool = True,
 ) -> PreparedRun:
     """Resolve the configuration for a run of `target` (a task name, or FILE.py followed by a task).
 
-    Every task's module is imported and every binding checked before anything starts (`preflight`);
-    environments the imported code declares become layers beneath the YAML. `snapshot` (config path
-    -> text) records the config texts read, or replays recorded ones.
+    Every task's module is imported and every binding and declared secret checked before anything
+    starts (raising as `preflight` does; with `check=False` the problems are left in
+    `PreparedRun.problems`, for a dry run to list). Environments the imported code declares become
+    layers beneath the YAML. `snapshot` (config path -> text) records the config texts read, or
+    replays recorded ones.
     """
     params = list(params)
+    env = parse_env(env_items)
     name, resolved = resolve_target(target, params, configs=configs, profiles=profiles, sets=sets,
                                     queue=queue, snapshot=snapshot)  # fmt: skip
     declared = sum(len(envs) for envs in _task_environment.ENVIRONMENTS.values())
-    bindings = preflight(resolved)
+    checked = Preflight.of(resolved, {**os.environ, **env})
     if sum(len(envs) for envs in _task_environment.ENVIRONMENTS.values()) != declared:
         # The imports declared environments in code: they lie beneath the YAML layers.
         code = _task_environment.code_layers()
         cwd = code.root_dir if target.endswith(".py") else None
         resolved = _load(configs, profiles, sets, queue, name, code, cwd, snapshot)
         name = find_task(resolved, name)
-        bindings = preflight(resolved)
-    return PreparedRun(
-        name, bindings[name].entry, resolved, resolved.run_config(), parse_env(env_items), params
-    )
+        checked = Preflight.of(resolved, {**os.environ, **env})
+    if check or name not in checked.bindings:
+        checked.raise_problems()
+    prepared = PreparedRun(name, checked.bindings[name].entry, resolved, resolved.run_config(), env, params)
+    prepared.problems = checked.problems
+    return prepared
 
 
 class BindingError(ConfigLoadError):
@@ -158,23 +165,43 @@ class BindingError(ConfigLoadError):
     exit_code = 1
 
 
+@dataclass
+class Preflight:
+    """What a run checks before any process starts: each task's binding, each declared secret.
+
+    Any task may be called during a run, so every task of the config is checked.
+    """
+
+    bindings: dict[str, Binding]  # by full task name
+    binding_problems: list[Problem]  # a typo in `fn`, a builtin, a class, ... (exit 1)
+    secret_problems: list[Problem]  # a declared secret not set (exit 2)
+
+    @classmethod
+    def of(cls, resolved: Resolved, environ: Mapping[str, str], *, include_code: bool = True) -> Preflight:
+        """Import and check every task's function, and look up every declared secret in `environ`.
+
+        `include_code=False` leaves out tasks declared in code (a running program's own, already bound).
+        """
+        bindings, problems = bind_all(resolved, include_code=include_code)
+        return cls(bindings, problems, missing_secrets(resolved, environ))
+
+    @property
+    def problems(self) -> list[Problem]:
+        return [*self.binding_problems, *self.secret_problems]
+
+    def raise_problems(self) -> None:
+        """BindingError (exit 1) for binding problems, else ConfigLoadError (exit 2) for missing secrets."""
+        if self.binding_problems:
+            raise BindingError(self.binding_problems)
+        if self.secret_problems:
+            raise ConfigLoadError(self.secret_problems)
+
+
 def preflight(
     resolved: Resolved, environ: Mapping[str, str] = os.environ, *, include_code: bool = True
-) -> dict[str, Binding]:
-    """What a run checks before any process starts; the binding of every task, by full name.
-
-    Raises BindingError (exit 1) when a task's function cannot be imported or bound (a typo in
-    `fn`, a builtin, a class, ...), and ConfigLoadError (exit 2) when a declared secret is not set
-    in `environ`: any task may be called during a run, so every task of the config is checked.
-    `include_code=False` leaves out tasks declared in code (a running program's own, already bound).
-    """
-    bindings, problems = bind_all(resolved, include_code=include_code)
-    if problems:
-        raise BindingError(problems)
-    missing = missing_secrets(resolved, environ)
-    if missing:
-        raise ConfigLoadError(missing)
-    return bindings
+) -> None:
+    """Raise as `Preflight.raise_problems` does when a run of `resolved` must not start."""
+    Preflight.of(resolved, environ, include_code=include_code).raise_problems()
 
 
 def missing_secrets(resolved: Resolved, environ: Mapping[str, str]) -> list[Problem]:
@@ -201,7 +228,7 @@ def missing_secrets(resolved: Resolved, environ: Mapping[str, str]) -> list[Prob
                     mark,
                     path,
                     f"secret {secret!r} is not set",
-                    f"export {secret}=... in the shell that runs flyte-decl",
+                    f"export {secret}=... or pass -e {secret}=...",
                 ),
             )
     return list(problems.values())

@@ -14,6 +14,23 @@ from flyte_decl import _alias
 from flyte_decl.cli.main import _run, cli
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "requires_root(reason): skip unless run as root, saying what needs root (.ci/unprivileged)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `requires_root("...")` skip, with that reason, when run as an ordinary user."""
+    if os.geteuid() == 0:
+        return
+    for item in items:
+        marker = item.get_closest_marker("requires_root")
+        if marker is not None:
+            reason = marker.args[0] if marker.args else "needs root"
+            item.add_marker(pytest.mark.skip(reason=f"needs root: {reason}"))
+
+
 @dataclass
 class CliResult:
     code: int

@@ -93,7 +93,7 @@ def run(
         raise UsageError("--backend ray is not available in this version; use --backend local")
     snapshot: dict[str, str] = {}
     prepared = prepare_run(target, extras, configs=configs, profiles=profiles, sets=sets, queue=queue,
-                           env_items=env_items, snapshot=snapshot)  # fmt: skip
+                           env_items=env_items, snapshot=snapshot, check=not dry_run)  # fmt: skip
     command = task_command(prepared.task, prepared.function, lambda inputs: inputs)
     if show_help:
         click.echo(command.get_help(click.Context(command, info_name=f"flyte-decl run {prepared.task}")))

@@ -20,7 +20,7 @@ import importlib
 import importlib.machinery
 import importlib.util
 import sys
-import sysconfig
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,13 +91,13 @@ def check_sources(resolved: Resolved) -> tuple[list[Problem], list[str]]:
     """
     problems: list[Problem] = []
     unchecked: list[str] = []
-    trees: dict[str, Any] = {}
+    modules: dict[str, _Module | Exception] = {}
     for task in resolved.tasks.values():
         if _declared_in_code(resolved, task):
             continue  # @env.task: bound by construction
         mark, path = fn_location(resolved, task)
         try:
-            _check_source(task.fn, resolved.document.root_dir, trees)
+            _check_source(task.fn, resolved.document.root_dir, modules)
         except Unbindable as exc:
             problems.append(Problem(mark, path, exc.message, exc.hint))
         except _Unchecked as exc:
@@ -105,19 +105,35 @@ def check_sources(resolved: Resolved) -> tuple[list[Problem], list[str]]:
     return problems, unchecked
 
 
-def _check_source(fn: str, root_dir: Path, trees: dict[str, Any]) -> None:
+@dataclass
+class _Module:
+    """What the source of one module says: the names its top level binds, and how."""
+
+    names: dict[str, ast.AST]
+    dynamic: bool  # it may make other names at import time (`__getattr__`, `import *`, `global`, ...)
+
+
+def _check_source(fn: str, root_dir: Path, modules: dict[str, _Module | Exception]) -> None:
     module_name, attr_path = split_fn(fn)
     parts = attr_path.split(".")
     if module_name in sys.builtin_module_names:  # compiled into Python: importing it runs no user code
         bind(fn, root_dir)
         return
-    if module_name not in trees:
-        trees[module_name] = _parse(module_name, root_dir)
-    tree = trees[module_name]
-    names, dynamic = _top_level(tree.body)
+    if module_name not in modules:  # once per module, failures included: configs may have many tasks
+        try:
+            tree = _parse(module_name, root_dir)
+            names, dynamic = _top_level(tree.body)
+            dynamic = dynamic or any(isinstance(n, ast.Global) for n in ast.walk(tree))
+            modules[module_name] = _Module(names, dynamic)
+        except (Unbindable, _Unchecked) as exc:
+            modules[module_name] = exc
+    module = modules[module_name]
+    if isinstance(module, Exception):
+        raise module
+    names = module.names
     node = names.get(parts[0])
     if node is None:
-        if dynamic or any(isinstance(n, ast.Global) and parts[0] in n.names for n in ast.walk(tree)):
+        if module.dynamic:
             raise _Unchecked(f"{module_name} makes names at import time")
         hint = did_you_mean(parts[0], [n for n in names if not n.startswith("_")])
         raise Unbindable(f"module {module_name!r} has no attribute {parts[0]!r}", hint)
@@ -201,8 +217,8 @@ def _find(module_name: str, root_dir: Path) -> Path | str | None:
         spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), search)
     if spec is None:
         return None
-    if spec.origin in ("built-in", "frozen"):  # compiled into Python or frozen: the standard library's
-        return Path(sysconfig.get_paths()["stdlib"], "os.py")
+    if spec.origin in ("built-in", "frozen"):  # compiled into Python or frozen: the standard library
+        return Path(f"<frozen {module_name}>")  # as a frozen module's code names its file
     if spec.origin is None or not spec.origin.endswith(".py"):
         return f"{module_name} has no Python source here"
     return Path(spec.origin)

@@ -3,9 +3,9 @@
 The runner starts it as ``python -m flyte_decl.runtime.forkserver FD`` with FD one end of a Unix
 socket pair, and sends ``("init", environment, specs)`` with every declared TaskSpec. The server
 puts the config folders on sys.path, imports every declared task's module (`binding.bind`), and
-reroutes every declared plain function (`reroute`), so a task calling another task inside an
-action, through any reference, starts a new action. Tasks declared in code (`@env.task`) need no
-rerouting: the action installs a submitter their calls go through. It answers ``("ready", errors, environ)`` with
+reroutes every declared function (`reroute`), so a task calling another task inside an action,
+through any reference, starts a new action. Calls of tasks declared in code (`@env.task`) go through
+the submitter the action installs, with their `.override` settings. It answers ``("ready", errors, environ)`` with
 an import error per task that could not be loaded, and its environment after the imports.
 
 Then, for each ``("launch", Launch)`` message (the action's socket and log pipe travel beside it as
@@ -94,7 +94,10 @@ def load_tasks(environment: str, specs: list[TaskSpec]) -> LoadedTasks:
     copies: dict[int, types.FunctionType] = {}
     for function, name in names.values():
         binding = bindings[name]
-        if binding.template is None and isinstance(function, types.FunctionType):
+        # A task declared with @env.task is called through its TaskTemplate (the submitter carries
+        # its .override settings), but its function may be held elsewhere too (a registry under
+        # the decorator): that reference must start an action as well.
+        if isinstance(function, types.FunctionType):
             call = task_call(name, inspect.iscoroutinefunction(function), binding.owner_class is not None)
             copies[id(function)] = reroute(function, call, name)
     functions: dict[str, Callable[..., Any]] = {}

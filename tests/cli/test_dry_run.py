@@ -65,19 +65,23 @@ def test_dry_run_lists_each_problem_and_exits_1(project, flyte_decl, tmp_path) -
     result = flyte_decl("run", "main", "--dry-run")
     assert result.code == 1
     assert result.err.splitlines() == [
-        f"environments.yaml:10:18: error: wf.gone.fn: cannot import module 'nomodule' "
-        f"(is nomodule.py in {tmp_path} or installed?)",
         "environments.yaml:8:7: error: wf.big: requests memory 2Gi but the capacity is memory 1Gi; "
         "lower the task's memory request or raise capacity.memory",
-        "environments.yaml:9:7: error: wf.vault.secrets: secret 'DRY_TOKEN' is not set "
+        "environments.yaml:9:43: error: environments.wf.tasks.vault.secrets[0]: secret 'DRY_TOKEN' is not set "
         "(export DRY_TOKEN=... or pass -e DRY_TOKEN=...)",
+        f"environments.yaml:10:18: error: environments.wf.tasks.gone.fn: cannot import module 'nomodule' "
+        f"(is nomodule.py in {tmp_path} or installed?)",
     ]
     assert result.out.startswith("plan for wf.main")
 
     data = json.loads(flyte_decl("run", "main", "--dry-run", "--json").out)
     assert [t["task"] for t in data["tasks"]] == ["wf.main", "wf.big", "wf.gone", "wf.vault"]
     assert data["tasks"][1]["limits"]["memory"]["value"] == "2Gi"
-    assert {p["path"] for p in data["problems"]} == {"wf.gone.fn", "wf.big", "wf.vault.secrets"}
+    assert [p["path"] for p in data["problems"]] == [
+        "wf.big",
+        "environments.wf.tasks.vault.secrets[0]",
+        "environments.wf.tasks.gone.fn",
+    ]
 
 
 def test_dry_run_checks_the_task_parameters_too(project, flyte_decl) -> None:

@@ -32,14 +32,14 @@ def project(write, tmp_path, monkeypatch):
 
 
 def test_missing_secrets_are_reported_where_declared_before_the_run(project, flyte_decl, monkeypatch):
-    monkeypatch.setenv("SHARED_KEY", "x")
+    monkeypatch.setenv("SHARED_KEY", "shared-value-123")
     result = flyte_decl("run", "call")
     assert result.code == 2
     assert result.err.splitlines() == [
         "environments.yaml:6:27: error: environments.api.secrets[1]: secret 'API_KEY_FOR_TEST' is not set "
-        "(export API_KEY_FOR_TEST=... in the shell that runs flyte-decl)",
+        "(export API_KEY_FOR_TEST=... or pass -e API_KEY_FOR_TEST=...)",
         "environments.yaml:9:47: error: environments.api.tasks.other.secrets[0]: secret 'DB_PASSWORD_FOR_TEST' "
-        "is not set (export DB_PASSWORD_FOR_TEST=... in the shell that runs flyte-decl)",
+        "is not set (export DB_PASSWORD_FOR_TEST=... or pass -e DB_PASSWORD_FOR_TEST=...)",
     ]
     assert not (project / ".flyte-decl").exists()  # nothing started, nothing recorded
 
@@ -51,12 +51,22 @@ def test_the_effective_list_is_where_a_secret_is_reported_once(project, flyte_de
     assert (result.code, result.err) == (
         2,
         "environments.yaml:6:15: error: environments.api.secrets[0]: secret 'SHARED_KEY' is not set "
-        "(export SHARED_KEY=... in the shell that runs flyte-decl)\n",
+        "(export SHARED_KEY=... or pass -e SHARED_KEY=...)\n",
     )
 
 
 def test_with_every_secret_set_the_task_reads_it(project, flyte_decl, monkeypatch):
-    for name, value in (("SHARED_KEY", "x"), ("API_KEY_FOR_TEST", "k3y"), ("DB_PASSWORD_FOR_TEST", "pw")):
+    for name, value in (
+        ("SHARED_KEY", "shared-value-123"),
+        ("API_KEY_FOR_TEST", "k3y"),
+        ("DB_PASSWORD_FOR_TEST", "pw"),
+    ):
         monkeypatch.setenv(name, value)
     result = flyte_decl("run", "call")
     assert (result.code, result.out) == (0, "3\n"), result.err
+
+
+def test_a_secret_given_with_e_counts_as_set(project, flyte_decl, monkeypatch):
+    monkeypatch.setenv("SHARED_KEY", "shared-value-123")
+    result = flyte_decl("run", "call", "-e", "API_KEY_FOR_TEST=abcd", "-e", "DB_PASSWORD_FOR_TEST=pw")
+    assert (result.code, result.out) == (0, "4\n"), result.err

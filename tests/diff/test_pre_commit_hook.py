@@ -6,6 +6,7 @@ warm pip cache; it takes a few seconds per run.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -91,8 +92,11 @@ def test_hook_options_apply_to_every_file(tmp_path):
     hook = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())[0]
     entry = shlex.split(hook["entry"])
 
+    # The entry calls `flyte-decl` by name: this installation's, not whichever is first on PATH.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*entry, *args], cwd=tmp_path, capture_output=True, text=True)
+        return subprocess.run([*entry, *args], cwd=tmp_path, capture_output=True, text=True, env=env)
 
     assert run("environments.yaml").returncode == 0
     strict = run("--strict", "environments.yaml")

@@ -8,12 +8,15 @@ import sys
 
 import pytest
 
+from flyte_decl import _task_environment
 from flyte_decl.runtime.reroute import reroute
 
 MODULE = """
 import asyncio
 import functools
 import os
+
+import flyte_decl as flyte
 
 REGISTRY = {}
 
@@ -66,12 +69,21 @@ async def ahog(tag):
 
 ASYNC_HANDLERS = [ahog]
 
+coded_env = flyte.TaskEnvironment(name="small")
+
+
+@coded_env.task
+@register
+def coded(tag):
+    return [tag, os.environ["WHERE"], os.getpid()]
+
 
 def wf():
     calls = [
         hog("attribute"), alias("alias"), HANDLERS["h"]("dict"), partial_hog(), with_default("default"),
         REGISTRY["hog"]("registry"), closure("closure"), cached("lru_cache"), Tools.static("static"),
-        Tools.build("classmethod"), asyncio.run(ASYNC_HANDLERS[0]("async")),
+        Tools.build("classmethod"), asyncio.run(ASYNC_HANDLERS[0]("async")), coded("task"),
+        REGISTRY["coded"]("under @env.task"),
     ]
     return {"wf": [os.environ["WHERE"], os.getpid()], "calls": calls}
 
@@ -109,7 +121,8 @@ environments:
 
 
 @pytest.fixture
-def project(write, tmp_path):
+def project(write, tmp_path, monkeypatch):
+    monkeypatch.setattr(_task_environment, "ENVIRONMENTS", {})  # the module declares one in code
     write(MODULE, "shapes_rt.py")
     write(CONFIG)
     yield tmp_path
@@ -125,13 +138,15 @@ def test_every_reference_to_a_declared_function_starts_an_action_in_its_environm
     outputs = run["outputs"]
     tags = [call[0] for call in outputs["calls"]]
     assert tags == ["attribute", "alias", "dict", "partial", "default", "registry", "closure", "lru_cache",
-                    "static", "classmethod:Tools", "async"]  # fmt: skip
+                    "static", "classmethod:Tools", "async", "task", "under @env.task"]  # fmt: skip
     assert {call[1] for call in outputs["calls"]} == {"small"}
     pids = {call[2] for call in outputs["calls"]}
-    assert len(pids) == 11 and outputs["wf"][1] not in pids  # each call its own process
+    assert len(pids) == 13 and outputs["wf"][1] not in pids  # each call its own process
     children = sorted(a["task"] for a in run["actions"] if a["task"] != "main.wf")
     assert children == sorted(
-        ["small.hog"] * 7 + ["small.cached", "small.static", "small.build", "small.ahog"]
+        ["small.hog"] * 7
+        + ["small.cached", "small.static", "small.build", "small.ahog"]
+        + ["small.coded"] * 2
     )
 
 
