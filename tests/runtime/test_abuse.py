@@ -277,8 +277,11 @@ def test_the_next_start_kills_what_a_killed_runner_left_behind(
     _kill_together([runner.pid, *forkservers, *actions])
     runner.wait()
     left = sorted(set(pids) - set(actions))
-    assert proctree.wait_gone(left, 0.5) == set(left)  # nothing was there to kill them
-    assert all(proctree.environ_value(pid, RUNNER_MARK) for pid in left[:2])
+    assert all(proctree.is_alive(pid) for pid in left)  # no action was left to kill them
+    marked = [pid for pid in left if proctree.environ_value(pid, RUNNER_MARK)]
+    assert marked  # the runner's mark names them...
+    if mode != "watchdog":
+        assert len(marked) < len(left)  # ...except children started with an empty environment
 
     mechanisms: Mechanisms = detect_mechanisms(allow_cgroups=mode != "watchdog")
     spec = TaskSpec(name="env1.many", environment="env1", task="many", fn="tasks:many", root_dir=root)
