@@ -54,9 +54,9 @@ def runner_mark(pid: int | None = None) -> str:
 def sweep(mechanisms: Mechanisms) -> set[int]:
     """Kill every process left by a runner that is gone and remove its cgroups; returns the pids killed.
 
-    Processes of live runners (this one, concurrent ones) are never touched. Takes a few
-    milliseconds (one read of each process's environment), plus up to `SWEEP_WAIT` seconds for
-    leftovers in cgroups to die.
+    Processes of live runners (this one, concurrent ones) are never touched. Reads each process's
+    start time and environment once: 10-30 ms for 180 processes on a busy 2-core machine, plus up
+    to `SWEEP_WAIT` seconds for leftovers, if any, to die.
     """
     stale, killed = _sweep_cgroups(mechanisms)
     killed |= _sweep_marked()

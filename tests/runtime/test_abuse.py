@@ -146,7 +146,7 @@ def test_a_signal_while_a_fan_out_launches_ends_in_130_without_a_traceback(
 ) -> None:
     """While launches are on their way to a fork server, which the abort must not cut off."""
     rng = random.Random(signum)
-    for _trial in range(4):
+    for _trial in range(3):
         code, err = _interrupt(fan_out_config, 30, signum, rng.uniform(0.0, 0.3), launching=True)
         assert "Traceback" not in err, err
         assert code == 130, err
@@ -193,7 +193,7 @@ def test_an_abort_before_the_run_starts_aborts_it(tmp_path: Path) -> None:
 def test_sigterm_right_after_the_runner_starts_exits_130(fan_out_config: Path) -> None:
     """SIGTERM in the first moments (imports, config loading, store) interrupts like Ctrl-C."""
     rng = random.Random(0)
-    for _trial in range(4):
+    for _trial in range(3):
         code, err = _interrupt(fan_out_config, 3, signal.SIGTERM, rng.uniform(0.0, 0.3), launching=False)
         assert "Traceback" not in err, err
         assert code == 130, err
@@ -277,8 +277,11 @@ def test_the_next_start_kills_what_a_killed_runner_left_behind(
     _kill_together([runner.pid, *forkservers, *actions])
     runner.wait()
     left = sorted(set(pids) - set(actions))
-    assert proctree.wait_gone(left, 0.5) == set(left)  # nothing was there to kill them
-    assert all(proctree.environ_value(pid, RUNNER_MARK) for pid in left[:2])
+    assert all(proctree.is_alive(pid) for pid in left)  # no action was left to kill them
+    marked = [pid for pid in left if proctree.environ_value(pid, RUNNER_MARK)]
+    assert marked  # the runner's mark names them...
+    if mode != "watchdog":
+        assert len(marked) < len(left)  # ...except children started with an empty environment
 
     mechanisms: Mechanisms = detect_mechanisms(allow_cgroups=mode != "watchdog")
     spec = TaskSpec(name="env1.many", environment="env1", task="many", fn="tasks:many", root_dir=root)

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from flyte_decl.runtime.records import ActionRecord, Phase
 from flyte_decl.store.schema import SCHEMA_VERSION
 from flyte_decl.store.store import RUNNING, AttemptRow, Store
@@ -53,3 +55,16 @@ def test_a_new_store_is_migrated_once_to_the_current_schema(tmp_path: Path) -> N
         assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     tables = {name for (name,) in first.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"runs", "actions", "samples", "payloads", "specs"} <= tables
+
+
+def test_an_interrupt_after_the_transaction_ended_stays_an_interrupt(tmp_path: Path) -> None:
+    """Ctrl-C right behind a COMMIT: no ROLLBACK error ("no transaction is active") replaces it."""
+    store = Store.open(tmp_path)
+    run = _start(store)
+
+    with pytest.raises(KeyboardInterrupt), store.transaction() as conn:
+        conn.execute("UPDATE runs SET message = 'kept' WHERE id = ?", (run,))
+        conn.execute("COMMIT")
+        raise KeyboardInterrupt
+
+    assert store.run(run).message == "kept"
