@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import shutil
 import struct
@@ -47,21 +49,53 @@ def test_the_report_is_one_file_that_loads_nothing(mixed_run: Path) -> None:
     assert "<title>flyte-decl run r2: wf.fan failed</title>" in page
 
 
-def test_chromium_draws_the_timeline_and_both_plots_for_every_action(mixed_run: Path, tmp_path: Path) -> None:
+def test_the_report_summarises_tasks_failures_and_calls(mixed_run: Path) -> None:
+    page = mixed_run.read_text()
+    data = json.loads(
+        re.search(r'<script id="run-data" type="application/json">(.*?)</script>', page).group(1)
+    )
+    assert data["tasks"] == ["wf.cpiece", "wf.fan"] and len(data["rows"]) == 4
+    assert "<th>config</th><td>environments.yaml sha256:" in page
+    summary = page[page.index("<h2>Tasks</h2>") : page.index("<h2>Failures</h2>")]
+    assert (
+        "<td class='mono'>wf.cpiece</td><td>3</td>" in summary
+        and "2 cached" in summary
+        and "1 failed" in summary
+    )
+    failures = page[page.index("<h2>Failures</h2>") : page.index("<h2>Actions</h2>")]
+    assert "wf.cpiece[2] (a4) failed: user_error: ValueError: piece 2 failed on purpose" in failures
+    assert (
+        "Traceback (most recent call last):" in failures
+        and "last 1 lines of its log</div><pre>piece 2</pre>" in failures
+    )
+    assert "wf.fan[0] (a1)" not in failures  # it failed only because a4 did: its traceback is a4's
+    calls = html.unescape(page[page.index("<h2>Calls</h2>") :])
+    assert "<pre class='calls'>wf.fan\n  └─ wf.cpiece ×3</pre>" in calls
+    # Plots only where they say something: the failed piece and the slowest attempt, not the cached ones.
+    assert [(p["id"], p["why"]) for p in data["plots"]] == [("a4", "failed"), ("a1", "slowest")]
+    for plotted in data["plots"]:  # one memory figure: the plot's series peak is the headline peak
+        if plotted["samples"]:
+            assert plotted["peak"] == max(rss for _, rss, _ in plotted["samples"])
+            row = next(r for r in data["rows"] if r[0] == plotted["id"] and r[1] == plotted["attempt"])
+            assert row[9] == plotted["peak"] and row[10] == 0
+
+
+def test_chromium_draws_the_timeline_table_and_plots(mixed_run: Path, tmp_path: Path) -> None:
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install -y chromium; .ci/run installs it)")
     url = mixed_run.as_uri()
     dom = _chromium("--dump-dom", url)
-    body = re.search(r"<body([^>]*)>", dom)
-    assert body is not None
-    attributes = dict(re.findall(r'data-(\w+)="([^"]*)"', body.group(1)))
-    assert attributes == {"drawn": "true", "bars": "4", "plots": "8", "attempts": "4"}
+    attributes = _drawn(dom)
+    assert {k: v for k, v in attributes.items() if k != "ms"} == {
+        "drawn": "true", "bars": "4", "plots": "4", "attempts": "4", "rows": "4"
+    }  # fmt: skip
     bars = re.findall(r'<rect [^>]*class="bar" data-phase="(\w+)"', dom)
     assert sorted(bars) == ["cached", "cached", "failed", "failed"]
-    assert len(re.findall(r'class="card" id="action-a\d-1"', dom)) == 4
+    assert re.findall(r'class="card" id="(action-a\d-1)"', dom) == ["action-a4-1", "action-a1-1"]
+    assert len(re.findall(r'<th data-key="\w+">', dom)) == 7  # the sortable columns
     points = [int(n) for n in re.findall(r'<svg [^>]*class="plot" data-points="(\d+)"', dom)]
-    assert len(points) == 8 and sum(n > 2 for n in points) >= 2  # the slow piece: real sample curves
-    assert dom.count('class="limit"') == 8  # every plot shows its limit
+    assert len(points) == 4 and sum(n > 2 for n in points) >= 2  # the slow piece: real sample curves
+    assert dom.count('class="limit"') == 4  # every plot shows its limit
 
     png = tmp_path / "report.png"
     _chromium(f"--screenshot={png}", "--window-size=1000,700", url)
@@ -71,6 +105,12 @@ def test_chromium_draws_the_timeline_and_both_plots_for_every_action(mixed_run: 
     assert len(colours) > 50  # text, bars, lines: not a blank page
     for phase_colour in ("d64545", "3b82c4"):  # failed and cached bars are on screen
         assert bytes.fromhex(phase_colour) in colours
+
+
+def _drawn(dom: str) -> dict[str, str]:
+    body = re.search(r"<body([^>]*)>", dom)
+    assert body is not None
+    return dict(re.findall(r'data-(\w+)="([^"]*)"', body.group(1)))
 
 
 def _chromium(*args: str) -> str:
