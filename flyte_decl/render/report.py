@@ -44,7 +44,7 @@ SAMPLED = "tree RSS peak (sampled every 100 ms)"
 ENFORCER = "enforcer's peak (too short to sample)"
 MAX_PLOTTED = 12  # attempts with plots: the failed, the slowest and those closest to a limit
 MAX_FAILURES = 50  # failures listed with traceback and log tail
-ROW_PER_ATTEMPT = 1000  # above this many attempts the timeline draws one lane per task
+ROW_PER_ATTEMPT = 300  # above this many attempts the timeline draws one lane per task
 
 
 def memory_figure(action: StoredAction) -> tuple[int | None, str]:
@@ -332,7 +332,7 @@ _SCRIPT = r"""
     text(timeline, x(t), top - 10, fmtSeconds(t), "middle");
   }
   if (lanes) data.tasks.forEach((task, i) => text(timeline, 4, top + i * row + 14, task));
-  const fragment = document.createDocumentFragment();
+  const fragment = document.createDocumentFragment(), paths = {};
   rows.forEach((a, i) => {
     const y = top + (lanes ? data.tasks.indexOf(a.task) : i) * row;
     if (!lanes) text(fragment, 4, y + 13, a.id + "  " + a.label + (a.attempt > 1 ? " #" + a.attempt : ""));
@@ -340,10 +340,20 @@ _SCRIPT = r"""
     const finished = a.ended != null ? a.ended : span;
     if (!lanes) el("rect", {x: x(a.queued), y: y + 6, width: Math.max(1, x(began) - x(a.queued)), height: 6,
                             fill: colour("queued"), class: "queued"}, fragment);
-    el("rect", {x: x(began), y: y + 2, width: Math.max(2, x(finished) - x(began)), height: lanes ? 18 : 14,
-                rx: 2, fill: colour(a.phase), class: "bar", "data-phase": a.phase}, fragment);
+    const left = x(began), w = Math.max(2, x(finished) - left);
+    if (lanes) {  // one path per lane and phase: thousands of rects would take seconds to lay out
+      const key = a.task + "\u0000" + a.phase;
+      (paths[key] = paths[key] || []).push("M" + left.toFixed(1) + " " + (y + 2) + "h" + w.toFixed(1) + "v18h" + (-w).toFixed(1) + "z");
+    } else {
+      el("rect", {x: left, y: y + 2, width: w, height: 14, rx: 2, fill: colour(a.phase), class: "bar",
+                  "data-phase": a.phase}, fragment);
+    }
     bars++;
   });
+  for (const [key, parts] of Object.entries(paths)) {
+    const phase = key.split("\u0000")[1];
+    el("path", {d: parts.join(""), fill: colour(phase), "fill-opacity": 0.6, class: "lane", "data-phase": phase}, fragment);
+  }
   timeline.appendChild(fragment);
   document.getElementById("timeline-box").appendChild(timeline);
 
@@ -359,12 +369,19 @@ _SCRIPT = r"""
   ];
   const table = document.getElementById("actions-table");
   const head = table.createTHead().insertRow();
-  let sortKey = null, descending = false;
+  // All rows sort; a page of them is in the DOM at a time (laying out 10,000 table rows takes seconds).
+  let sortKey = null, descending = false, first = 0;
+  const PAGE = 500, pager = document.getElementById("pager");
   const draw = () => {
     const body = [];
-    for (const a of rows) body.push("<tr><td>" + columns.map((c) => c[0] === "phase" ? c[2](a) : esc(c[2](a))).join("</td><td>") + "</td></tr>");
+    for (const a of rows.slice(first, first + PAGE)) {
+      body.push("<tr><td>" + columns.map((c) => c[0] === "phase" ? c[2](a) : esc(c[2](a))).join("</td><td>") + "</td></tr>");
+    }
     table.tBodies[0].innerHTML = body.join("");
+    pager.querySelector("span").textContent = "rows " + (first + 1) + "-" + Math.min(first + PAGE, rows.length) + " of " + rows.length;
   };
+  pager.querySelector(".prev").addEventListener("click", () => { first = Math.max(0, first - PAGE); draw(); });
+  pager.querySelector(".next").addEventListener("click", () => { if (first + PAGE < rows.length) first += PAGE; draw(); });
   const natural = (a, b) => a.id.length - b.id.length || (a.id < b.id ? -1 : a.id > b.id ? 1 : a.attempt - b.attempt);
   for (const [key, title] of columns) {
     const th = document.createElement("th");
@@ -373,6 +390,7 @@ _SCRIPT = r"""
     th.addEventListener("click", () => {
       descending = sortKey === key ? !descending : key !== "id" && key !== "label" && key !== "phase";
       sortKey = key;
+      first = 0;
       rows.sort((a, b) => {
         const va = a[key], vb = b[key];
         const order = key === "id" ? natural(a, b) : va == null ? 1 : vb == null ? -1 : va < vb ? -1 : va > vb ? 1 : 0;
@@ -455,7 +473,8 @@ _SCRIPT = r"""
   void document.body.offsetHeight;  // lay the page out before saying it is drawn
   document.body.dataset.bars = bars;
   document.body.dataset.plots = plots;
-  document.body.dataset.rows = table.tBodies[0].rows.length;
+  document.body.dataset.rows = rows.length;
+  document.body.dataset.shown = table.tBodies[0].rows.length;
   document.body.dataset.attempts = rows.length;
   document.body.dataset.ms = Math.round(performance.now());
   document.body.dataset.drawn = "true";
@@ -480,6 +499,7 @@ _PAGE = """<!DOCTYPE html>
 {failures}
 <h2>Actions</h2>
 <div class="note">click a column to sort; * marks a memory peak measured by the enforcer (too short to sample)</div>
+<div id="pager"><button class="prev">previous</button> <span></span> <button class="next">next</button></div>
 <div id="table-box"><table id="actions-table" class="grid"></table></div>
 <h2>Timeline</h2>
 <div class="legend">{legend}</div>

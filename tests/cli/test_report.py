@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from flyte_decl.render.report import render_report
+from flyte_decl.store.store import StoredAction, StoredRun
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -87,7 +90,7 @@ def test_chromium_draws_the_timeline_table_and_plots(mixed_run: Path, tmp_path: 
     dom = _chromium("--dump-dom", url)
     attributes = _drawn(dom)
     assert {k: v for k, v in attributes.items() if k != "ms"} == {
-        "drawn": "true", "bars": "4", "plots": "4", "attempts": "4", "rows": "4"
+        "drawn": "true", "bars": "4", "plots": "4", "attempts": "4", "rows": "4", "shown": "4"
     }  # fmt: skip
     bars = re.findall(r'<rect [^>]*class="bar" data-phase="(\w+)"', dom)
     assert sorted(bars) == ["cached", "cached", "failed", "failed"]
@@ -166,3 +169,51 @@ def _decode_png(data: bytes) -> tuple[int, int, bytes]:
         for x in range(0, stride, channels):
             rgb += line[x : x + 3]
     return width, height, bytes(rgb)
+
+
+def _large_run(n: int) -> tuple[StoredRun, list[StoredAction]]:
+    """A recorded run of `n` actions as the store returns it: a root fanning out to three tasks."""
+    start = 1_764_000_000.0
+    run = StoredRun(
+        "r9", "big.main", "big", "failed", "user_error", "ActionFailed: big.work (a7) failed: user_error: boom",
+        start, start + 600, "host", 1, "run", None, None, {}, None, None,
+        {"target": ["main"], "texts": {"/p/environments.yaml": "version: 1\n"}}, Path("/p/logs/r9"), {},
+    )  # fmt: skip
+    limits = {"cpu": 1.0, "memory": 256 * 2**20}
+    actions = []
+    for i in range(n):
+        task = "big.main" if i == 0 else ("big.load", "big.work", "big.save")[i % 3]
+        queued = start + i * 0.05
+        began, ended = queued + 0.01, queued + 0.2 + (i % 17) * 0.1
+        failed = i % 1000 == 7
+        action = StoredAction(
+            "r9", f"a{i + 1}", 1, None if i == 0 else "a1", task, "big", i, "default", limits,
+            "failed" if failed else "succeeded", "user_error" if failed else None, "ValueError: boom" if failed else "",
+            "Traceback (most recent call last):\n  File \"w.py\", line 3, in work\nValueError: boom\n" if failed else "",
+            queued, began, ended, 100 + i, 0, None, 30_000_000 + i, 0.15, None, None, None, None, None,
+        )  # fmt: skip
+        if i % 50 == 0:  # the longer ones were sampled
+            action.samples = [(began + 0.1 * k, 20_000_000 + 10_000 * k, 0.01 * k) for k in range(20)]
+        actions.append(action)
+    return run, actions
+
+
+@pytest.mark.parametrize("n", [1_000, 10_000])
+def test_a_large_run_stays_small_and_draws_fast(n: int, tmp_path: Path) -> None:
+    run, actions = _large_run(n)
+    page = tmp_path / f"r{n}.html"
+    page.write_text(render_report(run, actions), encoding="utf-8")
+    size = page.stat().st_size
+    assert size < 5 * 2**20, size
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium; .ci/run installs it)")
+    times = []
+    for _ in range(3):  # the best of three loads: the page's own cost, not a busy machine's
+        attributes = _drawn(_chromium("--dump-dom", page.as_uri()))
+        assert (attributes["drawn"], attributes["rows"], attributes["bars"]) == ("true", str(n), str(n))
+        assert attributes["shown"] == str(min(n, 500))  # a page of the sorted table at a time
+        times.append(int(attributes["ms"]))  # from navigation start to laid out, in Chromium's clock
+        if times[-1] < 2000:
+            break
+    assert min(times) < 2000, times
+    print(f"{n} actions: {size / 2**20:.2f} MiB, drawn in {min(times)} ms")
