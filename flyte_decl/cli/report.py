@@ -1,6 +1,6 @@
 """`flyte-decl report RUN -o FILE.html`: one self-contained HTML page of a run.
 
-flyte-decl report r12 -o report.html     # timeline by phase; CPU and memory per action against limits
+flyte-decl report r12 -o report.html     # tasks, failures, every action, timeline, calls, plots
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def report(run: str, config: str | None, output: str | None) -> None:
     for action in actions:
         action.samples = samples.get((action.id, action.attempt), [])
     path = Path(output or f"{found.id}.html")
-    page = masking.current().text(render_report(found, actions))
+    tails = {(a.id, a.attempt): log_tail(a.log_path) for a in actions if a.kind}
+    page = masking.current().text(render_report(found, actions, tails))
     try:
         path.write_text(page, encoding="utf-8")
     except OSError as exc:
@@ -39,3 +40,13 @@ def report(run: str, config: str | None, output: str | None) -> None:
             f"cannot write the report to {path}: {reason} (hint: choose a writable path with -o)"
         ) from None
     click.echo(f"wrote {path}: run {found.id}, {len(actions)} action attempts")
+
+
+def log_tail(path: Path | None, lines: int = 20, limit: int = 64 * 1024) -> list[str]:
+    """The last `lines` lines of a log file (reading at most its last `limit` bytes); [] if it is gone."""
+    if path is None or not path.is_file():
+        return []
+    with path.open("rb") as handle:
+        handle.seek(max(0, path.stat().st_size - limit))
+        text = handle.read().decode(errors="replace")
+    return text.splitlines()[-lines:]

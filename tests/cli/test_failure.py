@@ -18,7 +18,6 @@ environments:
 """
 
 DEEP_MODULE = """
-import asyncio
 import time
 
 
@@ -38,7 +37,7 @@ async def middle(i: int) -> int:
 
 
 async def top(n: int = 3) -> list:
-    return list(await asyncio.gather(*(middle(i) for i in range(n))))
+    return [await middle(i) for i in range(n)]  # one after another: ids and labels in a known order
 
 
 def slow() -> None:
