@@ -70,7 +70,7 @@ class PreparedRun:
             limits.append(f"timeout {format_seconds(spec.timeout)}")
         return (
             f"run {spec.name} in {spec.environment} ({', '.join(limits)}; queue {spec.queue}); "
-            f"enforced by {mechanisms.memory} (memory), {mechanisms.cpu} (cpu)"
+            f"enforced by {mechanisms.summary()}"
         )
 
 

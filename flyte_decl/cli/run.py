@@ -7,6 +7,7 @@ flyte-decl run examples/flyte_code/hello.py main --n 4     # a Flyte-style progr
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import time
@@ -21,6 +22,8 @@ from flyte_decl.cli.options import config_options
 from flyte_decl.cli.params import task_command
 from flyte_decl.problems import UsageError
 from flyte_decl.render.run import RunView, render_result
+from flyte_decl.runtime.cgroup2 import exec_in_systemd_scope
+from flyte_decl.runtime.limits import systemd_scope_for_run
 from flyte_decl.runtime.records import ActionEvent, Phase, RunResult
 from flyte_decl.session import PreparedRun, home_dir, prepare_run
 from flyte_decl.store.recorder import Recorder, RunRequest
@@ -99,6 +102,7 @@ def execute(
     recover_from: str | None = None,
 ) -> int:
     """Run a prepared task, recorded in the run store; shared by `run`, `rerun` and `recover`."""
+    _enter_systemd_scope()
     store = Store.open(home_dir(prepared.spec.root_dir))
     recorder = Recorder.start(store, prepared, inputs, request, origin=origin, source_run=source_run,
                               overwrite_cache=overwrite_cache, recover_from=recover_from)  # fmt: skip
@@ -123,6 +127,15 @@ def execute(
     finally:
         store.close()
     return _finish(result, as_json, interrupted[0], time.monotonic() - started)
+
+
+def _enter_systemd_scope() -> None:
+    """On cgroup v2 without a subtree of our own, re-run this very command in a delegated systemd scope."""
+    if os.path.basename(sys.argv[0]) not in ("flyte-decl", "__main__.py"):
+        return  # called from Python (tests, the API), not as the program: nothing to re-execute
+    command = systemd_scope_for_run(list(sys.orig_argv))
+    if command is not None:
+        exec_in_systemd_scope(command)
 
 
 def _finish(result: RunResult, as_json: bool, interrupted: bool, seconds: float) -> int:
