@@ -234,6 +234,9 @@ def _detect_cgroups() -> Mechanisms:
             memory, memory_root = "cgroup-v2", claimed.path
         if "cpu" in claimed.controllers and _probe(claimed.path, ("cpu.max",)):
             cpu, cpu_root = "cgroup-v2", claimed.path
+        missing = [name for name, how in (("memory", memory), ("cpu", cpu)) if not how.startswith("cgroup")]
+        if missing:  # e.g. a systemd user manager that delegates memory but not cpu
+            note = f"no {' or '.join(missing)} controller was delegated to {claimed.base}"
     elif claimed and unified and set(cgroup2.WANTED) & cgroup2.controllers(cgroup2.hierarchy_root(unified)):
         note = claimed  # a cgroup v2 machine whose kernel enforcement we cannot reach
         _, why_not = cgroup2.systemd_scope_command([])

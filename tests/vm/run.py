@@ -14,10 +14,12 @@ Usage: ``python tests/vm/run.py [--bench] [PYTEST ARGS...]``; ``--bench`` also r
 from __future__ import annotations
 
 import compileall
+import contextlib
 import glob
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -58,12 +60,16 @@ def main(argv: list[str]) -> int:
         "--exec", f"cd {shlex.quote(str(REPO))} && {inside}",
     ]  # fmt: skip
     print("+", shlex.join(command), flush=True)
+    vm = subprocess.Popen(command, env={**os.environ, "PATH": path}, start_new_session=True)
     try:
-        done = subprocess.run(command, env={**os.environ, "PATH": path}, timeout=BOOT_TIMEOUT)
+        return vm.wait(timeout=BOOT_TIMEOUT)
     except subprocess.TimeoutExpired:
         print(f"the VM did not finish within {BOOT_TIMEOUT} s", file=sys.stderr)
         return 1
-    return done.returncode
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(vm.pid, signal.SIGKILL)  # vng, virtme-run and qemu: nothing outlives the harness
+        vm.wait()
 
 
 if __name__ == "__main__":

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -108,6 +110,10 @@ def where() -> dict:
     return vmtasks.where()
 
 @env.task
+def hello() -> str:
+    return "hi"
+
+@env.task
 def escape(pid_file: str) -> None:
     vmtasks.escape(pid_file)
 """
@@ -132,15 +138,16 @@ def children(cgroup: str) -> list[str]:
 
 
 @pytest.fixture
-def folder(tmp_path: Path) -> Path:
+def folder() -> Iterator[Path]:
     """A folder with the task module and the program, readable (and its store writable) by anyone."""
-    (tmp_path / "vmtasks.py").write_text(textwrap.dedent(TASKS))
-    (tmp_path / "prog.py").write_text(textwrap.dedent(PROGRAM))
+    path = Path(tempfile.mkdtemp(prefix="vm-", dir="/tmp"))
+    path.chmod(0o777 | stat.S_ISVTX)
+    (path / "vmtasks.py").write_text(textwrap.dedent(TASKS))
+    (path / "prog.py").write_text(textwrap.dedent(PROGRAM))
     for name in ("vmtasks.py", "prog.py"):
-        (tmp_path / name).chmod(0o644)
-    for path in (tmp_path.parent, tmp_path):
-        path.chmod(0o777 | stat.S_ISVTX)
-    return tmp_path
+        (path / name).chmod(0o644)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def flyte_decl(
@@ -346,6 +353,44 @@ def test_a_process_in_the_delegated_cgroup_means_no_subtree_and_says_why(folder:
     )
     assert report["cgroups"].endswith("systemd's user manager is not running (XDG_RUNTIME_DIR is not set)")
     assert subtrees(base) == []
+
+
+# --- 3. a non-root user without a cgroup of their own: a systemd user scope, or the reason ------
+
+
+def test_a_user_without_a_cgroup_re_executes_the_run_in_a_systemd_user_scope(folder: Path) -> None:
+    # No systemd in the VM: a stand-in systemd-run records how it was called and execs the rest,
+    # which then, as after a real scope that gave nothing, runs portably and says why.
+    fake = folder / "bin" / "systemd-run"
+    fake.parent.mkdir(mode=0o755)
+    fake.write_text(
+        textwrap.dedent(f"""\
+        #!{sys.executable}
+        import json, os, sys
+        with open({str(folder / "scope.argv")!r}, "w") as handle:
+            json.dump([*sys.argv[1:], os.environ.get("FLYTE_DECL_IN_SYSTEMD_SCOPE")], handle)
+        rest = sys.argv[sys.argv.index("--") + 1 :]
+        os.execvp(rest[0], rest)
+        """)
+    )
+    fake.chmod(0o755)
+    runtime = folder / "run-user"
+    runtime.mkdir(mode=0o755)
+    (runtime / "bus").write_text("")  # where the user manager's bus would be
+    env = {"PATH": f"{fake.parent}:{os.environ['PATH']}", "XDG_RUNTIME_DIR": str(runtime)}
+
+    # Started in this runner's leaf, which belongs to root: nothing in cgroupfs is this user's.
+    code, out, err = finish(flyte_decl("run", "prog.py", "hello", cwd=folder, user=NOBODY, env=env))
+
+    assert code == 0, err
+    called = json.loads((folder / "scope.argv").read_text())
+    assert called[:7] == ["--user", "--scope", "-p", "Delegate=yes", "--quiet", "--collect", "--"]
+    assert called[7:-1] == [sys.executable, "-m", "flyte_decl", "run", "prog.py", "hello"]
+    assert called[-1] == "1", "the re-executed run is marked, so it never tries again"
+    assert "enforced by watchdog (memory), quota-throttle (cpu); no cgroup v2 subtree of our own (" in err
+    assert err.splitlines()[0].endswith(
+        "; already re-executed in a systemd scope, which gave no usable subtree"
+    )
 
 
 # --- nothing left behind -------------------------------------------------------------------------
