@@ -20,6 +20,8 @@ it excludes the fork server's start; the whole run's wall time is shown beside i
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import multiprocessing
 import os
 import statistics
@@ -33,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from flyte_decl.render.run import RunView
 from flyte_decl.runtime.limits import detect_mechanisms
 from flyte_decl.runtime.records import Phase
 from flyte_decl.runtime.runner import LocalRunner
@@ -83,15 +86,30 @@ def flyte_decl_config(root: Path, replicas: int = 0) -> RunConfig:
     return RunConfig(tasks={spec.name: spec for spec in tasks}, queues={})
 
 
-def run_flyte_decl(root: Path, n: int, no_cgroups: bool, replicas: int = 0) -> tuple[float, float]:
-    """(children per second, whole-run wall seconds) of one fan-out run."""
+class _Terminal(io.StringIO):
+    """Where the live view draws in the benchmark: rich takes it for a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def run_flyte_decl(
+    root: Path, n: int, no_cgroups: bool, replicas: int = 0, view: bool | None = None
+) -> tuple[float, float]:
+    """(children per second, whole-run wall seconds) of one fan-out run.
+
+    `view`: `run`'s console, None for none; False as off a terminal (lines streamed), True the live view.
+    """
+    live = RunView(_Terminal(), live=view, run_id="bench") if view is not None else None
     runner = LocalRunner(
         flyte_decl_config(root, replicas),
         log_dir=Path(tempfile.mkdtemp(prefix="logs-", dir=root)),
         mechanisms=detect_mechanisms(allow_cgroups=not no_cgroups),
+        on_event=live.on_event if live else None,
     )
     started = time.perf_counter()
-    result = runner.run("bench.fan_out", {"n": n})
+    with live or contextlib.nullcontext():
+        result = runner.run("bench.fan_out", {"n": n})
     wall = time.perf_counter() - started
     if result.status != Phase.SUCCEEDED or result.outputs != sum(i * i for i in range(n)):
         raise SystemExit(f"fan-out run failed: {result.status.value}: {result.error}")
@@ -149,7 +167,11 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=1000, help="tasks per run (default 1000)")
     parser.add_argument("-r", "--repeats", type=int, default=3, help="runs per method (default 3)")
     parser.add_argument("--no-cgroups", action="store_true", help="force the portable /proc watchdog")
+    parser.add_argument("--view", action="store_true", help="only: the live view of `run` on and off")
     args = parser.parse_args()
+    if args.view:
+        compare_view(args.n, args.repeats, args.no_cgroups)
+        return
 
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as folder:
         root = Path(folder)
@@ -185,6 +207,27 @@ def main() -> None:
     print(
         f"flyte-decl whole run, fork server start included: {whole_run:.2f} s ({args.n / whole_run:.0f} tasks/s)"
     )
+
+
+def compare_view(n: int, repeats: int, no_cgroups: bool) -> None:
+    """The live view's cost to the runner: the same fan-out with `run`'s console as off a terminal
+    (each event handled, lines streamed) and as on one (the live view drawn 4 times a second), alternating."""
+    with tempfile.TemporaryDirectory(prefix="bench-fanout-") as folder:
+        root = Path(folder)
+        (root / "bench_tasks.py").write_text(TASKS)
+        sys.path.insert(0, str(root))
+        runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+        for _ in range(repeats):
+            for view in (False, True):
+                runs[view].append(run_flyte_decl(root, n, no_cgroups, view=view))
+    print(f"{n} tasks, median of {repeats}, {os.cpu_count()} cores, alternating")
+    print(f"{'live view':10} {'tasks/s':>9} {'whole run s':>12}")
+    for view, results in runs.items():
+        rate = statistics.median(r for r, _ in results)
+        wall = statistics.median(w for _, w in results)
+        print(f"{'on' if view else 'off':10} {rate:9.0f} {wall:12.2f}")
+    off, on = (statistics.median(r for r, _ in runs[v]) for v in (False, True))
+    print(f"on/off rate: {on / off:.3f}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import click
 
-from flyte_decl.cli.history import open_store, store_option
+from flyte_decl.cli.history import open_store, run_actions, store_option
+from flyte_decl.render.failure import caused_by_child
 from flyte_decl.render.history import last_attempts
 from flyte_decl.store.ids import pick_action
 from flyte_decl.store.store import RUNNING, StoredAction
@@ -29,7 +30,7 @@ def logs(run: str, action: str | None, config: str | None, follow: bool) -> None
     """Print what RUN's actions printed (RUN: an id like r12, or `last`); ACTION for one of them."""
     store = open_store(config)
     found = store.run(run)
-    actions = store.actions(found.id)
+    actions = run_actions(store, found)
     only = pick_action(action, last_attempts(actions), found.id) if action else None
     tail = _Tail(labelled=only is None)
     while True:
@@ -37,6 +38,7 @@ def logs(run: str, action: str | None, config: str | None, follow: bool) -> None
         chosen = [attempt for attempt in actions if only in (None, attempt.id)]
         for attempt in chosen:
             tail.read(attempt, several=len(chosen) > 1)
+            tail.traceback(attempt)
         if not follow or status != RUNNING:
             break
         time.sleep(FOLLOW_INTERVAL)
@@ -56,6 +58,7 @@ class _Tail:
         self.offsets: dict[Path, int] = {}
         self.partial: dict[Path, tuple[str, bytes]] = {}
         self.shown: set[tuple[str, int]] = set()
+        self.tracebacks: set[tuple[str, int]] = set()
 
     def read(self, attempt: StoredAction, *, several: bool) -> None:
         path = attempt.log_path
@@ -67,10 +70,8 @@ class _Tail:
         if not data:
             return
         self.offsets[path] = self.offsets.get(path, 0) + len(data)
-        prefix = ""
-        if self.labelled:
-            prefix = attempt.label + (f"#{attempt.attempt}" if attempt.attempt > 1 else "") + " | "
-        elif several and (attempt.id, attempt.attempt) not in self.shown:
+        prefix = self._prefix(attempt)
+        if not self.labelled and several and (attempt.id, attempt.attempt) not in self.shown:
             click.echo(f"--- {attempt.id} {attempt.label} attempt {attempt.attempt} ---")
         self.shown.add((attempt.id, attempt.attempt))
         data = self.partial.pop(path, ("", b""))[1] + data
@@ -79,6 +80,24 @@ class _Tail:
             self.partial[path] = (prefix, rest)
         for line in lines:
             click.echo(prefix + line.decode(errors="replace"))
+
+    def traceback(self, attempt: StoredAction) -> None:
+        """After an attempt's log, the traceback it failed with (the runner, not the log, holds it)."""
+        key = (attempt.id, attempt.attempt)
+        if not attempt.traceback or caused_by_child(attempt) or key in self.tracebacks:
+            return
+        self.tracebacks.add(key)
+        prefix = self._prefix(attempt)
+        rest = self.partial.pop(attempt.log_path, None) if attempt.log_path else None
+        if rest is not None:
+            click.echo(rest[0] + rest[1].decode(errors="replace"))
+        for line in attempt.traceback.rstrip("\n").splitlines():
+            click.echo(prefix + line)
+
+    def _prefix(self, attempt: StoredAction) -> str:
+        if not self.labelled:
+            return ""
+        return attempt.label + (f"#{attempt.attempt}" if attempt.attempt > 1 else "") + " | "
 
     def close(self) -> None:
         """The end: a last line without a newline is printed too."""
@@ -90,7 +109,9 @@ class _Tail:
 def _explain_silence(attempts: list[StoredAction]) -> None:
     """Say on stderr why one action has no log to show, rather than printing nothing."""
     last = attempts[-1]
-    if any(a.log_path is not None and a.log_path.exists() and a.log_path.stat().st_size for a in attempts):
+    if any(a.traceback for a in attempts) or any(
+        a.log_path is not None and a.log_path.exists() and a.log_path.stat().st_size for a in attempts
+    ):
         return
     if last.phase == "cached":
         reason = f"was cached ({last.message}): no process ran"

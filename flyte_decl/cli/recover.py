@@ -13,7 +13,7 @@ from __future__ import annotations
 import click
 
 from flyte_decl.cli.history import open_store, replay_options
-from flyte_decl.cli.rerun import replay
+from flyte_decl.cli.rerun import replay, reuse_lines
 from flyte_decl.cli.run import execute
 from flyte_decl.problems import UsageError
 from flyte_decl.store.store import RUNNING
@@ -38,5 +38,7 @@ def recover(run: str, config: str | None, current_config: bool, overwrite_cache:
         prepared, inputs, request = replay(store, found, current_config=current_config)
     finally:
         store.close()
+    for line in reuse_lines(found, request, current_config=current_config):
+        click.echo(line, err=True)
     return execute(prepared, inputs, request, as_json=as_json, overwrite_cache=overwrite_cache,
                    origin="recover", source_run=found.id, recover_from=found.id)  # fmt: skip

@@ -9,16 +9,19 @@ flyte-decl rerun last --current-config --json
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
 
 from flyte_decl.cli.history import open_store, replay_options
 from flyte_decl.cli.run import execute
+from flyte_decl.config.read import display_path
 from flyte_decl.problems import UsageError
 from flyte_decl.runtime.wire import load_payload
 from flyte_decl.session import PreparedRun, prepare_run
 from flyte_decl.store.recorder import RunRequest
+from flyte_decl.store.sources import HASH_CHARS, ConfigSources, digest
 from flyte_decl.store.store import Store, StoredRun
 
 
@@ -32,8 +35,40 @@ def rerun(run: str, config: str | None, current_config: bool, overwrite_cache: b
         prepared, inputs, request = replay(store, found, current_config=current_config)
     finally:
         store.close()
+    for line in reuse_lines(found, request, current_config=current_config):
+        click.echo(line, err=True)
     return execute(prepared, inputs, request, as_json=as_json, overwrite_cache=overwrite_cache, origin="rerun",
                    source_run=found.id)  # fmt: skip
+
+
+def reuse_lines(run: StoredRun, request: RunRequest, *, current_config: bool) -> list[str]:
+    """What a rerun or recover of `run` takes from it and what it does not, with config hashes."""
+    recorded = run.sources
+    flags = ", ".join(recorded.flags()) or "no run-level flags"
+    if not current_config:
+        lines = [
+            f"{run.id}'s config snapshot: {', '.join(f.describe() for f in recorded.files) or 'no file'}"
+        ]
+        for file in recorded.files:
+            now = Path(file.path)
+            today = digest(now.read_text(encoding="utf-8", errors="replace")) if now.is_file() else None
+            if today != file.sha256:
+                state = f"sha256:{today[:HASH_CHARS]}" if today else "missing"
+                lines.append(
+                    f"  (today's {display_path(file.path)} differs: {state}; --current-config reads it)"
+                )
+        return [f"reusing from {run.id}: {flags}; inputs", *lines]
+    current = ConfigSources.from_snapshot({"texts": request.texts, "configs": request.configs})
+    was = {file.path: file.sha256 for file in recorded.files}
+    files = [
+        file.describe() + ("" if was.get(file.path) == file.sha256 else
+                           f" (was sha256:{was[file.path][:HASH_CHARS]})" if file.path in was else " (new)")
+        for file in current.files
+    ]  # fmt: skip
+    return [
+        f"reusing from {run.id}: {flags}; inputs",
+        f"not reusing {run.id}'s config snapshot: today's files {', '.join(files) or 'none'}",
+    ]
 
 
 def replay(
@@ -52,4 +87,4 @@ def replay(
         )
     inputs: dict[str, Any] = load_payload(store.payload(run.inputs_digest))
     return prepared, inputs, RunRequest(request.target, texts, request.profiles, request.sets, request.queue,
-                                        request.env)  # fmt: skip
+                                        request.env, request.configs)  # fmt: skip

@@ -6,6 +6,7 @@ flyte-decl run examples/flyte_code/hello.py main --n 4     # a Flyte-style progr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -18,15 +19,21 @@ from typing import Any
 
 import click
 
+from flyte_decl import masking
 from flyte_decl.cli.options import config_options
 from flyte_decl.cli.params import task_command
-from flyte_decl.problems import UsageError
-from flyte_decl.render.run import RunView, render_result
+from flyte_decl.config.load import load
+from flyte_decl.plan import plan_run
+from flyte_decl.problems import FlyteDeclError, UsageError
+from flyte_decl.render.history import render_removed, table
+from flyte_decl.render.plan import render_plan
+from flyte_decl.render.run import NORMAL, QUIET, VERBOSE, RunView, render_result
 from flyte_decl.runtime.cgroup2 import exec_in_systemd_scope
-from flyte_decl.runtime.limits import systemd_scope_for_run
+from flyte_decl.runtime.limits import detect_mechanisms, systemd_scope_for_run
 from flyte_decl.runtime.records import ActionEvent, Phase, RunResult
 from flyte_decl.session import PreparedRun, home_dir, prepare_run
 from flyte_decl.store.recorder import Recorder, RunRequest
+from flyte_decl.store.retention import apply_retention
 from flyte_decl.store.store import Store
 
 
@@ -45,8 +52,14 @@ from flyte_decl.store.store import Store
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: run, status, outputs, actions.")
 @click.option(
+    "--dry-run", is_flag=True, help="Check and print what would run, with which limits; start nothing."
+)
+@click.option(
     "--overwrite-cache", is_flag=True, help="Run tasks with cache: auto even on a hit; record anew."
 )
+@click.option("-q", "--quiet", is_flag=True, help="Print only the result and errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Print every phase change of every action.")
+@click.option("--local", is_flag=True, help="Accepted as `flyte run --local` takes it: every run is local.")
 @click.option("-h", "--help", "show_help", is_flag=True, help="Show this help, or a task's parameters.")
 @click.pass_context
 def run(
@@ -59,20 +72,24 @@ def run(
     env_items: tuple[str, ...],
     backend: str,
     as_json: bool,
+    dry_run: bool,
     overwrite_cache: bool,
+    quiet: bool,
+    verbose: bool,
+    local: bool,
     show_help: bool,
 ) -> int:
     """Run TASK (ENV.TASK or a unique short name), or TASK in a Python file (FILE.py TASK).
 
-    Task parameters come from the function's signature: --data hi --lt '[1,2]'.
+    Task parameters come from the function's signature: --data hi --lt '[1,2]'. Before anything
+    starts, every task's module is imported (running its top-level code) and every binding and
+    declared secret is checked.
     """
     if target is None:
         if show_help:
             click.echo(ctx.get_help())
             return 0
-        raise UsageError(
-            "run needs a task: flyte-decl run TASK [--PARAM VALUE]... (see 'flyte-decl run --help')"
-        )
+        return list_runnable(configs, profiles)
     extras = list(ctx.args)
     if backend == "ray":
         raise UsageError("--backend ray is not available in this version; use --backend local")
@@ -86,8 +103,42 @@ def run(
     inputs = command.main(
         args=prepared.params, prog_name=f"flyte-decl run {prepared.task}", standalone_mode=False
     )
-    request = RunRequest.of(target, extras, snapshot, profiles, sets, queue, prepared.env)
-    return execute(prepared, inputs, request, as_json=as_json, overwrite_cache=overwrite_cache)
+    if dry_run:
+        return dry(prepared, as_json=as_json)
+    request = RunRequest.of(target, extras, snapshot, profiles, sets, queue, prepared.env, configs)
+    if quiet and verbose:
+        raise UsageError("-q/--quiet and -v/--verbose cannot be used together")
+    verbosity = QUIET if quiet else VERBOSE if verbose else NORMAL
+    return execute(
+        prepared, inputs, request, as_json=as_json, overwrite_cache=overwrite_cache, verbosity=verbosity
+    )
+
+
+def list_runnable(configs: tuple[str, ...], profiles: tuple[str, ...]) -> int:
+    """`flyte-decl run` alone: the tasks it can run, with their parameters; exit 2 as for a usage error."""
+    try:
+        resolved = load(list(configs) or None, profile=profiles)
+    except FlyteDeclError:
+        raise UsageError(
+            "run needs a task: flyte-decl run TASK [--PARAM VALUE]... (see 'flyte-decl run --help')"
+        ) from None
+    click.echo("run needs a task: flyte-decl run TASK [--PARAM VALUE]...; the tasks here:", err=True)
+    click.echo(
+        table(["TASK", "FN", "ENVIRONMENT"], [[t.name, t.fn, t.environment] for t in resolved.tasks.values()])
+    )
+    return 2
+
+
+def dry(prepared: PreparedRun, *, as_json: bool) -> int:
+    """`run TASK --dry-run`: print the plan and its problems; 1 if the run could not start as declared."""
+    plan = plan_run(prepared, detect_mechanisms())
+    if as_json:
+        click.echo(json.dumps(plan.to_json(), indent=2))
+    else:
+        click.echo(render_plan(plan))
+    for problem in plan.problems:
+        click.echo(str(problem), err=True)
+    return 1 if plan.problems else 0
 
 
 def execute(
@@ -100,13 +151,17 @@ def execute(
     origin: str = "run",
     source_run: str | None = None,
     recover_from: str | None = None,
+    verbosity: int = NORMAL,
 ) -> int:
     """Run a prepared task, recorded in the run store; shared by `run`, `rerun` and `recover`."""
     _enter_systemd_scope()
     store = Store.open(home_dir(prepared.spec.root_dir))
     recorder = Recorder.start(store, prepared, inputs, request, origin=origin, source_run=source_run,
                               overwrite_cache=overwrite_cache, recover_from=recover_from)  # fmt: skip
-    view = RunView(stream=sys.stderr, live=sys.stderr.isatty() and not as_json)
+    quiet = as_json or verbosity == QUIET
+    view = RunView(
+        sys.stderr, live=sys.stderr.isatty() and not as_json, run_id=recorder.run.id, verbosity=verbosity
+    )
 
     def on_event(event: ActionEvent) -> None:
         recorder.on_event(event)
@@ -115,18 +170,23 @@ def execute(
     started = time.monotonic()
     try:
         runner = prepared.runner(on_event=on_event, log_dir=recorder.log_dir, reuse=recorder.reuse)
-        if not as_json:
+        if not quiet:
             header = prepared.header(runner.mechanisms).removeprefix("run ")
             click.echo(f"run {recorder.run.id}: {header}", err=True)
+            click.echo(f"config: {recorder.run.sources.describe()}", err=True)
         with view, _aborting_on_signals(runner.abort) as interrupted:
             result = runner.run(prepared.task, inputs, env=prepared.env)
         result = recorder.finish(result)
+        removed = apply_retention(store, prepared.resolved.document.data.get("retention"), recorder.run.id)
+        if removed is not None and removed.runs and not quiet:
+            click.echo(f"retention: {render_removed(removed)}", err=True)
     except BaseException as exc:
         recorder.abandon(f"the runner failed: {type(exc).__name__}: {exc}")
         raise
     finally:
         store.close()
-    return _finish(result, as_json, interrupted[0], time.monotonic() - started)
+    config = recorder.run.sources.to_json()
+    return _finish(result, config, as_json, interrupted[0], time.monotonic() - started, verbosity)
 
 
 def _enter_systemd_scope() -> None:
@@ -138,14 +198,23 @@ def _enter_systemd_scope() -> None:
         exec_in_systemd_scope(command)
 
 
-def _finish(result: RunResult, as_json: bool, interrupted: bool, seconds: float) -> int:
+def _finish(
+    result: RunResult,
+    config: dict[str, Any],
+    as_json: bool,
+    interrupted: bool,
+    seconds: float,
+    verbosity: int,
+) -> int:
+    masker = masking.current()  # each string masked before it is encoded (the console masks the rest)
     if as_json:
-        click.echo(json.dumps(result.to_json()))
+        click.echo(json.dumps(masker.deep({**result.to_json(), "config": config})))
     else:
-        out, err = render_result(result, seconds)
+        out, err = render_result(dataclasses.replace(result, outputs=masker.deep(result.outputs)), seconds)
         if out:
             click.echo(out)
-        click.echo(err, err=True)
+        if verbosity > QUIET or result.status is not Phase.SUCCEEDED:
+            click.echo(err, err=True)
     if interrupted or result.status is Phase.ABORTED:
         return 130
     return 0 if result.status is Phase.SUCCEEDED else 1

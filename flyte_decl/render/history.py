@@ -15,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from flyte_decl.quantity import format_bytes, format_cpu
+from flyte_decl.render.failure import caused_by_child
+from flyte_decl.store.retention import Removed
 from flyte_decl.store.store import StoredAction, StoredRun
 
 
@@ -44,6 +46,7 @@ def render_run(run: StoredRun, actions: Sequence[StoredAction]) -> str:
     origin = f"; {run.origin} of {run.source_run}" if run.source_run else ""
     took = f", {seconds(run.duration)}" if run.duration is not None else ", still running"
     lines.append(f"  started {when(run.created_at)}{took}{origin}; runner pid {run.pid} on {run.host}")
+    lines.append(f"  config  {run.sources.describe()}")
     lines.append(f"  inputs  {short(run.inputs_json)}")
     if run.status == "succeeded":
         lines.append(f"  outputs {short(run.outputs_json)}")
@@ -70,7 +73,22 @@ def render_run(run: StoredRun, actions: Sequence[StoredAction]) -> str:
             attempt = f" attempt {action.attempt}" if action.attempt > 1 else ""
             kind = action.kind or action.phase
             lines.append(f"  {action.id} {action.label}{attempt}: {kind}: {action.message}")
+            if action.traceback and not caused_by_child(action):
+                lines += ["    " + line for line in action.traceback.rstrip("\n").splitlines()]
     return "\n".join(lines)
+
+
+def render_removed(removed: Removed) -> str:
+    """`removed 2 runs (r1, r2): 58 actions, 310 samples, 40 payloads, 1.2Mi of files; store 2Mi -> 1.1Mi`."""
+    if not removed.runs:
+        return f"no runs removed; store {format_bytes(removed.store_after)}B"
+    rows = removed.rows
+    return (
+        f"removed {len(removed.runs)} runs ({', '.join(removed.runs)}): {rows.get('actions', 0)} actions, "
+        f"{rows.get('samples', 0)} samples, {rows.get('payloads', 0)} payloads, "
+        f"{format_bytes(removed.file_bytes)}B of log files; "
+        f"store {format_bytes(removed.store_before)}B -> {format_bytes(removed.store_after)}B"
+    )
 
 
 def last_attempts(actions: Sequence[StoredAction]) -> list[StoredAction]:

@@ -1,4 +1,4 @@
-"""The run store: one SQLite file (WAL) per home folder with every run, action attempt and sample.
+"""The run store: one SQLite file (WAL, else a rollback journal) per home folder with every run, action attempt and sample.
 
 Writers are the processes running tasks (several may run at once: each write is one short
 `BEGIN IMMEDIATE` transaction); readers are the history commands. Opening the store also settles
@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import sqlite3
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -33,6 +34,9 @@ from flyte_decl.problems import UsageError
 from flyte_decl.runtime.records import ActionRecord, Phase
 from flyte_decl.store import ids
 from flyte_decl.store.schema import migrate
+from flyte_decl.store.series import pack as series_pack
+from flyte_decl.store.series import unpack as series_unpack
+from flyte_decl.store.sources import ConfigSources
 
 STORE_FILE = "runs.db"
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
@@ -88,7 +92,13 @@ class StoredRun:
             "host": self.host,
             "pid": self.pid,
             "log_dir": str(self.log_dir),
+            "config": self.sources.to_json(),
         }
+
+    @property
+    def sources(self) -> ConfigSources:
+        """The config files (with hashes), profiles, overlays and flags this run was resolved from."""
+        return ConfigSources.from_snapshot(self.snapshot)
 
 
 @dataclass
@@ -203,15 +213,14 @@ class Store:
             )
         try:
             home.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
-            _use_wal(conn)
-        except (OSError, sqlite3.OperationalError) as exc:
+            conn = _connect(path)
+            conn.execute("PRAGMA foreign_keys = ON")
+            migrate(conn)
+        except (OSError, sqlite3.Error) as exc:
             raise UsageError(
-                f"cannot open the run store {path}: {exc} (hint: check permissions, or set FLYTE_DECL_HOME)"
+                f"cannot open the run store {path}: {exc} (hint: check permissions, or set FLYTE_DECL_HOME "
+                "to a folder on a local disk)"
             ) from None
-        conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across a killed process, fast commits
-        conn.execute("PRAGMA foreign_keys = ON")
-        migrate(conn)
         store = cls(home, conn)
         store.settle_dead_runs()
         return store
@@ -227,7 +236,8 @@ class Store:
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # a statement's failure may have ended it already
+                self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
 
@@ -273,8 +283,10 @@ class Store:
         """Insert or update action attempts, with their payloads and samples, in one transaction."""
         payloads = {digest: data for row in rows for digest, data in row.payloads}
         specs = {(row.spec_digest, row.spec_json) for row in rows if row.spec_json is not None}
-        samples = [
-            (run_id, row.record.id, row.record.attempt, *sample) for row in rows for sample in row.samples
+        series = [
+            (run_id, row.record.id, row.record.attempt, len(row.samples), series_pack(row.samples))
+            for row in rows
+            if row.samples
         ]
         with self.transaction() as conn:
             conn.executemany(
@@ -284,8 +296,8 @@ class Store:
             conn.executemany("INSERT OR IGNORE INTO specs (digest, spec) VALUES (?, ?)", specs)
             conn.executemany(_UPSERT_ATTEMPT, [(run_id, *row.values) for row in rows])
             conn.executemany(
-                "INSERT INTO samples (run_id, action, attempt, time, rss, cpu) VALUES (?, ?, ?, ?, ?, ?)",
-                samples,
+                "INSERT OR REPLACE INTO series (run_id, action, attempt, count, data) VALUES (?, ?, ?, ?, ?)",
+                series,
             )
 
     def finish_run(
@@ -338,6 +350,56 @@ class Store:
                     (Phase.ABORTED.value, message, ended, run),
                 )
         return [run for run, _ in dead]
+
+    def delete_runs(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """Remove runs with their attempts and samples, then every payload and spec no run refers to.
+
+        One transaction: a reader sees the runs whole or not at all. Returns how many rows of each
+        kind went. Runs still `running` are never removed (their runner writes on).
+        """
+        removed = {"runs": 0, "actions": 0, "samples": 0, "payloads": 0, "specs": 0}
+        with self.transaction() as conn:
+            for start in range(0, len(run_ids), 500):
+                chunk = list(run_ids[start : start + 500])
+                marks = ", ".join("?" * len(chunk))
+                chunk = [r for (r,) in conn.execute(
+                    f"SELECT id FROM runs WHERE id IN ({marks}) AND status != ?", (*chunk, RUNNING))]  # fmt: skip
+                marks = ", ".join("?" * len(chunk))
+                removed["samples"] += conn.execute(
+                    f"SELECT COALESCE(SUM(count), 0) FROM series WHERE run_id IN ({marks})", chunk
+                ).fetchone()[0]
+                for table, column in (("samples", "run_id"), ("series", "run_id"), ("actions", "run_id"),
+                                      ("runs", "id")):  # fmt: skip
+                    cursor = conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
+                    removed[table] = removed.get(table, 0) + cursor.rowcount
+            removed["payloads"] = conn.execute(
+                "DELETE FROM payloads WHERE digest NOT IN (SELECT inputs_digest FROM actions WHERE inputs_digest"
+                " IS NOT NULL UNION SELECT outputs_digest FROM actions WHERE outputs_digest IS NOT NULL"
+                " UNION SELECT inputs_digest FROM runs WHERE inputs_digest IS NOT NULL"
+                " UNION SELECT outputs_digest FROM runs WHERE outputs_digest IS NOT NULL)"
+            ).rowcount
+            removed["specs"] = conn.execute(
+                "DELETE FROM specs WHERE digest NOT IN"
+                " (SELECT spec_digest FROM actions WHERE spec_digest IS NOT NULL)"
+            ).rowcount
+        return removed
+
+    def reclaim(self, *, vacuum: bool = True) -> None:
+        """Give freed pages back to the file system: checkpoint the WAL, then VACUUM.
+
+        VACUUM needs the file to itself for a moment; while another process reads or writes, it is
+        skipped (the pages stay free for new rows), and the WAL is truncated as far as it can be.
+        """
+        if vacuum:
+            with contextlib.suppress(sqlite3.OperationalError):
+                self.conn.execute("VACUUM")
+        with contextlib.suppress(sqlite3.OperationalError):
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def size(self) -> int:
+        """Bytes on disk of the store file and its WAL."""
+        files = [self.home / STORE_FILE, self.home / f"{STORE_FILE}-wal"]
+        return sum(path.stat().st_size for path in files if path.exists())
 
     def _put_payload(self, digest: str, data: bytes) -> None:
         self.conn.execute(
@@ -419,8 +481,12 @@ class Store:
         rows = self.conn.execute(
             "SELECT action, attempt, time, rss, cpu FROM samples WHERE run_id = ? ORDER BY time", (run_id,)
         )
-        for action, attempt, at, rss, cpu in rows:
+        for action, attempt, at, rss, cpu in rows:  # recorded before the `series` table
             out.setdefault((action, attempt), []).append((at, rss, cpu))
+        for action, attempt, data in self.conn.execute(
+            "SELECT action, attempt, data FROM series WHERE run_id = ?", (run_id,)
+        ):
+            out[action, attempt] = series_unpack(data)
         return out
 
     def payload(self, digest: str) -> bytes:
@@ -432,11 +498,12 @@ class Store:
         return data
 
     def cached(self, cache_key: str) -> Found | None:
-        """The newest succeeded outputs recorded under a cache key."""
+        """The newest outputs recorded under a cache key: by an action that ran, or one that reused them
+        (so the cache outlives a pruned run as long as a kept run holds its outputs)."""
         row = self.conn.execute(
-            "SELECT outputs_digest, run_id, action FROM actions WHERE cache_key = ? AND phase = ?"
-            " AND outputs_digest IS NOT NULL ORDER BY ended_at DESC LIMIT 1",
-            (cache_key, Phase.SUCCEEDED.value),
+            "SELECT outputs_digest, run_id, action FROM actions WHERE cache_key = ? AND phase IN (?, ?)"
+            " AND outputs_digest IS NOT NULL ORDER BY phase = ? DESC, ended_at DESC LIMIT 1",
+            (cache_key, Phase.SUCCEEDED.value, Phase.CACHED.value, Phase.SUCCEEDED.value),
         ).fetchone()
         return Found(*row) if row else None
 
@@ -526,6 +593,49 @@ def _action(row: tuple[Any, ...]) -> StoredAction:
 
 def _json(text: str | None) -> Any:
     return json.loads(text) if text is not None else None
+
+
+# Stores found on a filesystem where WAL does not work, in this process: tried and noticed once.
+_ROLLBACK_JOURNAL: set[Path] = set()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """A connection in WAL mode or, where WAL does not work, with a rollback journal (one notice).
+
+    WAL needs its ``-shm`` index memory-mapped and shared between processes, which NFS, 9p and some
+    FUSE filesystems cannot do: switching to WAL still succeeds there, and the first read fails
+    with "disk I/O error". Such a store is converted to a rollback journal (journal_mode=DELETE,
+    SQLite's own default): concurrent runs then wait for each other's writes instead of reading
+    beside them. Raises sqlite3.Error or OSError when even that does not work.
+    """
+    if path in _ROLLBACK_JOURNAL:
+        return sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+    try:
+        _use_wal(conn)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # maps the WAL index
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if "disk I/O error" not in str(exc):
+            raise
+    else:
+        conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across a killed process, fast commits
+        return conn
+    # A store in WAL mode cannot even be read without the index, except under exclusive locking,
+    # where SQLite keeps the index in private memory: convert it so, then reopen it shared.
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA locking_mode = EXCLUSIVE")  # before anything reads the file
+        conn.execute("PRAGMA journal_mode = DELETE")
+    finally:
+        conn.close()
+    _ROLLBACK_JOURNAL.add(path)
+    print(
+        f"notice: SQLite's WAL does not work for the run store {path} (disk I/O error: NFS or 9p?); using "
+        "a rollback journal (set FLYTE_DECL_HOME to a folder on a local disk for concurrent runs)",
+        file=sys.stderr,
+    )
+    return sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
 
 
 def _use_wal(conn: sqlite3.Connection) -> None:

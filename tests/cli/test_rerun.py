@@ -36,7 +36,9 @@ def test_rerun_keeps_run_level_flags(ws) -> None:
     ws.cli("run", "greet", "--set", "env_vars.GREETING=hi", "-e", "UNUSED=1")
     result = ws.cli("rerun", "last")
     assert (result.code, result.out) == (0, '"hi world"\n')
-    assert result.err.startswith("run r2: wf.greet in wf (cpu 1, memory 256Mi; queue default)")
+    assert result.err.splitlines()[2].startswith(
+        "run r2: wf.greet in wf (cpu 1, memory 256Mi; queue default)"
+    )
 
 
 def test_rerun_of_a_failed_run_fails_the_same_way(ws) -> None:
@@ -44,4 +46,4 @@ def test_rerun_of_a_failed_run_fails_the_same_way(ws) -> None:
     ws.cli("run", "piece", "--i", "3")
     result = ws.cli("rerun", "r1")
     assert result.code == 1
-    assert "error: wf.piece[0] user_error: ValueError: piece 3 failed on purpose" in result.err
+    assert "error: wf.piece[0] (a1) failed: user_error: ValueError: piece 3 failed on purpose" in result.err

@@ -76,10 +76,11 @@ def test_runs_show_draws_the_action_tree_with_peaks_against_limits(ws) -> None:
     out = ws.cli("runs", "show", "last").out
     lines = out.splitlines()
     assert lines[0] == (
-        "run r1  wf.fan  failed (user_error): ActionFailed: wf.piece (a3) failed: user_error: "
+        "run r1  wf.fan  failed (user_error): RuntimeUserError: wf.piece (a3) failed: user_error: "
         "ValueError: piece 1 failed on purpose"
     )
-    assert lines[2] == '  inputs  {"n": 3, "cached": false}'
+    assert lines[2].startswith("  config  environments.yaml sha256:")
+    assert lines[3] == '  inputs  {"n": 3, "cached": false}'
     table = lines[lines.index("") + 1 :]
     assert table[0].split() == [
         "ACTION",
@@ -115,7 +116,7 @@ def test_user_errors_are_one_line_with_a_hint_and_exit_2(ws) -> None:
         ws.cli("run", "greet")
     cases = [
         (("runs",),
-         "error: runs needs a command: flyte-decl runs list, or flyte-decl runs show RUN (see 'flyte-decl runs --help')"),
+         "error: runs needs a command: flyte-decl runs list, show RUN, prune or delete RUN (see 'flyte-decl runs --help')"),
         (("runs", "show"), "error: Missing argument 'RUN'. (see 'flyte-decl runs show --help')"),
         (("runs", "show", "r4"), "error: unknown run 'r4' (recent runs: r3, r2, r1; see 'flyte-decl runs list')"),
         (("runs", "show", "2"), "error: unknown run '2' (did you mean 'r2'? see 'flyte-decl runs list')"),
