@@ -4,6 +4,10 @@ The Monitor polls every action every 10 ms, so a poll's cost is paid 100 times a
 running action. psutil's ``children(recursive=True)`` scans all of /proc to build a parent map;
 the watchdog reads only the action's own tree (``/proc/<pid>/task/*/children`` and ``statm``).
 
+With cgroups, a row for the machine's mechanism (cgroup v1 here, cgroup v2 in the VM that
+``python tests/vm/run.py --bench`` boots) and the per-action cost of creating, limiting and removing
+the action's cgroup, against the watchdog's setup.
+
 Run: ``python bench/bench_limits.py [--polls N] [--children K]``. Not part of the test run.
 """
 
@@ -77,6 +81,13 @@ def limiter_for(pid: int, limits: Limits, mechanisms: Mechanisms) -> ActionLimit
     return limiter
 
 
+def setup_and_close(mechanisms: Mechanisms) -> None:
+    """What every action costs before and after it runs: its cgroups (or pinning) made and removed."""
+    limiter = ActionLimiter("bench", Limits(memory=256 << 20, cpu=0.5), mechanisms, CpuPool())
+    limiter.child_setup()
+    limiter.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--polls", type=int, default=500, help="polls per measurement (default 500)")
@@ -133,6 +144,17 @@ def main() -> None:
             if limiter is not None:
                 limiter.close()  # kills the tree too: it was only there to be measured
 
+        setups = [
+            ("portable (affinity, rlimit; no cgroup)", median_us(lambda: setup_and_close(portable), 50))
+        ]
+        if mechanisms.memory != "watchdog":
+            setups.append(
+                (
+                    f"{mechanisms.memory}: mkdir, write limits, rmdir",
+                    median_us(lambda: setup_and_close(mechanisms), 50),
+                )
+            )
+
         baseline = rows[0][1]
         processes = sum(1 for name in os.listdir("/proc") if name.isdigit())
         print(f"tree: 1 parent + {args.children} forked children; {processes} processes on this machine")
@@ -143,6 +165,10 @@ def main() -> None:
             every = f"{interval * 1000:.0f} ms" if interval else "breach"
             share = f"{micros / (interval * 1e6) * 100:.2f}%" if interval else "-"
             print(f"{name:46} {micros:10.1f} {micros / baseline:9.2f}x {every:>7} {share:>12}")
+        print(f"\n{'per action: setup + close':46} {'median us':>10} {'vs portable':>11}")
+        print("-" * 69)
+        for name, micros in setups:
+            print(f"{name:46} {micros:10.1f} {micros / setups[0][1]:10.2f}x")
     finally:
         proctree.kill_tree(tree.pid, pgid=tree.pid)
         tree.wait()

@@ -74,7 +74,7 @@ class PreparedRun:
         alias = "; `import flyte` is flyte-decl" if _alias.installed() else ""
         return (
             f"run {spec.name} in {spec.environment} ({', '.join(limits)}; queue {spec.queue}); "
-            f"enforced by {mechanisms.memory} (memory), {mechanisms.cpu} (cpu){alias}"
+            f"enforced by {mechanisms.summary()}{alias}"
         )
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
+import subprocess
 import sys
 
 import click
 
 from flyte_decl import __version__
 from flyte_decl.quantity import format_bytes
-from flyte_decl.runtime.limits import detect_mechanisms
+from flyte_decl.runtime import cgroup2
+from flyte_decl.runtime.limits import Mechanisms, detect_mechanisms, systemd_scope_for_run
 from flyte_decl.runtime.scheduler import machine_capacity
 from flyte_decl.spec import Capacity
 
@@ -23,6 +26,7 @@ def doctor(fmt: str) -> None:
     capacity = machine_capacity(Capacity())  # what the scheduler hands out when the config is silent
     enforcement = {
         **mechanisms.describe(),
+        **_cgroups(mechanisms),
         "timeout": "wall clock, SIGTERM then SIGKILL of the whole process tree",
         "max_inline_io_bytes": "serialized inputs and outputs are measured at the process boundary",
         "orphans": "actions die with the runner (fork-server guard, subreaper, lifeline); leftovers swept at start",
@@ -47,3 +51,29 @@ def doctor(fmt: str) -> None:
     )
     for what, how in enforcement.items():
         click.echo(f"{what + ':':22} {how}")
+
+
+def _cgroups(mechanisms: Mechanisms) -> dict[str, str]:
+    """The `cgroups` line: how the v2 subtree was obtained, or why the kernel does not enforce here.
+
+    Where a run would re-execute itself in a systemd user scope, this asks the same question
+    inside such a scope, so the lines say what a run will really get there.
+    """
+    if mechanisms.situation:
+        return {
+            "cgroups": f"cgroup v2, {mechanisms.situation} {os.path.dirname(mechanisms.cgroup_root or '')}"
+        }
+    if not mechanisms.note:
+        return {}
+    command = systemd_scope_for_run([sys.executable, "-m", "flyte_decl", "doctor", "--format", "json"])
+    if command is None:
+        return {"cgroups": mechanisms.note}
+    try:
+        scoped = subprocess.run(
+            command, env={**os.environ, cgroup2.ENV_IN_SCOPE: "1"}, capture_output=True, text=True, timeout=60
+        )
+        inside = json.loads(scoped.stdout)["enforcement"]
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:
+        return {"cgroups": f"{mechanisms.note}, but it failed here: {exc}"}
+    how = f"a run re-executes itself in a delegated systemd user scope ({cgroup2.ENV_SYSTEMD_SCOPE}=0 turns it off)"
+    return {"memory": inside["memory"], "cpu": inside["cpu"], "cgroups": how}

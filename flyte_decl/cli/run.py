@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 import sys
 import time
@@ -27,7 +28,8 @@ from flyte_decl.problems import FlyteDeclError, UsageError
 from flyte_decl.render.history import render_removed, table
 from flyte_decl.render.plan import render_plan
 from flyte_decl.render.run import NORMAL, QUIET, VERBOSE, RunView, render_result
-from flyte_decl.runtime.limits import detect_mechanisms
+from flyte_decl.runtime.cgroup2 import exec_in_systemd_scope
+from flyte_decl.runtime.limits import detect_mechanisms, systemd_scope_for_run
 from flyte_decl.runtime.records import ActionEvent, Phase, RunResult
 from flyte_decl.session import PreparedRun, home_dir, prepare_run
 from flyte_decl.store.recorder import Recorder, RunRequest
@@ -152,6 +154,7 @@ def execute(
     verbosity: int = NORMAL,
 ) -> int:
     """Run a prepared task, recorded in the run store; shared by `run`, `rerun` and `recover`."""
+    _enter_systemd_scope()
     store = Store.open(home_dir(prepared.spec.root_dir))
     recorder = Recorder.start(store, prepared, inputs, request, origin=origin, source_run=source_run,
                               overwrite_cache=overwrite_cache, recover_from=recover_from)  # fmt: skip
@@ -184,6 +187,15 @@ def execute(
         store.close()
     config = recorder.run.sources.to_json()
     return _finish(result, config, as_json, interrupted[0], time.monotonic() - started, verbosity)
+
+
+def _enter_systemd_scope() -> None:
+    """On cgroup v2 without a subtree of our own, re-run this very command in a delegated systemd scope."""
+    if os.path.basename(sys.argv[0]) not in ("flyte-decl", "__main__.py"):
+        return  # called from Python (tests, the API), not as the program: nothing to re-execute
+    command = systemd_scope_for_run(list(sys.orig_argv))
+    if command is not None:
+        exec_in_systemd_scope(command)
 
 
 def _finish(

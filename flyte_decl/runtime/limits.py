@@ -24,6 +24,7 @@ How the runtime uses it::
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import functools
@@ -39,7 +40,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from flyte_decl.runtime import proctree
+from flyte_decl.runtime import cgroup2, proctree
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +106,19 @@ class Mechanisms:
     """How limits are enforced on this machine; see `detect_mechanisms`.
 
     `cgroup_root` is the cgroup directory under which per-action cgroups are created for memory
-    (and for CPU on cgroup v2, where one hierarchy holds both). On cgroup v1 the cpu controller
-    has its own hierarchy, named by `cpu_cgroup_root`.
+    (and for CPU on cgroup v2, where one hierarchy holds both): on v2, this runner's own subtree
+    (`cgroup2.claim_subtree`). On cgroup v1 the cpu controller has its own hierarchy, named by
+    `cpu_cgroup_root`. `situation` says how a v2 subtree was obtained (``"hierarchy root"``,
+    ``"delegated subtree"``, ``"systemd user scope"``); `note` says in one line why the kernel
+    does not enforce a resource that the portable mechanisms cover instead.
     """
 
     memory: str  # "cgroup-v2" | "cgroup-v1" | "watchdog"
     cpu: str  # "cgroup-v2" | "cgroup-v1" | "quota-throttle"
     cgroup_root: str | None = None
     cpu_cgroup_root: str | None = None
+    situation: str = ""
+    note: str = ""
 
     def describe(self) -> dict[str, str]:
         """One human line per resource, for ``flyte-decl doctor`` and the run header.
@@ -120,20 +126,35 @@ class Mechanisms:
         >>> Mechanisms("watchdog", "quota-throttle").describe()["memory"]
         '/proc watchdog: tree RSS every 10 ms, PSS check before a kill, RLIMIT_DATA backstop'
         """
+        where = f" ({self.situation})" if self.situation else ""
         memory = {
-            "cgroup-v2": f"cgroup v2 memory.max under {self.cgroup_root} (kernel OOM kill of the whole group)",
+            "cgroup-v2": f"cgroup v2 memory.max under {self.cgroup_root}{where} "
+            "(kernel OOM kill of the whole group, attributed by memory.events)",
             "cgroup-v1": f"cgroup v1 memory.limit_in_bytes under {self.cgroup_root} "
             "(kernel OOM kill, then the rest of the tree)",
             "watchdog": "/proc watchdog: tree RSS every 10 ms, PSS check before a kill, RLIMIT_DATA backstop",
         }
         cpu_root = self.cpu_cgroup_root or self.cgroup_root
         cpu = {
-            "cgroup-v2": f"cgroup v2 cpu.max under {cpu_root} (CFS quota, 100 ms period)",
+            "cgroup-v2": f"cgroup v2 cpu.max under {cpu_root}{where} (CFS quota, 100 ms period)",
             "cgroup-v1": f"cgroup v1 cpu.cfs_quota_us under {cpu_root} (CFS quota, 100 ms period)",
             "quota-throttle": "pinned to ceil(cpu) cores; fractions by SIGSTOP/SIGCONT from the tree's "
             "CPU clocks (100 ms period, debt carried over)",
         }
         return {"memory": memory[self.memory], "cpu": cpu[self.cpu]}
+
+    def summary(self) -> str:
+        """The run header's words: mechanisms, and how the cgroup was obtained or why there is none.
+
+        >>> Mechanisms("cgroup-v2", "cgroup-v2", "/sys/fs/cgroup/flyte-decl-7", situation="delegated subtree").summary()
+        'cgroup-v2 (memory), cgroup-v2 (cpu) in a delegated subtree'
+        """
+        text = f"{self.memory} (memory), {self.cpu} (cpu)"
+        if self.situation:
+            text += f" in a {self.situation}"
+        if self.note:
+            text += f"; {self.note}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -185,13 +206,14 @@ def _oom_breach(limit: int, peak: int) -> Breach:
 
 
 def detect_mechanisms(*, allow_cgroups: bool = True) -> Mechanisms:
-    """Find the best mechanisms here, probing once per process (mkdir/rmdir of a test cgroup).
+    """Find the best mechanisms here, once per process; on cgroup v2 this claims the runner's subtree.
 
     ``FLYTE_DECL_NO_CGROUPS=1`` in the environment, or ``allow_cgroups=False``, forces the
-    portable mechanisms.
+    portable mechanisms. On cgroup v2 the first call moves this process into a leaf cgroup of its
+    own (see `cgroup2.claim_subtree`); the subtree is removed at exit where the kernel allows it.
 
     >>> detect_mechanisms(allow_cgroups=False)
-    Mechanisms(memory='watchdog', cpu='quota-throttle', cgroup_root=None, cpu_cgroup_root=None)
+    Mechanisms(memory='watchdog', cpu='quota-throttle', cgroup_root=None, cpu_cgroup_root=None, situation='', note='')
     """
     if not allow_cgroups or os.environ.get(ENV_NO_CGROUPS, "") not in ("", "0"):
         return Mechanisms("watchdog", "quota-throttle")
@@ -203,19 +225,56 @@ def _detect_cgroups() -> Mechanisms:
     unified, v1 = _own_cgroup_dirs()
     memory, memory_root = "watchdog", None
     cpu, cpu_root = "quota-throttle", None
-    if unified and _probe(unified, ("memory.max",)):
-        memory, memory_root = "cgroup-v2", unified
-    elif "memory" in v1 and _probe(v1["memory"], ("memory.limit_in_bytes",)):
+    situation = note = ""
+    claimed = cgroup2.claim_subtree(unified) if unified else None
+    if isinstance(claimed, cgroup2.Subtree):
+        atexit.register(cgroup2.release, claimed)
+        situation = claimed.situation
+        if "memory" in claimed.controllers and _probe(claimed.path, ("memory.max",)):
+            memory, memory_root = "cgroup-v2", claimed.path
+        if "cpu" in claimed.controllers and _probe(claimed.path, ("cpu.max",)):
+            cpu, cpu_root = "cgroup-v2", claimed.path
+        missing = [name for name, how in (("memory", memory), ("cpu", cpu)) if not how.startswith("cgroup")]
+        if missing:  # e.g. a systemd user manager that delegates memory but not cpu
+            note = f"no {' or '.join(missing)} controller was delegated to {claimed.base}"
+    elif claimed and unified and set(cgroup2.WANTED) & cgroup2.controllers(cgroup2.hierarchy_root(unified)):
+        note = claimed  # a cgroup v2 machine whose kernel enforcement we cannot reach
+        _, why_not = cgroup2.systemd_scope_command([])
+        note += "; a run re-executes itself in a systemd user scope" if not why_not else f"; {why_not}"
+    if memory == "watchdog" and "memory" in v1 and _probe(v1["memory"], ("memory.limit_in_bytes",)):
         memory, memory_root = "cgroup-v1", v1["memory"]
-    if unified and _probe(unified, ("cpu.max",)):
-        cpu, cpu_root = "cgroup-v2", unified
-    elif "cpu" in v1 and _probe(v1["cpu"], ("cpu.cfs_quota_us", "cpu.cfs_period_us")):
+    if (
+        cpu == "quota-throttle"
+        and "cpu" in v1
+        and _probe(v1["cpu"], ("cpu.cfs_quota_us", "cpu.cfs_period_us"))
+    ):
         cpu, cpu_root = "cgroup-v1", v1["cpu"]
     for root in {root for root in (memory_root, cpu_root) if root}:
         _remove_stale_cgroups(root)
+    if "cgroup-v2" not in (memory, cpu):
+        situation = ""
+    if memory != "watchdog" and cpu != "quota-throttle":
+        note = ""
     if cpu_root == memory_root or cpu_root is None:
-        return Mechanisms(memory, cpu, memory_root)
-    return Mechanisms(memory, cpu, memory_root, cpu_root)
+        return Mechanisms(memory, cpu, memory_root, situation=situation, note=note)
+    return Mechanisms(memory, cpu, memory_root, cpu_root, situation, note)
+
+
+def systemd_scope_for_run(argv: list[str]) -> list[str] | None:
+    """The command to re-execute a run in a delegated systemd user scope, or None to run here.
+
+    Only on a cgroup v2 machine where this process could not claim a subtree of its own (a
+    non-root user in a login session) and systemd's user manager is there to delegate one;
+    ``FLYTE_DECL_SYSTEMD_SCOPE=0`` (or ``FLYTE_DECL_NO_CGROUPS=1``) turns it off. The reason it
+    is not used is in `Mechanisms.note`.
+    """
+    mechanisms = detect_mechanisms()
+    if mechanisms.memory != "watchdog" and mechanisms.cpu != "quota-throttle":
+        return None
+    if not mechanisms.note or mechanisms.situation:
+        return None  # not a cgroup v2 machine, or the cgroups were turned off
+    command, _ = cgroup2.systemd_scope_command(argv)
+    return command
 
 
 def _unescape_mount(path: str) -> str:

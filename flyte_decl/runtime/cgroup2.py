@@ -1,0 +1,307 @@
+"""cgroup v2: claim a subtree of the unified hierarchy for this runner, and sweep what dead runners left.
+
+cgroup v2 hands a controller to a cgroup's children only through the parent's
+``cgroup.subtree_control``, and a non-root cgroup that hands out controllers may hold no process
+of its own (the no-internal-process rule). So the runner builds, under a *base* cgroup::
+
+    BASE/                       controllers enabled for its children (+memory +cpu)
+      flyte-decl-PID/           this runner's subtree, controllers enabled for its children
+        runner/                 the runner itself (and its fork servers): a leaf
+        flyte-decl-PID-N-ACTION one cgroup per action and per warm worker (runtime.limits)
+
+and moves itself into ``runner/`` before enabling anything, so neither BASE (if it is not the
+hierarchy's root) nor the subtree holds a process. Bases are tried in order, and whether one works
+is found by trying, never from the uid:
+
+1. the parent of a live runner's subtree, when this process was started inside that runner's leaf
+   (a nested run: the new subtree becomes a sibling of the other runner's);
+2. this process's own cgroup: the hierarchy's root (root in a VM or in a container with its own
+   cgroup namespace), or a delegated one (a systemd unit or scope with ``Delegate=yes``, a cgroup
+   chowned to the user);
+3. its parent, if that already hands out controllers (a delegated cgroup whose user keeps the
+   shell in a leaf of its own, as the no-internal-process rule asks);
+4. the hierarchy's root, which only root may write (root on a systemd host, started from a login
+   session whose scope belongs to systemd).
+
+A non-root user in a login session fails all four (the session scope is systemd's): the run then
+re-executes itself in a delegated scope of systemd's user manager, ``systemd-run --user --scope -p
+Delegate=yes`` (`systemd_scope_command`), where case 2 applies.
+
+Nothing is left behind: per-action cgroups are removed by their limiter when the action ends; at
+exit the runner leaves its leaf (where the kernel lets it) and removes its subtree; and at every
+start `sweep` kills (``cgroup.kill``) and removes, in every writable base, the subtree of any runner whose pid is gone, such as
+one that was SIGKILLed with its fork servers while actions ran.
+
+Example::
+
+    claimed = claim_subtree("/sys/fs/cgroup/user.slice/app.service")
+    if isinstance(claimed, Subtree):
+        claimed.path, claimed.controllers    # ('/sys/fs/cgroup/.../flyte-decl-4242', {'cpu', 'memory'})
+    else:
+        claimed                              # why not, in one line
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import re
+import shutil
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from flyte_decl.runtime import proctree
+
+log = logging.getLogger(__name__)
+
+WANTED = ("memory", "cpu")
+SUBTREE_PREFIX = "flyte-decl-"
+RUNNER_LEAF = "runner"
+# "0" turns the re-execution in a systemd user scope off; FLYTE_DECL_NO_CGROUPS=1 turns all cgroups off.
+ENV_SYSTEMD_SCOPE = "FLYTE_DECL_SYSTEMD_SCOPE"
+# Set in the re-executed runner, so that it never tries a second time.
+ENV_IN_SCOPE = "FLYTE_DECL_IN_SYSTEMD_SCOPE"
+_SUBTREE_NAME = re.compile(re.escape(SUBTREE_PREFIX) + r"(\d+)")
+_SWEEP_WAIT = 2.0  # seconds for killed members to leave a stale subtree before it is removed
+
+ROOT = "hierarchy root"
+DELEGATED = "delegated subtree"
+SYSTEMD_SCOPE = "systemd user scope"
+
+
+@dataclass(frozen=True)
+class Subtree:
+    """This runner's subtree: per-action cgroups go in `path`; `controllers` are enabled for them.
+
+    `situation` says how it was obtained: `ROOT` (created under the hierarchy's root),
+    `DELEGATED` (under a cgroup delegated to this user) or `SYSTEMD_SCOPE` (the delegated scope
+    the run re-executed itself in). `leaf` is where the runner moved itself.
+    """
+
+    path: str
+    controllers: frozenset[str]
+    situation: str
+    leaf: str
+    base: str
+    home: str  # the cgroup the runner was in before it moved
+
+
+def hierarchy_root(cgroup: str) -> str:
+    """The mount point of the cgroup2 hierarchy that `cgroup` (a directory in it) belongs to."""
+    path = os.path.normpath(cgroup)
+    while True:
+        parent = os.path.dirname(path)
+        if parent == path or not os.path.exists(os.path.join(parent, "cgroup.controllers")):
+            return path
+        path = parent
+
+
+def controllers(cgroup: str, name: str = "cgroup.controllers") -> set[str]:
+    """The controllers a cgroup has (``cgroup.controllers``) or hands on (``cgroup.subtree_control``)."""
+    try:
+        with open(os.path.join(cgroup, name)) as handle:
+            return set(handle.read().split())
+    except OSError:
+        return set()
+
+
+def claim_subtree(own: str) -> Subtree | str:
+    """Create this runner's subtree and move the runner into its leaf; or why that is impossible here.
+
+    `own` is this process's cgroup directory on the unified hierarchy. Returns a `Subtree`, or a
+    one-line reason naming each base tried. Stale subtrees in every writable base are swept first.
+    """
+    root = hierarchy_root(own)
+    if not set(WANTED) & controllers(root):
+        return f"the cgroup v2 hierarchy at {root} has neither a memory nor a cpu controller"
+    bases: list[str] = []
+    parent = os.path.dirname(own)
+    if os.path.basename(own) == RUNNER_LEAF and _SUBTREE_NAME.fullmatch(os.path.basename(parent)):
+        bases.append(os.path.dirname(parent))  # a run started inside another runner's leaf
+    bases.append(own)
+    if own != root and set(WANTED) & controllers(parent, "cgroup.subtree_control"):
+        bases.append(parent)  # a leaf shared with others (a shell) in a cgroup that hands out controllers
+    bases.append(root)
+    bases = list(dict.fromkeys(bases))
+    for base in bases:
+        if os.access(base, os.W_OK):
+            sweep(base)
+    reasons: list[str] = []
+    for base in bases:
+        try:
+            return _claim_in(base, own, root)
+        except OSError as exc:
+            reasons.append(f"{_display(base, root)}: {exc.strerror or exc}")
+    return "no cgroup v2 subtree of our own (" + "; ".join(reasons) + ")"
+
+
+def _display(path: str, root: str) -> str:
+    relative = os.path.relpath(path, root)
+    return "/" if relative == "." else "/" + relative
+
+
+def _claim_in(base: str, own: str, root: str) -> Subtree:
+    offered = set(WANTED) & controllers(base)
+    if not offered:
+        raise OSError(errno.EOPNOTSUPP, "offers neither a memory nor a cpu controller")
+    subtree = os.path.join(base, f"{SUBTREE_PREFIX}{os.getpid()}")
+    leaf = os.path.join(subtree, RUNNER_LEAF)
+    os.mkdir(subtree)
+    moved = False
+    try:
+        os.mkdir(leaf)
+        _write(os.path.join(leaf, "cgroup.procs"), str(os.getpid()))
+        moved = True
+        # Whatever base offers, enabled for its children; at least one must take.
+        enable(base, offered)
+        enabled = enable(subtree, offered & controllers(subtree))
+        if not enabled:
+            raise OSError(errno.EOPNOTSUPP, "no controller could be enabled")
+    except OSError:
+        if moved:
+            with contextlib.suppress(OSError):
+                _write(os.path.join(own, "cgroup.procs"), str(os.getpid()))
+        for path in (leaf, subtree):
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+        raise
+    if os.environ.get(ENV_IN_SCOPE) == "1" and base == own:
+        situation = SYSTEMD_SCOPE
+    else:
+        situation = ROOT if base == root else DELEGATED
+    return Subtree(subtree, frozenset(enabled), situation, leaf, base, own)
+
+
+def enable(cgroup: str, names: set[str]) -> set[str]:
+    """Enable `names` in `cgroup`'s subtree_control, each on its own; returns what is enabled.
+
+    Raises the first OSError if none of `names` could be enabled (EBUSY: the cgroup holds
+    processes and is not the root, the no-internal-process rule; EACCES: not delegated to us).
+    """
+    have = controllers(cgroup, "cgroup.subtree_control")
+    error: OSError | None = None
+    for name in sorted(names - have):
+        try:
+            _write(os.path.join(cgroup, "cgroup.subtree_control"), f"+{name}")
+            have.add(name)
+        except OSError as exc:
+            error = error or exc
+    if error is not None and not names & have:
+        raise error
+    return names & have
+
+
+def release(subtree: Subtree) -> None:
+    """At exit: leave the leaf and remove the subtree, where the kernel allows it.
+
+    Going back is possible only into a cgroup that hands out no controller, or into the root; a
+    delegated base does, so there the empty subtree stays until the next start's `sweep`.
+    """
+    with contextlib.suppress(OSError):
+        _write(os.path.join(subtree.home, "cgroup.procs"), str(os.getpid()))
+        for path in (subtree.leaf, subtree.path):
+            os.rmdir(path)
+
+
+def sweep(base: str) -> int:
+    """Kill and remove every subtree in `base` whose runner is gone; returns how many were removed.
+
+    A runner SIGKILLed together with its fork servers leaves its actions running in their cgroups;
+    ``cgroup.kill`` (Linux 5.14+, else SIGKILL of every member, repeated) ends them all at once.
+    """
+    removed = 0
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return 0
+    for name in names:
+        match = _SUBTREE_NAME.fullmatch(name)
+        if not match or int(match.group(1)) == os.getpid() or proctree.is_alive(int(match.group(1))):
+            continue
+        path = os.path.join(base, name)
+        if destroy(path):
+            removed += 1
+            log.info("removed the cgroup subtree %s of a runner that is gone", path)
+    return removed
+
+
+def destroy(path: str, timeout: float = _SWEEP_WAIT) -> bool:
+    """Kill every process in the cgroup subtree `path` and remove it; False if it could not be removed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        cgroups = [top for top, _dirs, _files in os.walk(path, topdown=False)]
+        if not cgroups:
+            return True
+        try:
+            _write(os.path.join(path, "cgroup.kill"), "1")
+        except OSError:  # before Linux 5.14, or not ours: signal every member
+            for cgroup in cgroups:
+                for pid in proctree.cgroup_members(os.path.join(cgroup, "cgroup.procs")):
+                    proctree.signal_pid(pid, signal.SIGKILL)
+        try:
+            for cgroup in cgroups:
+                os.rmdir(cgroup)
+            return True
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() >= deadline:
+                log.warning("cannot remove the cgroup subtree %s: %s", path, exc.strerror)
+                return False
+        time.sleep(0.01)
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(value)
+
+
+# --- a delegated scope from systemd's user manager --------------------------------------------------
+
+
+def systemd_scope_command(
+    argv: list[str], environ: Mapping[str, str] | None = None
+) -> tuple[list[str] | None, str]:
+    """The command that re-runs `argv` in a delegated scope of systemd's user manager, or why not.
+
+    Returns ``(command, "")`` when systemd-run is installed, the user manager's bus is there and
+    nothing turned it off; else ``(None, reason)`` with a one-line reason. The command is
+    ``systemd-run --user --scope -p Delegate=yes --quiet --collect -- ARGV``, the way systemd's own
+    documentation obtains a delegated cgroup without root: the scope keeps this process's pid,
+    terminal, directory and environment, since systemd-run execs ARGV itself.
+
+    >>> systemd_scope_command(["flyte-decl", "run", "main"], {"FLYTE_DECL_SYSTEMD_SCOPE": "0"})
+    (None, 'FLYTE_DECL_SYSTEMD_SCOPE=0 turns the delegated systemd scope off')
+    """
+    env = os.environ if environ is None else environ
+    if env.get(ENV_SYSTEMD_SCOPE, "") in ("0", "false", "no", "off"):
+        return None, f"{ENV_SYSTEMD_SCOPE}={env[ENV_SYSTEMD_SCOPE]} turns the delegated systemd scope off"
+    if env.get(ENV_IN_SCOPE) == "1":
+        return None, "already re-executed in a systemd scope, which gave no usable subtree"
+    systemd_run = shutil.which("systemd-run", path=env.get("PATH"))
+    if systemd_run is None:
+        return None, "systemd-run is not installed"
+    runtime_dir = env.get("XDG_RUNTIME_DIR")
+    if not runtime_dir:
+        return None, "systemd's user manager is not running (XDG_RUNTIME_DIR is not set)"
+    bus = os.path.join(runtime_dir, "bus")
+    if not os.path.exists(bus):
+        return None, f"systemd's user manager is not running (no user bus at {bus})"
+    command = [systemd_run, "--user", "--scope", "-p", "Delegate=yes", "--quiet", "--collect", "--", *argv]
+    return command, ""
+
+
+def exec_in_systemd_scope(command: list[str]) -> None:
+    """Replace this process with `command` (from `systemd_scope_command`), marked as re-executed.
+
+    Returns only if the exec itself failed (then the caller goes on with the portable mechanisms).
+    """
+    env = {**os.environ, ENV_IN_SCOPE: "1"}
+    try:
+        os.execve(command[0], command, env)
+    except OSError as exc:
+        log.warning("cannot run %s: %s", command[0], exc.strerror)

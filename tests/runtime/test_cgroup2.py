@@ -1,0 +1,173 @@
+"""cgroup v2 subtree helpers and the systemd user scope, on this machine (the cgroup v2 kernel paths
+themselves are tested in a VM: tests/vm)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from flyte_decl.runtime import cgroup2
+from flyte_decl.runtime.limits import Mechanisms
+
+
+@pytest.fixture
+def fake_systemd_run(tmp_path: Path) -> Path:
+    """A `systemd-run` that records its arguments and the marker, then execs what follows `--`."""
+    script = tmp_path / "bin" / "systemd-run"
+    script.parent.mkdir()
+    script.write_text(
+        textwrap.dedent(f"""\
+        #!{sys.executable}
+        import os, sys
+        with open({str(tmp_path / "argv")!r}, "w") as handle:
+            handle.write("\\n".join([*sys.argv[1:], "marker=" + os.environ.get({cgroup2.ENV_IN_SCOPE!r}, "")]))
+        rest = sys.argv[sys.argv.index("--") + 1 :]
+        os.execv(rest[0], rest)
+        """)
+    )
+    script.chmod(0o755)
+    return script
+
+
+def user_session(tmp_path: Path, fake: Path) -> dict[str, str]:
+    """The environment of a login session whose systemd user manager listens on its bus."""
+    runtime = tmp_path / "run-user"
+    runtime.mkdir()
+    bus = socket.socket(socket.AF_UNIX)
+    bus.bind(str(runtime / "bus"))
+    bus.close()
+    return {"PATH": f"{fake.parent}:/usr/bin:/bin", "XDG_RUNTIME_DIR": str(runtime)}
+
+
+def test_scope_command_is_systemd_run_user_scope_with_delegation(
+    tmp_path: Path, fake_systemd_run: Path
+) -> None:
+    command, why_not = cgroup2.systemd_scope_command(
+        ["flyte-decl", "run", "main"], user_session(tmp_path, fake_systemd_run)
+    )
+    assert why_not == ""
+    assert command == [
+        str(fake_systemd_run), "--user", "--scope", "-p", "Delegate=yes", "--quiet", "--collect", "--",
+        "flyte-decl", "run", "main",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (
+            {"FLYTE_DECL_SYSTEMD_SCOPE": "0"},
+            "FLYTE_DECL_SYSTEMD_SCOPE=0 turns the delegated systemd scope off",
+        ),
+        (
+            {"FLYTE_DECL_IN_SYSTEMD_SCOPE": "1"},
+            "already re-executed in a systemd scope, which gave no usable subtree",
+        ),
+        ({"PATH": "/nonexistent"}, "systemd-run is not installed"),
+        ({"XDG_RUNTIME_DIR": ""}, "systemd's user manager is not running (XDG_RUNTIME_DIR is not set)"),
+    ],
+)
+def test_scope_falls_back_with_a_one_line_reason(
+    tmp_path: Path, fake_systemd_run: Path, change: dict[str, str], reason: str
+) -> None:
+    environ = {**user_session(tmp_path, fake_systemd_run), **change}
+    assert cgroup2.systemd_scope_command(["flyte-decl"], environ) == (None, reason)
+
+
+def test_scope_needs_the_user_managers_bus(tmp_path: Path, fake_systemd_run: Path) -> None:
+    environ = {"PATH": str(fake_systemd_run.parent), "XDG_RUNTIME_DIR": str(tmp_path)}
+    assert cgroup2.systemd_scope_command(["x"], environ) == (
+        None,
+        f"systemd's user manager is not running (no user bus at {tmp_path}/bus)",
+    )
+
+
+def test_exec_in_scope_runs_the_command_marked_as_re_executed(tmp_path: Path, fake_systemd_run: Path) -> None:
+    # A real exec: the process becomes systemd-run (here the fake), which execs the command.
+    code = (
+        "import sys; from flyte_decl.runtime import cgroup2; "
+        "cgroup2.exec_in_systemd_scope(sys.argv[1:]); print('not replaced')"
+    )
+    command, _ = cgroup2.systemd_scope_command(
+        ["/bin/echo", "inside"], user_session(tmp_path, fake_systemd_run)
+    )
+    assert command is not None
+    done = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "inside\n")
+    recorded = (tmp_path / "argv").read_text().splitlines()
+    assert recorded == [
+        "--user",
+        "--scope",
+        "-p",
+        "Delegate=yes",
+        "--quiet",
+        "--collect",
+        "--",
+        "/bin/echo",
+        "inside",
+        "marker=1",
+    ]
+
+
+def test_exec_failure_returns_so_the_run_goes_on_portably() -> None:
+    cgroup2.exec_in_systemd_scope(["/nonexistent/systemd-run", "--user"])  # logs, returns
+
+
+def test_a_hierarchy_without_controllers_is_refused_with_a_reason(tmp_path: Path) -> None:
+    # A directory tree shaped like a cgroup2 mount whose root offers no memory or cpu controller,
+    # as the empty unified hierarchy of a cgroup v1 machine.
+    own = tmp_path / "a" / "b"
+    own.mkdir(parents=True)
+    for folder in (tmp_path, tmp_path / "a", own):
+        (folder / "cgroup.controllers").write_text("pids\n")
+    assert cgroup2.hierarchy_root(str(own)) == str(tmp_path)
+    assert cgroup2.claim_subtree(str(own)) == (
+        f"the cgroup v2 hierarchy at {tmp_path} has neither a memory nor a cpu controller"
+    )
+
+
+def test_summary_names_the_situation_or_the_reason() -> None:
+    delegated = Mechanisms(
+        "cgroup-v2", "cgroup-v2", "/sys/fs/cgroup/d/flyte-decl-7", situation="delegated subtree"
+    )
+    assert delegated.summary() == "cgroup-v2 (memory), cgroup-v2 (cpu) in a delegated subtree"
+    assert "(delegated subtree)" in delegated.describe()["memory"]
+    portable = Mechanisms(
+        "watchdog", "quota-throttle", note="no cgroup v2 subtree of our own (/: Permission denied)"
+    )
+    assert portable.summary() == (
+        "watchdog (memory), quota-throttle (cpu); no cgroup v2 subtree of our own (/: Permission denied)"
+    )
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/sys/fs/cgroup/unified/cgroup.procs"),
+                    reason="needs root and an empty cgroup2 mount (a cgroup v1 machine's unified hierarchy)")  # fmt: skip
+def test_sweep_kills_and_removes_the_subtree_of_a_runner_that_is_gone() -> None:
+    # The unified hierarchy of a v1 machine has no controllers, but cgroup.kill and rmdir work.
+    base = "/sys/fs/cgroup/unified"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = os.path.join(base, f"flyte-decl-{dead.pid}")
+    os.makedirs(os.path.join(stale, "flyte-decl-1-action"))
+    procs = os.path.join(stale, "flyte-decl-1-action", "cgroup.procs")
+
+    def join() -> None:
+        with open(procs, "w") as handle:
+            handle.write(str(os.getpid()))
+
+    orphan = subprocess.Popen(["sleep", "60"], preexec_fn=join)
+    try:
+        assert cgroup2.sweep(base) >= 1
+        assert orphan.wait(timeout=5) == -9
+        assert not os.path.exists(stale)
+    finally:
+        orphan.kill()
+        orphan.wait()
+        if os.path.exists(stale):
+            cgroup2.destroy(stale)
