@@ -22,6 +22,16 @@ __version__ = "0.1.0"
 
 # Public names, imported on first use so that `flyte-decl validate` does not pay for the runtime.
 _EXPORTS = {
+    "AMD_GPU": "flyte_decl._resources",
+    "Backoff": "flyte_decl._task_environment",
+    "Cache": "flyte_decl._task_environment",
+    "Device": "flyte_decl._resources",
+    "GPU": "flyte_decl._resources",
+    "HABANA_GAUDI": "flyte_decl._resources",
+    "Neuron": "flyte_decl._resources",
+    "PodTemplate": "flyte_decl._task_environment",
+    "Secret": "flyte_decl._task_environment",
+    "TPU": "flyte_decl._resources",
     "ActionFailed": "flyte_decl.runtime.records",
     "ActionOutputs": "flyte_decl._run",
     "Image": "flyte_decl._image",
@@ -52,6 +62,16 @@ _EXPORTS = {
 # Submodules reachable as attributes, as in Flyte (`flyte.errors.OOMError` after `import flyte`).
 _SUBMODULES = {"errors", "io"}
 __all__ = [
+    "AMD_GPU",
+    "Backoff",
+    "Cache",
+    "Device",
+    "GPU",
+    "HABANA_GAUDI",
+    "Neuron",
+    "PodTemplate",
+    "Secret",
+    "TPU",
     "ActionFailed",
     "ActionOutputs",
     "Image",
@@ -93,10 +113,19 @@ if TYPE_CHECKING:
         init_in_cluster,
         init_passthrough,
     )
-    from flyte_decl._resources import Resources
+    from flyte_decl._resources import AMD_GPU, GPU, HABANA_GAUDI, TPU, Device, Neuron, Resources
     from flyte_decl._run import ActionOutputs, Run, RunContext, map, run, with_runcontext
     from flyte_decl._task import TaskTemplate
-    from flyte_decl._task_environment import RetryStrategy, ReusePolicy, TaskEnvironment, Timeout
+    from flyte_decl._task_environment import (
+        Backoff,
+        Cache,
+        PodTemplate,
+        RetryStrategy,
+        ReusePolicy,
+        Secret,
+        TaskEnvironment,
+        Timeout,
+    )
     from flyte_decl._trace import trace
     from flyte_decl.config.load import load
     from flyte_decl.runtime.records import ActionFailed

@@ -243,7 +243,11 @@ def test_image_from_uv_script_reads_its_inline_dependencies(tmp_path) -> None:
             "include entries must be str",
         ),
         (lambda: flyte.TaskEnvironment(name="inc3", include="a.html"), TypeError, "sequence of str paths"),
-        (lambda: flyte.TaskEnvironment(name="img", image=123), TypeError, "image must be a str"),
+        (
+            lambda: flyte.TaskEnvironment(name="img", image=123),
+            TypeError,
+            "Expected image to be of type str or Image",
+        ),
         (
             lambda: flyte.TaskEnvironment(name="reuse1", reusable=flyte.ReusePolicy()).task(pod_template="p")(
                 print
