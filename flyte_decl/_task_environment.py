@@ -27,6 +27,7 @@ from flyte_decl._task import _PACKAGE_DIR, TaskTemplate, code_mark
 from flyte_decl.config.read import display_path
 from flyte_decl.config.resolve import CodeLayers
 from flyte_decl.problems import Mark
+from flyte_decl.spec import DEFAULT_QUEUE, QueueSpec, RunConfig
 
 _NAME = re.compile(r"^[a-z0-9]+([_-][a-z0-9]+)*$")
 _CACHE = {"auto", "override", "disable"}
@@ -561,3 +562,24 @@ def code_layers() -> CodeLayers:
             layers.tasks[full] = (template.fn, template.settings, template.mark)
             layers.root_dir = layers.root_dir or template.root_dir
     return layers
+
+
+_warned_queues: set[str] = set()
+
+
+def admit_code_queues(config: RunConfig) -> None:
+    """Queues named only in code (`queue="serial-1"`) run unlimited, with one warning line each.
+
+    Flyte's local mode ignores queue names, so a Flyte program may name queues no environments.yaml
+    declares; declared queues keep their concurrency, and a queue named in the YAML only must exist.
+    """
+    named = set()
+    for env in declared_environments().values():
+        named.add(env.settings.get("queue"))
+        named.update(template.settings.get("queue") for template in env.tasks.values())
+    for name in sorted(n for n in named if n and n != DEFAULT_QUEUE and n not in config.queues):
+        config.queues[name] = QueueSpec(name, None, "named in code only")
+        if name not in _warned_queues:
+            _warned_queues.add(name)
+            print(f"flyte-decl: queue {name!r} is named in code but not declared in environments.yaml; "
+                  "it runs with unlimited concurrency", file=sys.stderr)  # fmt: skip

@@ -130,7 +130,9 @@ def prepare_run(
     params = list(params)
     name, function, resolved = resolve_target(target, params, configs=configs, profiles=profiles, sets=sets,
                                               queue=queue, snapshot=snapshot)  # fmt: skip
-    return PreparedRun(name, function, resolved, resolved.run_config(), parse_env(env_items), params)
+    config = resolved.run_config()
+    _task_environment.admit_code_queues(config)
+    return PreparedRun(name, function, resolved, config, parse_env(env_items), params)
 
 
 def resolve_target(

@@ -307,3 +307,34 @@ def test_ctx_is_none_outside_a_run_and_trace_is_the_plain_call() -> None:
     with flyte.group("g"), flyte.custom_context(a="1"):
         assert double(2) == 4 and flyte.get_custom_context() == {"a": "1"}
     assert flyte.get_custom_context() == {}
+
+
+# -- where flyte-decl's runtime is stricter than Flyte's local mode ---------------------------------
+
+
+def test_a_queue_named_only_in_code_runs_unlimited_with_one_warning(tmp_path) -> None:
+    result = cli("run", "more_cases.py", "queue_main", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[0, 1, 2]"
+    warning = "flyte-decl: queue 'serial-1' is named in code but not declared in environments.yaml; "
+    assert result.stderr.count(warning) == 1
+
+
+def test_sync_map_inside_async_task_runs_on_a_helper_thread(tmp_path) -> None:
+    result = cli("run", "more_cases.py", "sync_map_main", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[0, 1, 2]"
+
+
+@pytest.mark.parametrize(
+    ("given", "code", "out"), [("RED", 0, '"RED"'), ("g", 0, '"GREEN"'), ("BLUE", 2, "")]
+)
+def test_cli_enum_inputs_take_member_names_and_values(tmp_path, given, code, out) -> None:
+    result = cli("run", "more_cases.py", "color", "--c", given, home=tmp_path)
+    assert result.returncode == code, result.stderr
+    assert result.stdout.strip() == out
+    if code:
+        assert (
+            result.stderr.strip()
+            == "error: --c: expected one of RED, GREEN (or a value: 'r', 'g'), got 'BLUE'"
+        )
