@@ -336,3 +336,58 @@ def test_cli_enum_inputs_take_member_names_and_values(tmp_path, given, code, out
     if code:
         error = "error: --c: expected one of RED, GREEN (or a value: 'r', 'g'), got 'BLUE'"
         assert error in result.stderr.splitlines()
+
+
+def test_example_parent_catches_oom_and_retries_bigger(tmp_path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "flyte_code" / "oom_retry.py"
+    result = subprocess.run([sys.executable, str(example)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env={**_env(), "FLYTE_DECL_HOME": str(tmp_path)})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ActionOutputs(o0={'action': 'a1', 'note': 22, 'limit': '400Mi'})"
+
+
+# -- Flyte's declaration classes ------------------------------------------------------------------
+
+
+def test_secret_names_map_as_in_flyte() -> None:
+    assert flyte.Secret(key="openai-key").as_env_var == "OPENAI_KEY"
+    assert flyte.Secret(key="token", group="gh").as_env_var == "GH_TOKEN"
+    assert flyte.Secret(key="x", as_env_var="MY_X").as_env_var == "MY_X"
+    env = flyte.TaskEnvironment(name="secrets1", secrets=[flyte.Secret(key="openai-key"), "db-pass"])
+    assert env.settings["secrets"] == ["OPENAI_KEY", "DB_PASS"]
+    with pytest.raises(ValueError, match="Invalid environment variable name: bad name"):
+        flyte.Secret(key="k", as_env_var="bad name")
+
+
+def test_reuse_policy_normalises_replicas_and_times() -> None:
+    from datetime import timedelta
+
+    policy = flyte.ReusePolicy(replicas=(1, 4), idle_ttl=60, scaledown_ttl=30, concurrency=2)
+    assert policy.replicas == (1, 4) and policy.idle_ttl == timedelta(seconds=60)
+    assert policy.to_settings() == {"replicas": 4, "idle_ttl": 30.0, "concurrency": 2}
+    assert flyte.ReusePolicy(replicas=2).replicas == (2, 2)
+    with pytest.raises(ValueError, match="replicas must be a count >= 1 or a \\(min, max\\) range"):
+        flyte.ReusePolicy(replicas=(3, 1))
+
+
+def test_timeout_deadline_bounds_each_attempt_and_backoff_is_checked() -> None:
+    from datetime import timedelta
+
+    from flyte_decl._task_environment import timeout_settings
+
+    assert timeout_settings(flyte.Timeout(max_runtime=10, deadline=3)) == 3.0
+    assert timeout_settings(flyte.Timeout(deadline=timedelta(seconds=5))) == 5.0
+    with pytest.raises(ValueError, match="cap is required when factor > 1.0"):
+        flyte.Backoff(base=timedelta(seconds=1), factor=2.0)
+    backoff = flyte.Backoff(base=timedelta(seconds=10), factor=2.0, cap=timedelta(seconds=30))
+    assert backoff.compute_delay(2) == timedelta(seconds=30)
+    env = flyte.TaskEnvironment(name="retrying")
+    task = env.task(retries=flyte.RetryStrategy(count=2, backoff=backoff))(lambda: None)
+    assert task.settings["retries"] == {"count": 2, "backoff": 10.0}
+
+
+def test_accelerator_devices_become_gpu_settings() -> None:
+    assert flyte.Resources(gpu=flyte.GPU("A100", 2, partition="1g.5gb")).to_settings() == {"gpu": "A100:2"}
+    assert flyte.Resources(gpu="Trn1:16").get_device().device_class == "NEURON"
+    with pytest.raises(ValueError, match="Invalid partition for H100: bad"):
+        flyte.GPU("H100", 1, partition="bad")
