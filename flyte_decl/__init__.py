@@ -54,14 +54,18 @@ _EXPORTS = {
     "init_in_cluster": "flyte_decl._initialize",
     "init_passthrough": "flyte_decl._initialize",
     "load": "flyte_decl.config.load",
+    "logger": "flyte_decl._initialize",
     "map": "flyte_decl._run",
     "run": "flyte_decl._run",
     "trace": "flyte_decl._trace",
     "with_runcontext": "flyte_decl._run",
 }
 # Submodules reachable as attributes, as in Flyte (`flyte.errors.OOMError` after `import flyte`).
-_SUBMODULES = {"errors", "io"}
+_SUBMODULES = {"durable", "errors", "io", "report"}
 __all__ = [
+    "durable",
+    "logger",
+    "report",
     "AMD_GPU",
     "Backoff",
     "Cache",
@@ -103,7 +107,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from flyte_decl import errors, io
+    from flyte_decl import durable, errors, io, report
     from flyte_decl._context import TaskContext, ctx, custom_context, get_custom_context, group
     from flyte_decl._image import Image
     from flyte_decl._initialize import (
@@ -112,6 +116,7 @@ if TYPE_CHECKING:
         init_from_config,
         init_in_cluster,
         init_passthrough,
+        logger,
     )
     from flyte_decl._resources import AMD_GPU, GPU, HABANA_GAUDI, TPU, Device, Neuron, Resources
     from flyte_decl._run import ActionOutputs, Run, RunContext, map, run, with_runcontext

@@ -21,6 +21,15 @@ from typing import Any
 
 _noticed: set[str] = set()
 
+# Flyte's `flyte.logger`: a logger for user code; in an action its records go to the action's log.
+logger = logging.getLogger("flyte.user")
+if not logger.handlers:
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger.addHandler(_handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
 
 def _notice(call: str, reason: str) -> None:
     """One line on stderr per call site kind, so a loop calling init does not flood the output."""

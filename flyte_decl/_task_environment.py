@@ -520,6 +520,7 @@ class TaskEnvironment:
                 short_name=short_name or func.__name__,
                 settings=settings,
                 mark=_function_mark(func),
+                report=report,
             )
             self._tasks[template.full_name] = template
             return template

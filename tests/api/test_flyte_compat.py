@@ -391,3 +391,12 @@ def test_accelerator_devices_become_gpu_settings() -> None:
     assert flyte.Resources(gpu="Trn1:16").get_device().device_class == "NEURON"
     with pytest.raises(ValueError, match="Invalid partition for H100: bad"):
         flyte.GPU("H100", 1, partition="bad")
+
+
+def test_report_html_lands_in_the_action_folder_and_logger_in_its_log(tmp_path) -> None:
+    result = cli("run", "more_cases.py", "report_main", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    folder = Path(json.loads(result.stdout))
+    assert folder.is_relative_to(tmp_path)
+    assert "<h2>Summary</h2>\n<p>ok</p>" in (folder / "report.html").read_text()
+    assert "more.report_main[0] | INFO into the action log" in result.stderr

@@ -30,3 +30,15 @@ class Color(enum.Enum):
 @env.task
 async def color(c: Color) -> str:
     return c.name
+
+
+@env.task(report=True)
+async def report_main() -> str:
+    import flyte.durable
+    import flyte.report
+
+    flyte.report.get_tab("Summary").log("<p>ok</p>")
+    flyte.logger.info("into the action log")
+    await flyte.durable.sleep.aio(0.01)
+    await flyte.report.flush.aio()
+    return flyte.ctx().raw_data_path.path
