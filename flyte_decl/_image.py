@@ -19,8 +19,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 _PY = (sys.version_info.major, sys.version_info.minor)
 
 
@@ -211,6 +209,10 @@ def _script_dependencies(script: Path) -> tuple[str, ...]:
             break
         elif inside:
             block.append(line[2:] if line.startswith("# ") else line.lstrip("#"))
+    try:
+        import tomllib  # Python 3.11+
+    except ModuleNotFoundError:
+        return ()
     try:
         deps = tomllib.loads("\n".join(block)).get("dependencies", [])
     except tomllib.TOMLDecodeError:
