@@ -11,12 +11,11 @@ collect HTML and `flush()` writes nothing. `log`, `replace` and `flush` work syn
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from flyte_decl import _context
+from flyte_decl._syncify import SyncAio
 
 __all__ = ["Report", "Tab", "current_report", "flush", "get_tab", "log", "replace"]
 
@@ -74,18 +73,6 @@ def get_tab(name: str, /, create_if_missing: bool = True) -> Tab:
     return _report.get_tab(name, create_if_missing)
 
 
-class _SyncAio:
-    def __init__(self, func: Callable[..., Any]) -> None:
-        self._func = func
-        self.__doc__ = func.__doc__
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._func(*args, **kwargs)
-
-    async def aio(self, *args: Any, **kwargs: Any) -> Any:
-        return self._func(*args, **kwargs)
-
-
 def _flush() -> None:
     """Write the report to `report.html` in the action's raw-data folder (a task with report=True only)."""
     current = _context.ctx()
@@ -110,6 +97,6 @@ def _replace(content: str, do_flush: bool = False) -> None:
         _flush()
 
 
-flush = _SyncAio(_flush)
-log = _SyncAio(_log)
-replace = _SyncAio(_replace)
+flush = SyncAio(_flush)
+log = SyncAio(_log)
+replace = SyncAio(_replace)
