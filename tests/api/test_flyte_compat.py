@@ -223,6 +223,10 @@ def test_image_builders_keep_metadata_in_the_config_shape() -> None:
     }  # fmt: skip
     assert ("commands", "echo hi") in image.layers
     assert flyte.Image.from_base("python:3.12-slim").to_config() == "python:3.12-slim"
+    from flyte_decl._image import DIST_FOLDER, PythonWheels
+
+    wheels = image.clone(addl_layer=PythonWheels(wheel_dir=DIST_FOLDER, package_name="flyte"))
+    assert wheels.layers[-1][0] == "PythonWheels" and wheels.to_config() == image.to_config()
     env = flyte.TaskEnvironment(name="imaged", image=image)
     assert env.image is image
 
