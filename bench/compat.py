@@ -1,20 +1,21 @@
 """Run the Flyte 2 SDK's example programs under Flyte's local mode and under flyte-decl; print a table.
 
-    python bench/compat.py /path/to/flyte-sdk [--only SUBSTRING] [--jobs 2] [--timeout 90]
+    python bench/compat.py /path/to/flyte-sdk [--only SUBSTRING] [--jobs 2] [--timeout 90] [--scripts]
 
 Needs the real `flyte` package installed (`pip install 'flyte-decl[flyte]'`) and a checkout of
 github.com/flyteorg/flyte-sdk (nothing of it is vendored here). It takes every example program under
 `examples/` whose `__main__` block runs a task with `flyte.run(...)` and that needs no cluster,
-network, GPU or package missing here (the rules are in `skip_reason`), and runs each five ways:
+network, GPU or package missing here (the rules are in `skip_reason`), and runs each of them:
 
 - `flyte`: the task through real Flyte's local mode (`flyte.run`), outputs as JSON (repr if not JSON);
-- `flyte script`: `python prog.py` with real Flyte, for its exit status;
 - `cli`: `flyte-decl run prog.py TASK --ARG VALUE --json`, the program unmodified;
-- `decl script`: `python prog.py` with only the import changed (`import flyte_decl as flyte`);
-- `decl`: the task through `flyte_decl.run` from that changed copy, outputs as in `flyte`.
+- `decl`: the task through `flyte_decl.run` from a copy with only the import changed
+  (`import flyte_decl as flyte`), outputs as in `flyte`;
+- with `--scripts`, also `python prog.py` with real Flyte and the changed copy, for their exit statuses.
 
 An example counts when `flyte` completes. `cli` is the same when it succeeds with equal outputs;
-`python` is the same when `decl` gives equal outputs and `decl script` exits as `flyte script` does.
+`python` is the same when `decl` gives equal outputs (and, with `--scripts`, the two `python prog.py`
+exit alike). Rows print as examples finish; totals come last.
 """
 
 from __future__ import annotations
@@ -222,19 +223,22 @@ def _cli_args(kwargs: dict[str, object]) -> list[str]:
     return args
 
 
-def run_example(example: Example, timeout: float) -> None:
-    """Run one example the five ways; fills `example.results`."""
+def run_example(example: Example, timeout: float, scripts: bool = False) -> None:
+    """Run one example the five ways (three without `scripts`); fills `example.results`."""
     with tempfile.TemporaryDirectory(prefix="flyte-compat-") as tmp:
         home = Path(tmp)
         env = {**os.environ, "FLYTE_DECL_HOME": str(home / "decl-home"), "HOME": str(home)}
         env.pop("FLYTE_DECL_AS_FLYTE", None)
         path = example.path
         example.results["flyte"] = _driver(path, example, "flyte", timeout, env)
-        code, _out, err = _run([sys.executable, str(path)], path.parent, timeout, env)
-        example.results["flyte script"] = (
-            code == 0,
-            f"exit {code}" + (f": {_last_line(err)}" if code else ""),
-        )
+        if not example.results["flyte"][0]:
+            return  # not counted: Flyte's local mode does not complete it
+        if scripts:
+            code, _out, err = _run([sys.executable, str(path)], path.parent, timeout, env)
+            example.results["flyte script"] = (
+                code == 0,
+                f"exit {code}" + (f": {_last_line(err)}" if code else ""),
+            )
         cli = [
             sys.executable,
             "-m",
@@ -256,11 +260,12 @@ def run_example(example: Example, timeout: float) -> None:
         shutil.copytree(path.parent, folder, ignore=shutil.ignore_patterns("__pycache__", ".*"))
         changed = folder / path.name
         changed.write_text(with_decl_imports(path.read_text()))
-        code, _out, err = _run([sys.executable, str(changed)], folder, timeout, env)
-        example.results["decl script"] = (
-            code == 0,
-            f"exit {code}" + (f": {_last_line(err)}" if code else ""),
-        )
+        if scripts:
+            code, _out, err = _run([sys.executable, str(changed)], folder, timeout, env)
+            example.results["decl script"] = (
+                code == 0,
+                f"exit {code}" + (f": {_last_line(err)}" if code else ""),
+            )
         example.results["decl"] = _driver(changed, example, "flyte_decl", timeout, env)
 
 
@@ -269,7 +274,9 @@ def verdicts(example: Example) -> tuple[bool, bool]:
     flyte_ok, flyte_out = example.results["flyte"]
     cli_ok, cli_out = example.results["cli"]
     decl_ok, decl_out = example.results["decl"]
-    same_script = example.results["decl script"][0] == example.results["flyte script"][0]
+    same_script = "flyte script" not in example.results or (
+        example.results["decl script"][0] == example.results["flyte script"][0]
+    )
     return (cli_ok and _same(cli_out, flyte_out), decl_ok and _same(decl_out, flyte_out) and same_script)
 
 
@@ -287,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds per program run")
     parser.add_argument("--show-skipped", action="store_true")
+    parser.add_argument("--scripts", action="store_true",
+                        help="also run `python prog.py` both ways and require equal exit statuses")  # fmt: skip
     args = parser.parse_args(argv)
     root = args.sdk / "examples"
     if not root.is_dir():
@@ -299,28 +308,33 @@ def main(argv: list[str] | None = None) -> int:
     for example in examples:
         example.skip = skip_reason(example, root)
     chosen = [e for e in examples if not e.skip]
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        list(pool.map(lambda e: run_example(e, args.timeout), chosen))
-    print(f"{'example':50} {'flyte':6} {'cli':5} {'python':6}  note")
+    print(f"{'example':50} {'flyte':6} {'cli':5} {'python':6}  note", flush=True)
     counted = cli_same = py_same = 0
-    for example in chosen:
-        name = str(example.path.relative_to(root))
-        flyte_ok = example.results["flyte"][0]
-        cli, py = verdicts(example)
-        if flyte_ok:
-            counted += 1
-            cli_same += cli
-            py_same += py
-        note = ""
-        if flyte_ok and not cli:
-            note = f"cli: {example.results['cli'][1]}"
-        elif flyte_ok and not py:
-            note = f"python: {example.results['decl'][1]} / script {example.results['decl script'][1]}"
-        elif not flyte_ok:
+
+    def one(example: Example) -> Example:
+        run_example(example, args.timeout, args.scripts)
+        return example
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for example in pool.map(one, chosen):
+            name = str(example.path.relative_to(root))
+            flyte_ok = example.results["flyte"][0]
             note = f"flyte: {example.results['flyte'][1]}"
-        mark = {True: "same", False: "diff"}
-        print(f"{name:50} {'ok' if flyte_ok else 'fail':6} {mark[cli] if flyte_ok else '-':5} "
-              f"{mark[py] if flyte_ok else '-':6}  {note[:140]}")  # fmt: skip
+            cli = py = False
+            if flyte_ok:
+                cli, py = verdicts(example)
+                counted += 1
+                cli_same += cli
+                py_same += py
+                note = ""
+                if not cli:
+                    note = f"cli: {example.results['cli'][1]}"
+                if not py:
+                    script = example.results.get("decl script", (True, ""))[1]
+                    note += f" python: {example.results['decl'][1]} {script}".rstrip()
+            mark = {True: "same", False: "diff"}
+            print(f"{name:50} {'ok' if flyte_ok else 'fail':6} {mark[cli] if flyte_ok else '-':5} "
+                  f"{mark[py] if flyte_ok else '-':6}  {note.strip()[:160]}", flush=True)  # fmt: skip
     if args.show_skipped:
         for example in examples:
             if example.skip:

@@ -22,6 +22,16 @@ __version__ = "0.1.0"
 
 # Public names, imported on first use so that `flyte-decl validate` does not pay for the runtime.
 _EXPORTS = {
+    "AMD_GPU": "flyte_decl._resources",
+    "Backoff": "flyte_decl._task_environment",
+    "Cache": "flyte_decl._task_environment",
+    "Device": "flyte_decl._resources",
+    "GPU": "flyte_decl._resources",
+    "HABANA_GAUDI": "flyte_decl._resources",
+    "Neuron": "flyte_decl._resources",
+    "PodTemplate": "flyte_decl._task_environment",
+    "Secret": "flyte_decl._task_environment",
+    "TPU": "flyte_decl._resources",
     "ActionFailed": "flyte_decl.runtime.records",
     "ActionOutputs": "flyte_decl._run",
     "Image": "flyte_decl._image",
@@ -44,14 +54,28 @@ _EXPORTS = {
     "init_in_cluster": "flyte_decl._initialize",
     "init_passthrough": "flyte_decl._initialize",
     "load": "flyte_decl.config.load",
+    "logger": "flyte_decl._initialize",
     "map": "flyte_decl._run",
     "run": "flyte_decl._run",
     "trace": "flyte_decl._trace",
     "with_runcontext": "flyte_decl._run",
 }
 # Submodules reachable as attributes, as in Flyte (`flyte.errors.OOMError` after `import flyte`).
-_SUBMODULES = {"errors", "io"}
+_SUBMODULES = {"durable", "errors", "io", "report"}
 __all__ = [
+    "durable",
+    "logger",
+    "report",
+    "AMD_GPU",
+    "Backoff",
+    "Cache",
+    "Device",
+    "GPU",
+    "HABANA_GAUDI",
+    "Neuron",
+    "PodTemplate",
+    "Secret",
+    "TPU",
     "ActionFailed",
     "ActionOutputs",
     "Image",
@@ -83,7 +107,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from flyte_decl import errors, io
+    from flyte_decl import durable, errors, io, report
     from flyte_decl._context import TaskContext, ctx, custom_context, get_custom_context, group
     from flyte_decl._image import Image
     from flyte_decl._initialize import (
@@ -92,11 +116,21 @@ if TYPE_CHECKING:
         init_from_config,
         init_in_cluster,
         init_passthrough,
+        logger,
     )
-    from flyte_decl._resources import Resources
+    from flyte_decl._resources import AMD_GPU, GPU, HABANA_GAUDI, TPU, Device, Neuron, Resources
     from flyte_decl._run import ActionOutputs, Run, RunContext, map, run, with_runcontext
     from flyte_decl._task import TaskTemplate
-    from flyte_decl._task_environment import RetryStrategy, ReusePolicy, TaskEnvironment, Timeout
+    from flyte_decl._task_environment import (
+        Backoff,
+        Cache,
+        PodTemplate,
+        RetryStrategy,
+        ReusePolicy,
+        Secret,
+        TaskEnvironment,
+        Timeout,
+    )
     from flyte_decl._trace import trace
     from flyte_decl.config.load import load
     from flyte_decl.runtime.records import ActionFailed

@@ -137,6 +137,25 @@ def enter_action(info: dict[str, Any]) -> None:
     )
     _custom.set(None)
     _group.set(None)
+    _action.data["report"] = _declares_report(_action.task)
+
+
+def _declares_report(task: str) -> bool:
+    from flyte_decl._task_environment import declared_environments
+
+    for env in declared_environments().values():
+        template = env.tasks.get(task)
+        if template is not None:
+            return template.report
+    return False
+
+
+def action_ended() -> None:
+    """Called in an action once its task returned or raised: flush what `flyte.report` collected."""
+    if _action is not None and _action.data.get("report"):
+        from flyte_decl import report
+
+        report.flush()
 
 
 def _run_custom_context() -> dict[str, str]:

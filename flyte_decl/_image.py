@@ -19,9 +19,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 _PY = (sys.version_info.major, sys.version_info.minor)
+
+
+# Where Flyte's own development wheels are built (Flyte's `DIST_FOLDER`); only a name locally.
+DIST_FOLDER = Path("dist")
+
+
+@dataclass(frozen=True)
+class PythonWheels:
+    """A layer installing the wheels of `package_name` from `wheel_dir` (Flyte's `PythonWheels`)."""
+
+    wheel_dir: Path
+    package_name: str
+    pre: bool = False
 
 
 def _version(value: tuple[int, int] | str | None) -> tuple[int, int]:
@@ -104,10 +115,12 @@ class Image:
         return cls(name=name, registry=registry, layers=(("dockerfile", str(file)),))
 
     def clone(self, registry: str | None = None, name: str | None = None,
-              python_version: tuple[int, int] | None = None, **_options: Any) -> Image:  # fmt: skip
-        """A copy under another name or registry."""
-        return replace(self, registry=registry or self.registry, name=name or self.name,
-                       python_version=_version(python_version) if python_version else self.python_version)  # fmt: skip
+              python_version: tuple[int, int] | None = None, addl_layer: Any = None,
+              **_options: Any) -> Image:  # fmt: skip
+        """A copy under another name or registry, optionally with one more layer (kept for `explain`)."""
+        image = replace(self, registry=registry or self.registry, name=name or self.name,
+                        python_version=_version(python_version) if python_version else self.python_version)  # fmt: skip
+        return image._layer(type(addl_layer).__name__, addl_layer) if addl_layer is not None else image
 
     # -- layers ---------------------------------------------------------------------------------
 
@@ -211,6 +224,10 @@ def _script_dependencies(script: Path) -> tuple[str, ...]:
             break
         elif inside:
             block.append(line[2:] if line.startswith("# ") else line.lstrip("#"))
+    try:
+        import tomllib  # Python 3.11+
+    except ModuleNotFoundError:
+        return ()
     try:
         deps = tomllib.loads("\n".join(block)).get("dependencies", [])
     except tomllib.TOMLDecodeError:

@@ -15,11 +15,21 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from flyte_decl._syncify import SyncAio
+
 _noticed: set[str] = set()
+
+# Flyte's `flyte.logger`: a logger for user code; in an action its records go to the action's log.
+logger = logging.getLogger("flyte.user")
+if not logger.handlers:
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger.addHandler(_handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def _notice(call: str, reason: str) -> None:
@@ -33,21 +43,6 @@ def _notice(call: str, reason: str) -> None:
 def _log_level(level: int | None) -> None:
     if level is not None:
         logging.getLogger().setLevel(level)
-
-
-class _SyncAio:
-    """A sync function with an async `.aio` twin, as Flyte's `@syncify` functions are."""
-
-    def __init__(self, func: Callable[..., None]) -> None:
-        self._func = func
-        self.__name__ = func.__name__
-        self.__doc__ = func.__doc__
-
-    def __call__(self, *args: Any, **kwargs: Any) -> None:
-        self._func(*args, **kwargs)
-
-    async def aio(self, *args: Any, **kwargs: Any) -> None:
-        self._func(*args, **kwargs)
 
 
 def _init(
@@ -123,8 +118,8 @@ def _init_passthrough(*_args: Any, **settings: Any) -> None:
     _log_level(settings.get("log_level"))
 
 
-init = _SyncAio(_init)
-init_from_config = _SyncAio(_init_from_config)
-init_from_api_key = _SyncAio(_init_from_api_key)
-init_in_cluster = _SyncAio(_init_in_cluster)
-init_passthrough = _SyncAio(_init_passthrough)
+init = SyncAio(_init)
+init_from_config = SyncAio(_init_from_config)
+init_from_api_key = SyncAio(_init_from_api_key)
+init_in_cluster = SyncAio(_init_in_cluster)
+init_passthrough = SyncAio(_init_passthrough)

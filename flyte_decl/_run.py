@@ -14,6 +14,7 @@ environments.yaml beside the program (if any) layers over what the code declares
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import itertools
 import logging
@@ -27,7 +28,6 @@ from typing import Any
 from flyte_decl import _context, _task_environment, errors
 from flyte_decl._task import TaskTemplate, module_name
 from flyte_decl.config.load import find_task, load
-from flyte_decl.problems import UsageError
 from flyte_decl.runtime.records import ActionRecord, Failure, RunResult
 from flyte_decl.runtime.runner import LocalRunner
 from flyte_decl.runtime.wire import ENV_MAIN_MODULE
@@ -189,6 +189,7 @@ class RunContext:
         # The program's own tasks are bound (it declared them); its env_vars may carry a secret, as -e does.
         preflight(resolved, {**os.environ, **self.env_vars}, include_code=False)
         config = resolved.run_config()
+        _task_environment.admit_code_queues(config)
         if task.call_settings:
             config.tasks[name] = config.spec_for(name, task.call_settings)
         log_dir = home_dir(config.tasks[name].root_dir) / "logs"
@@ -237,20 +238,21 @@ class _Map:
     """`flyte_decl.map(task, *iterables, concurrency=0)`: call a task on every item, results in order.
 
     Inside an action each call is its own action, `concurrency` at a time (0: all at once); outside a
-    run it calls the function. In async code use `await`-able `flyte_decl.map.aio(...)`.
+    run it calls the function. In async code prefer `flyte_decl.map.aio(...)`; the sync form works there
+    too (it blocks the calling task while the calls run on a helper thread).
     """
 
     def __call__(self, func: TaskTemplate | Callable[..., Any], *iterables: Iterable[Any], group_name: str | None = None,
                  concurrency: int = 0, return_exceptions: bool = True) -> Iterator[Any]:  # fmt: skip
+        gather = self._gather(func, iterables, concurrency, return_exceptions)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            pass
-        else:
-            raise UsageError(
-                "in async code use `flyte_decl.map.aio(...)`: the sync map would block the event loop"
-            )
-        return iter(asyncio.run(self._gather(func, iterables, concurrency, return_exceptions)))
+            return iter(asyncio.run(gather))
+        # Called from async code: each call is an action of its own process, so the calls can run on a
+        # helper thread's loop while this one waits (Flyte's local mode fails here with "Deadlock detected").
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="flyte-decl-map") as helper:
+            return iter(helper.submit(asyncio.run, gather).result())
 
     async def aio(self, func: TaskTemplate | Callable[..., Any], *iterables: Iterable[Any],
                   group_name: str | None = None, concurrency: int = 0,

@@ -104,6 +104,7 @@ class TaskTemplate:
     settings: dict[str, Any] = field(default_factory=dict)  # decorator arguments (layer 4, beneath YAML)
     call_settings: dict[str, Any] = field(default_factory=dict)  # .override() arguments (layer 6)
     mark: Mark = field(default_factory=lambda: Mark("<code>"))
+    report: bool = False  # `@env.task(report=True)`: `flyte.report` writes the action's report.html
 
     def __post_init__(self) -> None:
         self.__name__ = getattr(self.func, "__name__", self.short_name)

@@ -13,7 +13,9 @@ entry. Arguments you do not pass set nothing, so they never hide a value from th
 
 from __future__ import annotations
 
+import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,10 +23,11 @@ from typing import Any, Literal
 
 from flyte_decl._image import Image
 from flyte_decl._resources import Resources
-from flyte_decl._task import TaskTemplate, code_mark
+from flyte_decl._task import _PACKAGE_DIR, TaskTemplate, code_mark
 from flyte_decl.config.read import display_path
 from flyte_decl.config.resolve import CodeLayers
 from flyte_decl.problems import Mark
+from flyte_decl.spec import DEFAULT_QUEUE, QueueSpec, RunConfig
 
 _NAME = re.compile(r"^[a-z0-9]+([_-][a-z0-9]+)*$")
 _CACHE = {"auto", "override", "disable"}
@@ -37,28 +40,95 @@ _UNSET: Any = object()
 ENVIRONMENTS: dict[str, list[TaskEnvironment]] = {}
 
 
+def _timedelta(value: int | float | timedelta) -> timedelta:
+    return value if isinstance(value, timedelta) else timedelta(seconds=value)
+
+
 @dataclass(frozen=True)
 class ReusePolicy:
-    """Keep warm workers: `replicas` processes, stopped after `idle_ttl` seconds idle."""
+    """Keep warm workers, as Flyte's `ReusePolicy`: `replicas` (a count or a (min, max) range, kept as
+    a tuple), `idle_ttl` (the pool's idle time before it stops), `scaledown_ttl` (how long one idle worker
+    waits before it stops), `concurrency` (actions per worker; locally 1 at a time). Times are seconds or
+    timedeltas, kept as timedeltas.
 
-    replicas: int = 2
-    idle_ttl: int | timedelta = 30
+    Locally the pool grows to the largest replica count, and an idle worker stops after `scaledown_ttl`
+    when given, else after `idle_ttl`.
+    """
+
+    replicas: int | tuple[int, int] = 2
+    idle_ttl: int | float | timedelta = 30
     concurrency: int = 1
+    scaledown_ttl: int | float | timedelta | None = None
+
+    def __post_init__(self) -> None:
+        replicas = self.replicas
+        if isinstance(replicas, int) and not isinstance(replicas, bool):
+            replicas = (replicas, replicas)
+        if (not isinstance(replicas, tuple) or len(replicas) != 2 or not all(isinstance(r, int) for r in replicas)
+                or not 0 <= replicas[0] <= replicas[1] or replicas[1] < 1):  # fmt: skip
+            raise ValueError(f"replicas must be a count >= 1 or a (min, max) range, got {self.replicas!r}")
+        object.__setattr__(self, "replicas", replicas)
+        object.__setattr__(self, "idle_ttl", _timedelta(self.idle_ttl))
+        if self.scaledown_ttl is not None:
+            object.__setattr__(self, "scaledown_ttl", _timedelta(self.scaledown_ttl))
+        if (
+            isinstance(self.concurrency, bool)
+            or not isinstance(self.concurrency, int)
+            or self.concurrency < 1
+        ):
+            raise ValueError(f"concurrency must be an int >= 1, got {self.concurrency!r}")
+
+    @property
+    def max_replicas(self) -> int:
+        return self.replicas[1]  # type: ignore[index]
 
     def to_settings(self) -> dict[str, Any]:
         return {
-            "replicas": self.replicas,
-            "idle_ttl": seconds(self.idle_ttl),
+            "replicas": self.max_replicas,
+            "idle_ttl": seconds(self.scaledown_ttl if self.scaledown_ttl is not None else self.idle_ttl),
             "concurrency": self.concurrency,
         }
 
 
 @dataclass(frozen=True)
+class Backoff:
+    """Flyte's retry backoff: the n-th retry waits `min(base * factor**n, cap)`; `factor` >= 1, and a
+    `cap` is required when `factor` > 1. Locally the wait before the n-th retry is flyte-decl's retry
+    policy, `base * 2**n`; `factor` and `cap` are checked and kept, not applied."""
+
+    base: timedelta
+    factor: float = 1.0
+    cap: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        if self.base < timedelta(0):
+            raise ValueError(f"Backoff.base must be >= 0, got {self.base}")
+        if not isinstance(self.factor, (int, float)) or not math.isfinite(self.factor):
+            raise ValueError(f"Backoff.factor must be a finite number, got {self.factor!r}")
+        if self.factor < 1.0:
+            raise ValueError(f"Backoff.factor must be >= 1.0, got {self.factor}")
+        if self.cap is not None and self.cap < timedelta(0):
+            raise ValueError(f"Backoff.cap must be >= 0, got {self.cap}")
+        if self.factor > 1.0 and self.cap is None:
+            raise ValueError("Backoff.cap is required when factor > 1.0 (the delay would grow without bound)")
+
+    def compute_delay(self, n: int) -> timedelta:
+        """The wait before retry `n` (0-based) under Flyte's rule."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        delay = self.base.total_seconds() * self.factor**n
+        if self.cap is not None:
+            delay = min(delay, self.cap.total_seconds())
+        return timedelta(seconds=delay)
+
+
+@dataclass(frozen=True)
 class RetryStrategy:
-    """`count` retries after the first attempt; `backoff` before the first retry, doubling each time."""
+    """`count` retries after the first attempt; `backoff` (seconds, a timedelta or a `Backoff`) before the
+    first retry, doubling each time."""
 
     count: int
-    backoff: float | timedelta | None = None
+    backoff: float | timedelta | Backoff | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
@@ -67,9 +137,88 @@ class RetryStrategy:
 
 @dataclass(frozen=True)
 class Timeout:
-    """Wall-clock limit of one attempt (`max_runtime`), as seconds or a timedelta."""
+    """Flyte's `Timeout`: `max_runtime` per attempt, `max_queued_time` waiting for a slot, `deadline` for
+    the whole action; each seconds or a timedelta, None for none.
+
+    Locally `max_runtime` is enforced, and so is `deadline` for each attempt (an attempt never runs
+    past it); `max_queued_time` is accepted and not enforced (a notice says so).
+    """
 
     max_runtime: int | float | timedelta | None = None
+    max_queued_time: int | float | timedelta | None = None
+    deadline: int | float | timedelta | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_queued_time is not None and "max_queued_time" not in _noticed:
+            _noticed.add("max_queued_time")
+            print("flyte-decl: Timeout(max_queued_time=...) is not enforced locally", file=sys.stderr)
+
+
+_noticed: set[str] = set()
+
+
+def timeout_from_request(timeout: Any) -> Timeout:
+    """A Timeout from Flyte's TimeoutType: a Timeout as is, else an int or timedelta as `max_runtime`."""
+    if isinstance(timeout, Timeout):
+        return timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float, timedelta)):
+        raise ValueError(f"Timeout must be an instance of Timeout, int, or timedelta, got {timeout!r}")
+    return Timeout(max_runtime=_timedelta(timeout))
+
+
+@dataclass
+class Secret:
+    """A secret a task needs, as Flyte's `Secret`: `key` in the store, optional `group`, exposed as the
+    environment variable `as_env_var` (default: "GROUP_KEY" or "KEY", upper case, "-" as "_", as in Flyte).
+
+    Locally the value is read from the runner's environment variable of that name and never stored.
+    """
+
+    key: str
+    group: str | None = None
+    mount: Any = None
+    as_env_var: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.as_env_var:
+            name = f"{self.group}_{self.key}" if self.group else self.key
+            self.as_env_var = name.replace("-", "_").upper()
+        if not re.match(r"^[A-Z_][A-Z0-9_]*$", self.as_env_var):
+            raise ValueError(
+                f"Invalid environment variable name: {self.as_env_var}, must match ^[A-Z_][A-Z0-9_]*$"
+            )
+
+    def __hash__(self) -> int:
+        return hash((self.key, self.group, str(self.mount), self.as_env_var))
+
+
+@dataclass(frozen=True)
+class Cache:
+    """Flyte's cache policy: `behavior` ("auto", "override" or "disable"), `version_override`,
+    `serialize`, `ignored_inputs`, `salt`. Locally `behavior` selects caching; the key options are kept."""
+
+    behavior: str = "auto"
+    version_override: str | None = None
+    serialize: bool = False
+    ignored_inputs: tuple[str, ...] | str = ()
+    salt: str = ""
+    policies: Any = None
+
+    def __post_init__(self) -> None:
+        if self.behavior not in _CACHE:
+            raise ValueError(f"Invalid cache behavior {self.behavior!r}: use 'auto', 'override' or 'disable'")
+        if isinstance(self.ignored_inputs, str):
+            object.__setattr__(self, "ignored_inputs", (self.ignored_inputs,))
+
+
+@dataclass
+class PodTemplate:
+    """Flyte's Kubernetes pod template: accepted and kept; pods do not exist locally."""
+
+    pod_spec: Any = None
+    primary_container_name: str = "primary"
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
 
 
 def seconds(value: int | float | timedelta) -> float:
@@ -79,8 +228,11 @@ def seconds(value: int | float | timedelta) -> float:
 def retries_settings(retries: Any) -> dict[str, Any]:
     if isinstance(retries, RetryStrategy):
         out: dict[str, Any] = {"count": retries.count}
-        if retries.backoff is not None:
-            out["backoff"] = seconds(retries.backoff)
+        backoff = retries.backoff
+        if isinstance(backoff, Backoff):
+            backoff = backoff.base
+        if backoff is not None:
+            out["backoff"] = seconds(backoff)
         return out
     if isinstance(retries, bool) or not isinstance(retries, int):
         raise ValueError(f"retries must be an int (a retry count) or a flyte.RetryStrategy, got {retries!r}")
@@ -91,7 +243,8 @@ def retries_settings(retries: Any) -> dict[str, Any]:
 
 def timeout_settings(timeout: Any) -> float | None:
     if isinstance(timeout, Timeout):
-        timeout = timeout.max_runtime
+        bounds = [seconds(b) for b in (timeout.max_runtime, timeout.deadline) if b]
+        timeout = min(bounds) if bounds else None
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float, timedelta)):
@@ -116,6 +269,8 @@ def secrets_settings(secrets: Any) -> list[str]:
     items = [secrets] if isinstance(secrets, str) else list(secrets)
     names: list[str] = []
     for item in items:
+        if isinstance(item, str) and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", item):
+            item = Secret(key=item)  # "openai-key" is the variable OPENAI_KEY, as in Flyte
         name = getattr(item, "as_env_var", None) or getattr(item, "key", item)
         if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
             raise ValueError(f"secret names must be environment variable names like API_TOKEN, got {name!r}")
@@ -216,9 +371,7 @@ class TaskEnvironment:
         if not all(isinstance(item, str) for item in include):
             raise TypeError(f"include entries must be str, got {include!r}")
         if not isinstance(image, (str, Image)) and image is not None:
-            raise TypeError(
-                f"image must be a str (a URI or 'auto') or a flyte.Image, got {type(image).__name__}"
-            )
+            raise TypeError(f"Expected image to be of type str or Image, got {type(image)}")
         if queue is not _UNSET and task_queue is not _UNSET:
             raise ValueError("set either queue or task_queue (an alias), not both")
         self.name = name
@@ -237,6 +390,8 @@ class TaskEnvironment:
         code_image = _UNSET if image is None or (isinstance(image, str) and image == "auto") else image
         self.settings = environment_settings(**self._given, image=code_image)
         self.mark: Mark = code_mark()
+        # The file that declared it (Flyte resolves `include` paths against it).
+        self._declaring_file = _declaring_file()
         self._tasks: dict[str, TaskTemplate] = {}
         ENVIRONMENTS.setdefault(name, []).append(self)
 
@@ -378,11 +533,19 @@ class TaskEnvironment:
                 short_name=short_name or func.__name__,
                 settings=settings,
                 mark=_function_mark(func),
+                report=report,
             )
             self._tasks[template.full_name] = template
             return template
 
         return decorate(_func) if _func is not None else decorate
+
+
+def _declaring_file() -> str | None:
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+    return frame.f_code.co_filename if frame is not None else None
 
 
 def _function_mark(func: Callable[..., Any]) -> Mark:
@@ -413,3 +576,24 @@ def code_layers() -> CodeLayers:
             layers.tasks[full] = (template.fn, template.settings, template.mark)
             layers.root_dir = layers.root_dir or template.root_dir
     return layers
+
+
+_warned_queues: set[str] = set()
+
+
+def admit_code_queues(config: RunConfig) -> None:
+    """Queues named only in code (`queue="serial-1"`) run unlimited, with one warning line each.
+
+    Flyte's local mode ignores queue names, so a Flyte program may name queues no environments.yaml
+    declares; declared queues keep their concurrency, and a queue named in the YAML only must exist.
+    """
+    named = set()
+    for env in declared_environments().values():
+        named.add(env.settings.get("queue"))
+        named.update(template.settings.get("queue") for template in env.tasks.values())
+    for name in sorted(n for n in named if n and n != DEFAULT_QUEUE and n not in config.queues):
+        config.queues[name] = QueueSpec(name, None, "named in code only")
+        if name not in _warned_queues:
+            _warned_queues.add(name)
+            print(f"flyte-decl: queue {name!r} is named in code but not declared in environments.yaml; "
+                  "it runs with unlimited concurrency", file=sys.stderr)  # fmt: skip

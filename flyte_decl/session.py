@@ -153,7 +153,9 @@ def prepare_run(
         checked = Preflight.of(resolved, {**os.environ, **env})
     if check or name not in checked.bindings:
         checked.raise_problems()
-    prepared = PreparedRun(name, checked.bindings[name].entry, resolved, resolved.run_config(), env, params)
+    config = resolved.run_config()
+    _task_environment.admit_code_queues(config)
+    prepared = PreparedRun(name, checked.bindings[name].entry, resolved, config, env, params)
     prepared.problems = checked.problems
     return prepared
 

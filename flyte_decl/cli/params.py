@@ -9,6 +9,7 @@ checked by pydantic against the annotation. Booleans are flags: `--x/--no-x`.
 
 from __future__ import annotations
 
+import enum
 import inspect
 import json
 import typing
@@ -58,6 +59,13 @@ def task_command(
             continue
         adapters[name] = (annotation, TypeAdapter(annotation))
         shown = repr(default) if not required and default is not None else None
+        if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+            shown = f"{shown}; " if shown else ""
+            shown += "one of " + ", ".join(annotation.__members__)
+            params.append(click.Option([flag], type=str, required=required, default=None,
+                                       metavar=annotation.__name__.upper(), help=shown))  # fmt: skip
+            adapters[name] = (annotation, TypeAdapter(annotation))
+            continue
         params.append(
             click.Option(
                 [flag],
@@ -88,6 +96,17 @@ def task_command(
 def _convert(name: str, text: str, annotation: Any, adapter: TypeAdapter[Any]) -> Any:
     if annotation is str:
         return text
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum) and text in annotation.__members__:
+        return annotation[text]  # a member's name, as `flyte run` takes it (its value works too)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        for candidate in (text, _json_or_text(text)):
+            try:
+                return annotation(candidate)
+            except ValueError:
+                pass
+        names = ", ".join(annotation.__members__)
+        values = ", ".join(repr(m.value) for m in annotation)
+        raise UsageError(f"--{name}: expected one of {names} (or a value: {values}), got {text!r}")
     try:
         value: Any = json.loads(text)
     except ValueError:
@@ -101,3 +120,10 @@ def _convert(name: str, text: str, annotation: Any, adapter: TypeAdapter[Any]) -
             f"--{name}{where}: {first['msg'].lower()}, got {text!r} "
             f"(expected {_type_label(annotation)}; lists and mappings are JSON, e.g. '[1,2]')"
         ) from None
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

@@ -379,6 +379,8 @@ def _outcome(
         ok, value = _run_eagerly(_own_loop(loop), _call_async(function, args, kwargs))
     else:
         ok, value = _call(function, args, kwargs)
+    with contextlib.suppress(Exception):  # a report that cannot be written must not fail the task
+        _context.action_ended()
     if not ok:
         return ("failed", _describe(value), _user_traceback(value), isinstance(value, NonRecoverableError))
     try:

@@ -56,12 +56,13 @@ def fresh_registry(monkeypatch):
         (
             {"gpu": "A100"},
             ValueError,
-            "gpu must be an accelerator string such as 'A100:4' or 'T4:1', got 'A100'",
+            "gpu must be one of Flyte's accelerators such as 'A100:4' or 'T4:1', got 'A100'",
         ),
         (
             {"gpu": ("A100", 2)},
             ValueError,
-            "gpu must be an accelerator string such as 'A100:4', a device count, got tuple: ('A100', 2)",
+            "gpu must be an accelerator string such as 'A100:4', a device count or a flyte.GPU(...) device, got tuple: "
+            "('A100', 2)",
         ),
         ({"gpu": -1}, ValueError, "gpu must be greater than or equal to 0"),
     ],

@@ -223,6 +223,10 @@ def test_image_builders_keep_metadata_in_the_config_shape() -> None:
     }  # fmt: skip
     assert ("commands", "echo hi") in image.layers
     assert flyte.Image.from_base("python:3.12-slim").to_config() == "python:3.12-slim"
+    from flyte_decl._image import DIST_FOLDER, PythonWheels
+
+    wheels = image.clone(addl_layer=PythonWheels(wheel_dir=DIST_FOLDER, package_name="flyte"))
+    assert wheels.layers[-1][0] == "PythonWheels" and wheels.to_config() == image.to_config()
     env = flyte.TaskEnvironment(name="imaged", image=image)
     assert env.image is image
 
@@ -243,7 +247,11 @@ def test_image_from_uv_script_reads_its_inline_dependencies(tmp_path) -> None:
             "include entries must be str",
         ),
         (lambda: flyte.TaskEnvironment(name="inc3", include="a.html"), TypeError, "sequence of str paths"),
-        (lambda: flyte.TaskEnvironment(name="img", image=123), TypeError, "image must be a str"),
+        (
+            lambda: flyte.TaskEnvironment(name="img", image=123),
+            TypeError,
+            "Expected image to be of type str or Image",
+        ),
         (
             lambda: flyte.TaskEnvironment(name="reuse1", reusable=flyte.ReusePolicy()).task(pod_template="p")(
                 print
@@ -303,3 +311,96 @@ def test_ctx_is_none_outside_a_run_and_trace_is_the_plain_call() -> None:
     with flyte.group("g"), flyte.custom_context(a="1"):
         assert double(2) == 4 and flyte.get_custom_context() == {"a": "1"}
     assert flyte.get_custom_context() == {}
+
+
+# -- where flyte-decl's runtime is stricter than Flyte's local mode ---------------------------------
+
+
+def test_a_queue_named_only_in_code_runs_unlimited_with_one_warning(tmp_path) -> None:
+    result = cli("run", "more_cases.py", "queue_main", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[0, 1, 2]"
+    warning = "flyte-decl: queue 'serial-1' is named in code but not declared in environments.yaml; "
+    assert result.stderr.count(warning) == 1
+
+
+def test_sync_map_inside_async_task_runs_on_a_helper_thread(tmp_path) -> None:
+    result = cli("run", "more_cases.py", "sync_map_main", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[0, 1, 2]"
+
+
+@pytest.mark.parametrize(
+    ("given", "code", "out"), [("RED", 0, '"RED"'), ("g", 0, '"GREEN"'), ("BLUE", 2, "")]
+)
+def test_cli_enum_inputs_take_member_names_and_values(tmp_path, given, code, out) -> None:
+    result = cli("run", "more_cases.py", "color", "--c", given, home=tmp_path)
+    assert result.returncode == code, result.stderr
+    assert result.stdout.strip() == out
+    if code:
+        error = "error: --c: expected one of RED, GREEN (or a value: 'r', 'g'), got 'BLUE'"
+        assert error in result.stderr.splitlines()
+
+
+def test_example_parent_catches_oom_and_retries_bigger(tmp_path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "flyte_code" / "oom_retry.py"
+    result = subprocess.run([sys.executable, str(example)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env={**_env(), "FLYTE_DECL_HOME": str(tmp_path)})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ActionOutputs(o0={'action': 'a1', 'note': 22, 'limit': '400Mi'})"
+
+
+# -- Flyte's declaration classes ------------------------------------------------------------------
+
+
+def test_secret_names_map_as_in_flyte() -> None:
+    assert flyte.Secret(key="openai-key").as_env_var == "OPENAI_KEY"
+    assert flyte.Secret(key="token", group="gh").as_env_var == "GH_TOKEN"
+    assert flyte.Secret(key="x", as_env_var="MY_X").as_env_var == "MY_X"
+    env = flyte.TaskEnvironment(name="secrets1", secrets=[flyte.Secret(key="openai-key"), "db-pass"])
+    assert env.settings["secrets"] == ["OPENAI_KEY", "DB_PASS"]
+    with pytest.raises(ValueError, match="Invalid environment variable name: bad name"):
+        flyte.Secret(key="k", as_env_var="bad name")
+
+
+def test_reuse_policy_normalises_replicas_and_times() -> None:
+    from datetime import timedelta
+
+    policy = flyte.ReusePolicy(replicas=(1, 4), idle_ttl=60, scaledown_ttl=30, concurrency=2)
+    assert policy.replicas == (1, 4) and policy.idle_ttl == timedelta(seconds=60)
+    assert policy.to_settings() == {"replicas": 4, "idle_ttl": 30.0, "concurrency": 2}
+    assert flyte.ReusePolicy(replicas=2).replicas == (2, 2)
+    with pytest.raises(ValueError, match="replicas must be a count >= 1 or a \\(min, max\\) range"):
+        flyte.ReusePolicy(replicas=(3, 1))
+
+
+def test_timeout_deadline_bounds_each_attempt_and_backoff_is_checked() -> None:
+    from datetime import timedelta
+
+    from flyte_decl._task_environment import timeout_settings
+
+    assert timeout_settings(flyte.Timeout(max_runtime=10, deadline=3)) == 3.0
+    assert timeout_settings(flyte.Timeout(deadline=timedelta(seconds=5))) == 5.0
+    with pytest.raises(ValueError, match="cap is required when factor > 1.0"):
+        flyte.Backoff(base=timedelta(seconds=1), factor=2.0)
+    backoff = flyte.Backoff(base=timedelta(seconds=10), factor=2.0, cap=timedelta(seconds=30))
+    assert backoff.compute_delay(2) == timedelta(seconds=30)
+    env = flyte.TaskEnvironment(name="retrying")
+    task = env.task(retries=flyte.RetryStrategy(count=2, backoff=backoff))(lambda: None)
+    assert task.settings["retries"] == {"count": 2, "backoff": 10.0}
+
+
+def test_accelerator_devices_become_gpu_settings() -> None:
+    assert flyte.Resources(gpu=flyte.GPU("A100", 2, partition="1g.5gb")).to_settings() == {"gpu": "A100:2"}
+    assert flyte.Resources(gpu="Trn1:16").get_device().device_class == "NEURON"
+    with pytest.raises(ValueError, match="Invalid partition for H100: bad"):
+        flyte.GPU("H100", 1, partition="bad")
+
+
+def test_report_html_lands_in_the_action_folder_and_logger_in_its_log(tmp_path) -> None:
+    result = cli("run", "more_cases.py", "report_main", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    folder = Path(json.loads(result.stdout))
+    assert folder.is_relative_to(tmp_path)
+    assert "<h2>Summary</h2>\n<p>ok</p>" in (folder / "report.html").read_text()
+    assert "more.report_main[0] | INFO into the action log" in result.stderr
