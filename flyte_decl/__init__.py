@@ -23,45 +23,88 @@ __version__ = "0.1.0"
 # Public names, imported on first use so that `flyte-decl validate` does not pay for the runtime.
 _EXPORTS = {
     "ActionFailed": "flyte_decl.runtime.records",
+    "ActionOutputs": "flyte_decl._run",
+    "Image": "flyte_decl._image",
     "Resources": "flyte_decl._resources",
     "RetryStrategy": "flyte_decl._task_environment",
     "ReusePolicy": "flyte_decl._task_environment",
     "Run": "flyte_decl._run",
     "RunContext": "flyte_decl._run",
+    "TaskContext": "flyte_decl._context",
     "TaskEnvironment": "flyte_decl._task_environment",
     "TaskTemplate": "flyte_decl._task",
     "Timeout": "flyte_decl._task_environment",
+    "ctx": "flyte_decl._context",
+    "custom_context": "flyte_decl._context",
+    "get_custom_context": "flyte_decl._context",
+    "group": "flyte_decl._context",
+    "init": "flyte_decl._initialize",
+    "init_from_api_key": "flyte_decl._initialize",
+    "init_from_config": "flyte_decl._initialize",
+    "init_in_cluster": "flyte_decl._initialize",
+    "init_passthrough": "flyte_decl._initialize",
     "load": "flyte_decl.config.load",
     "map": "flyte_decl._run",
     "run": "flyte_decl._run",
+    "trace": "flyte_decl._trace",
     "with_runcontext": "flyte_decl._run",
 }
+# Submodules reachable as attributes, as in Flyte (`flyte.errors.OOMError` after `import flyte`).
+_SUBMODULES = {"errors", "io"}
 __all__ = [
     "ActionFailed",
+    "ActionOutputs",
+    "Image",
     "Resources",
     "RetryStrategy",
     "ReusePolicy",
     "Run",
     "RunContext",
+    "TaskContext",
     "TaskEnvironment",
     "TaskTemplate",
     "Timeout",
+    "ctx",
+    "custom_context",
+    "errors",
+    "get_custom_context",
+    "group",
+    "init",
+    "init_from_api_key",
+    "init_from_config",
+    "init_in_cluster",
+    "init_passthrough",
+    "io",
     "load",
     "map",
     "run",
+    "trace",
     "with_runcontext",
 ]
 
 if TYPE_CHECKING:
+    from flyte_decl import errors, io
+    from flyte_decl._context import TaskContext, ctx, custom_context, get_custom_context, group
+    from flyte_decl._image import Image
+    from flyte_decl._initialize import (
+        init,
+        init_from_api_key,
+        init_from_config,
+        init_in_cluster,
+        init_passthrough,
+    )
     from flyte_decl._resources import Resources
-    from flyte_decl._run import Run, RunContext, map, run, with_runcontext
+    from flyte_decl._run import ActionOutputs, Run, RunContext, map, run, with_runcontext
     from flyte_decl._task import TaskTemplate
     from flyte_decl._task_environment import RetryStrategy, ReusePolicy, TaskEnvironment, Timeout
+    from flyte_decl._trace import trace
     from flyte_decl.config.load import load
     from flyte_decl.runtime.records import ActionFailed
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"flyte_decl.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'flyte_decl' has no attribute {name!r}")

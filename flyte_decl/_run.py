@@ -2,7 +2,10 @@
 
     run = flyte_decl.run(main, n=4)                           # every call an isolated, limited action
     run = flyte_decl.with_runcontext(queue="spot", env_vars={"DEBUG": "1"}).run(main)
-    run.outputs, run.status, run.id, run.actions
+    run.outputs, run.outputs(), run.status, run.id, run.actions
+
+A failed run raises the Flyte error class of its failure (`flyte.errors.RuntimeUserError`, ...), as
+Flyte's local mode does.
 
 `flyte_decl.run` never runs in-process: each call is an action in its environment's limits, and the
 environments.yaml beside the program (if any) layers over what the code declares.
@@ -13,18 +16,87 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import logging
+import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flyte_decl import _task_environment
-from flyte_decl._task import TaskTemplate
+from flyte_decl import _context, _task_environment, errors
+from flyte_decl._task import TaskTemplate, module_name
 from flyte_decl.config.load import find_task, load
 from flyte_decl.problems import UsageError
 from flyte_decl.runtime.records import ActionRecord, Failure, RunResult
 from flyte_decl.runtime.runner import LocalRunner
-from flyte_decl.session import home_dir
+from flyte_decl.runtime.wire import ENV_MAIN_MODULE
+from flyte_decl.session import home_dir, preflight
+
+
+class ActionOutputs(tuple):  # type: ignore[type-arg]
+    """A run's outputs as Flyte 2 gives them: a tuple `o0..oN` (a tuple or NamedTuple return is split).
+
+    Its repr is Flyte's: ``ActionOutputs(o0=3, o1="x")``; `named_outputs` is {"o0": 3, "o1": "x"}.
+    """
+
+    def __new__(cls, value: Any) -> ActionOutputs:
+        out = super().__new__(cls, value if isinstance(value, tuple) else (value,))
+        for index, item in enumerate(out):
+            setattr(out, f"o{index}", item)
+        return out
+
+    @property
+    def named_outputs(self) -> dict[str, Any]:
+        return {f"o{index}": item for index, item in enumerate(self)}
+
+    def __repr__(self) -> str:
+        shown = (f'"{v}"' if isinstance(v, str) else f"{v}" for v in self)
+        return f"ActionOutputs({', '.join(f'o{i}={v}' for i, v in enumerate(shown))})"
+
+
+class Outputs:
+    """`Run.outputs`: the task's return value, and, called as Flyte's `run.outputs()`, its ActionOutputs.
+
+    `run.outputs == 25`, `print(run.outputs)` and `run.outputs[0]` see the value itself (flyte-decl's
+    attribute form); `run.outputs()` (or `await run.outputs.aio()`) returns `ActionOutputs`, as Flyte does.
+    """
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __call__(self) -> ActionOutputs:
+        return ActionOutputs(self.value)
+
+    async def aio(self) -> ActionOutputs:
+        return ActionOutputs(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return bool(self.value == (other.value if isinstance(other, Outputs) else other))
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.value[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.value)
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.__dict__["value"], name)
 
 
 @dataclass
@@ -33,7 +105,7 @@ class Run:
 
     id: str
     status: str
-    outputs: Any
+    outputs: Outputs
     error: Failure | None
     actions: list[ActionRecord]
     url: str  # where the run's logs are
@@ -42,31 +114,69 @@ class Run:
     def name(self) -> str:
         return self.id
 
-    def wait(self) -> Run:
+    def wait(self, quiet: bool = False, wait_for: str = "terminal") -> Run:
         """Runs are complete when `run` returns; kept for Flyte compatibility."""
         return self
 
     @classmethod
     def of(cls, result: RunResult) -> Run:
-        return cls(result.run_id, result.status.value, result.outputs, result.error, result.actions,
+        return cls(result.run_id, result.status.value, Outputs(result.outputs), result.error, result.actions,
                    str(result.log_dir))  # fmt: skip
 
 
-class RunContext:
-    """Run-level settings: `queue` for the root task (as in Flyte), `env_vars` for every action."""
+_MODES = ("local", "hybrid", "remote")
+# Run-level settings Flyte accepts that have no local meaning; each is accepted with one notice.
+_NOT_LOCAL = {"name", "version", "copy_style", "dry_run", "copy_bundle_to", "interactive_mode", "raw_data_path",
+              "run_base_dir", "labels", "annotations", "service_account", "project", "domain", "interruptible",
+              "disable_run_cache", "max_action_concurrency", "preserve_original_types", "debug", "cache_lookup_scope",
+              "notifications", "tracked", "tracked_strict", "persistence", "sync_local_sys_paths"}  # fmt: skip
+_noticed: set[str] = set()
 
-    def __init__(self, *, queue: str | None = None, env_vars: dict[str, str] | None = None,
+
+class RunContext:
+    """Run-level settings, as Flyte's `with_runcontext`: `mode`, `queue` (the root task's), `env_vars`
+    (every action), `custom_context` (every action's `flyte.ctx().custom_context`), `overwrite_cache`,
+    `log_level`, plus flyte-decl's `config` and `profile`.
+
+    Settings Flyte has that mean nothing locally (labels, service_account, ...) are accepted with one
+    notice on stderr; an unknown keyword is a TypeError, as in Flyte. `mode="remote"` is refused.
+    """
+
+    def __init__(self, mode: str | None = None, *, queue: str | None = None,
+                 env_vars: dict[str, str] | None = None, custom_context: dict[str, str] | None = None,
+                 overwrite_cache: bool = False, log_level: int | None = None,
                  config: str | Path | list[str | Path] | None = None, profile: str | None = None,
-                 mode: str = "local", **_ignored: Any) -> None:  # fmt: skip
-        if mode not in ("local", "hybrid"):
-            raise ValueError(f"mode {mode!r} is not available locally; use mode='local'")
+                 **settings: Any) -> None:  # fmt: skip
+        unknown = sorted(set(settings) - _NOT_LOCAL)
+        if unknown:
+            raise TypeError(
+                f"with_runcontext() got an unexpected keyword argument {unknown[0]!r} "
+                f"(known: mode, queue, env_vars, custom_context, overwrite_cache, log_level, config, profile, "
+                f"{', '.join(sorted(_NOT_LOCAL))})"
+            )
+        if mode is not None and mode not in _MODES:
+            raise ValueError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
+        if mode == "remote":
+            raise ValueError("mode 'remote' is not available: flyte-decl runs locally; use mode='local'")
+        for name in sorted(set(settings) - _noticed):
+            _noticed.add(name)
+            print(f"flyte-decl: with_runcontext({name}=...) has no local meaning; ignored", file=sys.stderr)
+        if log_level is not None:
+            logging.getLogger().setLevel(log_level)
         self.queue = queue
         self.env_vars = {str(k): str(v) for k, v in (env_vars or {}).items()}
+        self.custom_context = _context.check_custom_context(custom_context or {})
+        self.overwrite_cache = overwrite_cache
         self.configs = [config] if isinstance(config, (str, Path)) else list(config or [])
         self.profile = profile
 
     def run(self, task: TaskTemplate, *args: Any, **kwargs: Any) -> Run:
-        """Run `task` with these inputs as a root action; raises nothing for a failed run (see `status`)."""
+        """Run `task` with these inputs as a root action and return its `Run`.
+
+        Raises, as Flyte's local mode does, when the run fails: the Flyte error class of the root
+        action's failure kind (`flyte.errors.RuntimeUserError` with `.code`, `OOMError`, ...), which
+        is also a `RunFailed` whose `.run` is the `Run`.
+        """
         if not isinstance(task, TaskTemplate):
             raise TypeError(f"run() takes a task declared with @env.task, got {type(task).__name__}")
         inputs = inspect.signature(task.func).bind(*args, **kwargs).arguments
@@ -75,29 +185,48 @@ class RunContext:
         resolved = load(self.configs or None, profile=self.profile, queue=self.queue, root_task=task.full_name,
                         code=code, cwd=code.root_dir)  # fmt: skip
         name = find_task(resolved, task.full_name)
+        preflight(resolved, include_code=False)  # the program's own tasks are bound: it declared them
         config = resolved.run_config()
         if task.call_settings:
             config.tasks[name] = config.spec_for(name, task.call_settings)
         log_dir = home_dir(config.tasks[name].root_dir) / "logs"
         runner = LocalRunner(config, log_dir=log_dir / f"api-{id(self):x}-{next(_counter)}")
-        return Run.of(runner.run(name, dict(inputs), env=self.env_vars))
+        env = {**self.env_vars, **_context.context_env(self.custom_context)}
+        if task.func.__module__ == "__main__":  # its classes live in the script the fork servers import
+            env[ENV_MAIN_MODULE] = module_name(task.func)
+        run = Run.of(runner.run(name, dict(inputs), env=env))
+        if run.status != "succeeded":
+            raise _run_failure(run)
+        return run
+
+
+def _run_failure(run: Run) -> BaseException:
+    """The Flyte error class of the root action's failure, with `.run` holding the whole Run."""
+    root = run.actions[0] if run.actions else None
+    kind = run.error.kind if run.error else None
+    message = run.error.message if run.error else f"the run ended {run.status}"
+    failure = errors.child_failure(root.task if root else "", root.id if root else "", kind, message)
+    failure.run = run  # type: ignore[attr-defined]
+    return failure
 
 
 _counter = itertools.count(1)
 
 
-def with_runcontext(**settings: Any) -> RunContext:
-    """Run-level settings for the next `.run(...)`: `queue`, `env_vars`, `config`, `profile`."""
-    return RunContext(**settings)
+def with_runcontext(mode: str | None = None, **settings: Any) -> RunContext:
+    """Run-level settings for the next `.run(...)`; see `RunContext` (Flyte's `with_runcontext`)."""
+    return RunContext(mode, **settings)
 
 
 def run(task: TaskTemplate, *args: Any, **kwargs: Any) -> Run:
     """Run `task` locally: every call an isolated action under its environment's declared limits.
 
+    Raises the Flyte error class of the failure when the run fails (see `RunContext.run`).
+
     Example::
 
         result = flyte_decl.run(main, n=4)
-        assert result.status == "succeeded", result.error
+        result.outputs()          # ActionOutputs(o0=[0, 1, 4, 9])
     """
     return RunContext().run(task, *args, **kwargs)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flyte_decl.config.read import display_path
-from flyte_decl.problems import Mark
+from flyte_decl.problems import ConfigLoadError, Mark, Problem
 
 if TYPE_CHECKING:
     from flyte_decl._task_environment import TaskEnvironment
@@ -52,6 +52,38 @@ def code_mark() -> Mark:
     return Mark(display_path(frame.f_code.co_filename), frame.f_lineno, 1)
 
 
+_DECLARATION_MODULES = tuple(
+    str(Path(_PACKAGE_DIR) / name) for name in ("_task_environment.py", "_resources.py", "_task.py")
+)
+
+
+def declaration_error(exc: BaseException) -> ConfigLoadError | None:
+    """A ValueError or TypeError that a declaration (`TaskEnvironment(name="My Env")`) raised while user
+    code was imported, as one located error at the user's line; None for any other exception.
+
+    The exception keeps Flyte's type and text for code that catches it; the command line shows it as
+    `FILE:LINE:COL: error: message` (exit 2), as it shows a wrong value in environments.yaml.
+    """
+    if not isinstance(exc, (ValueError, TypeError)):
+        return None
+    entries, tb = [], exc.__traceback__
+    while tb is not None:
+        entries.append(tb)
+        tb = tb.tb_next
+    if not entries or entries[-1].tb_frame.f_code.co_filename not in _DECLARATION_MODULES:
+        return None
+    # The user's line: the innermost frame outside the package and the code it generates (`<string>`
+    # is a dataclass's __init__).
+    outside = (
+        t for t in reversed(entries) if not t.tb_frame.f_code.co_filename.startswith((_PACKAGE_DIR, "<"))
+    )
+    caller = next(outside, None)
+    if caller is None:
+        return None
+    mark = Mark(display_path(caller.tb_frame.f_code.co_filename), caller.tb_lineno, 1)
+    return ConfigLoadError([Problem(mark, "", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)])
+
+
 def module_name(func: Callable[..., Any]) -> str:
     """The importable module name of a function; `python hello.py` makes it "__main__", we need "hello"."""
     name = func.__module__
@@ -68,13 +100,13 @@ class TaskTemplate:
 
     func: Callable[..., Any]
     env: TaskEnvironment | None
-    short_name: str
+    short_name: str  # Flyte's display label; the identity is the function's name, as in Flyte
     settings: dict[str, Any] = field(default_factory=dict)  # decorator arguments (layer 4, beneath YAML)
     call_settings: dict[str, Any] = field(default_factory=dict)  # .override() arguments (layer 6)
     mark: Mark = field(default_factory=lambda: Mark("<code>"))
 
     def __post_init__(self) -> None:
-        self.__name__ = self.short_name
+        self.__name__ = getattr(self.func, "__name__", self.short_name)
         self.__doc__ = self.func.__doc__
         self.__wrapped__ = self.func
 
@@ -84,7 +116,8 @@ class TaskTemplate:
 
     @property
     def full_name(self) -> str:
-        return f"{self.env.name}.{self.short_name}" if self.env else self.short_name
+        name = getattr(self.func, "__name__", self.short_name)
+        return f"{self.env.name}.{name}" if self.env else name
 
     @property
     def fn(self) -> str:
@@ -124,21 +157,76 @@ class TaskTemplate:
         """A copy whose calls apply these settings on top of every layer below run level.
 
         Unlike Flyte, settings merge field by field (overriding memory keeps the environment's cpu)
-        and falsy values really apply (`retries=0`, `queue=None` reset).
+        and falsy values really apply (`retries=0`, `queue=None` reset). As in Flyte, `short_name`
+        is a display label only, and a task of a reusable environment changes its resources,
+        env_vars, secrets or service_account only together with `reusable="off"` (ValueError).
+        Flyte's arguments with no local meaning (`pod_template`, `links`, ...) are accepted.
         """
         from flyte_decl._task_environment import environment_settings
 
         forbidden = {"name", "image", "docs", "interface"} & set(kwargs)
         if forbidden:
             raise ValueError(f"{sorted(forbidden)[0].capitalize()} cannot be overridden")
-        allowed = {"resources", "env_vars", "secrets", "cache", "retries", "timeout", "max_inline_io_bytes",
-                   "queue", "interruptible", "reusable"}  # fmt: skip
-        unknown = sorted(set(kwargs) - allowed)
+        unknown = sorted(set(kwargs) - _OVERRIDABLE - _NOT_LOCAL - {"short_name"})
         if unknown:
             raise TypeError(f"override() got an unexpected keyword argument {unknown[0]!r}")
-        return replace(self, call_settings=_merge(self.call_settings, environment_settings(**kwargs)))
+        self._check_reuse_override(kwargs)
+        label = kwargs.pop("short_name", None)
+        for name in _NOT_LOCAL:
+            kwargs.pop(name, None)
+        settings = _merge(self.call_settings, environment_settings(**kwargs))
+        return replace(self, call_settings=settings, short_name=label or self.short_name)
+
+    def _check_reuse_override(self, kwargs: dict[str, Any]) -> None:
+        """Flyte's rule: a reusable task's pod-shaping settings change only with reuse turned off."""
+        reusable = kwargs.get("reusable", _MISSING)
+        changed = sorted({"resources", "env_vars", "secrets", "service_account"} & set(kwargs))
+        if not changed or reusable == "off":
+            return
+        env_reusable = self.env is not None and self.env.settings.get("reusable") not in (None, "off")
+        if reusable is not _MISSING and reusable is not None:
+            raise ValueError(
+                f"Cannot override {changed[0]} together with a new reuse policy: a pool's workers all share "
+                f"one {changed[0]} (set reusable='off' to change {changed[0]} for this call)"
+            )
+        if env_reusable and reusable is _MISSING:
+            raise ValueError(
+                f"Cannot override {changed[0]} when reusable is set: a reusable task's {changed[0]} come from "
+                "its environment (set reusable='off' in the same override to change them)"
+            )
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function itself in this action, with no new action (Flyte's `forward`)."""
+        return self.func(*args, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A task passed as an input travels as where to import it from, plus its override settings.
+        return (
+            _template_at,
+            (module_name(self.func), self.func.__qualname__, self.call_settings, self.short_name),
+        )
 
     with_overrides = override
+
+
+_MISSING: Any = object()
+_OVERRIDABLE = {"resources", "env_vars", "secrets", "cache", "retries", "timeout", "max_inline_io_bytes", "queue",
+                "interruptible", "reusable"}  # fmt: skip
+# Flyte's override arguments that mean nothing locally: accepted and left out.
+_NOT_LOCAL = {"pod_template", "service_account", "entrypoint", "produces_artifacts", "links", "plugin_config",
+              "report", "triggers"}  # fmt: skip
+
+
+def _template_at(module: str, qualname: str, call_settings: dict[str, Any], short_name: str) -> Any:
+    """The declared task at `module:qualname`, with these override settings (how a task unpickles)."""
+    import importlib
+
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    if isinstance(target, TaskTemplate) and (call_settings or short_name != target.short_name):
+        target = replace(target, call_settings=call_settings, short_name=short_name)
+    return target
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
+from flyte_decl._image import Image
 from flyte_decl._resources import Resources
 from flyte_decl._task import TaskTemplate, code_mark
 from flyte_decl.config.read import display_path
@@ -122,6 +123,17 @@ def secrets_settings(secrets: Any) -> list[str]:
     return names
 
 
+def image_settings(image: Any) -> str | dict[str, Any]:
+    """The `image:` config value of a code-declared image: a URI string, or an image's `to_config()`."""
+    if isinstance(image, str):
+        return image
+    to_config = getattr(image, "to_config", None)
+    if not callable(to_config):
+        raise TypeError(f"image must be a URI string or a flyte_decl.Image, got {type(image).__name__}")
+    config: str | dict[str, Any] = to_config()
+    return config
+
+
 def environment_settings(**kwargs: Any) -> dict[str, Any]:
     """Settings (environments.yaml shape) from the arguments that were given (not _UNSET)."""
     out: dict[str, Any] = {}
@@ -159,7 +171,7 @@ def environment_settings(**kwargs: Any) -> dict[str, Any]:
         elif key == "interruptible":
             out[key] = bool(value)
         elif key == "image":
-            out[key] = value if isinstance(value, str) else str(value)
+            out[key] = image_settings(value)
     return out
 
 
@@ -185,7 +197,7 @@ class TaskEnvironment:
         env_vars: dict[str, str] | None = _UNSET,
         resources: Resources | None = _UNSET,
         interruptible: bool = _UNSET,
-        image: Any = "auto",
+        image: str | Image | None = "auto",
         include: tuple[str, ...] = (),
         service_account: str | None = None,
         cache: Any = _UNSET,
@@ -199,7 +211,14 @@ class TaskEnvironment:
         if depends_on is not None and not all(isinstance(e, TaskEnvironment) for e in depends_on):
             raise TypeError("depends_on must be a list of TaskEnvironment")
         if isinstance(include, str):
-            raise TypeError("include must be a tuple of paths, not a str")
+            raise TypeError("include must be a sequence of str paths, not a single str")
+        include = tuple(include or ())
+        if not all(isinstance(item, str) for item in include):
+            raise TypeError(f"include entries must be str, got {include!r}")
+        if not isinstance(image, (str, Image)) and image is not None:
+            raise TypeError(
+                f"image must be a str (a URI or 'auto') or a flyte.Image, got {type(image).__name__}"
+            )
         if queue is not _UNSET and task_queue is not _UNSET:
             raise ValueError("set either queue or task_queue (an alias), not both")
         self.name = name
@@ -214,7 +233,9 @@ class TaskEnvironment:
             "resources": resources, "env_vars": env_vars, "secrets": secrets, "interruptible": interruptible,
             "cache": cache, "reusable": reusable, "queue": queue if task_queue is _UNSET else task_queue,
         }  # fmt: skip
-        self.settings = environment_settings(**self._given)
+        # "auto" (Flyte's default image) and None declare nothing: lower layers or the export decide.
+        code_image = _UNSET if image is None or (isinstance(image, str) and image == "auto") else image
+        self.settings = environment_settings(**self._given, image=code_image)
         self.mark: Mark = code_mark()
         self._tasks: dict[str, TaskTemplate] = {}
         ENVIRONMENTS.setdefault(name, []).append(self)
@@ -229,6 +250,23 @@ class TaskEnvironment:
     @property
     def queue(self) -> str | None:
         return self.settings.get("queue")
+
+    @property
+    def cache(self) -> Any:
+        """The cache argument as given ("disable" when none was)."""
+        return self._given["cache"] if self._given["cache"] is not _UNSET else "disable"
+
+    @property
+    def reusable(self) -> Any:
+        return self._given["reusable"] if self._given["reusable"] is not _UNSET else None
+
+    @property
+    def secrets(self) -> Any:
+        return self._given["secrets"] if self._given["secrets"] is not _UNSET else None
+
+    @property
+    def interruptible(self) -> bool | None:
+        return self._given["interruptible"] if self._given["interruptible"] is not _UNSET else None
 
     @property
     def env_vars(self) -> dict[str, str] | None:
@@ -324,6 +362,12 @@ class TaskEnvironment:
             max_inline_io_bytes=max_inline_io_bytes,
             queue=queue,
         )
+
+        if pod_template is not None and self.settings.get("reusable") not in (None, "off"):
+            raise ValueError(
+                f"pod_template cannot be set on a task of the reusable environment {self.name!r}: "
+                "its workers share the environment's pod"
+            )
 
         def decorate(func: Callable[..., Any]) -> TaskTemplate:
             if not callable(func):

@@ -1,9 +1,11 @@
 """`flyte-decl run TASK --dry-run`: everything a run would check before its first process, and nothing more.
 
-The plan resolves the configuration (done by `prepare_run`), imports every bound function, checks
-that each declared secret is set, that each task's requests fit `capacity:` and that its queue
-exists, and says for every task which limit applies and which mechanism would enforce it. No
-process is started. Like `terraform plan` or `nextflow run -preview`, it only reports.
+`prepare_run` has already resolved the configuration, imported and bound every task's function and
+checked that each declared secret is set (`session.preflight`, the same checks a real run makes,
+which stop at their first kind of problem). The plan then checks that each task's requests fit
+`capacity:` and that its queue exists, and says for every task which limit applies and which
+mechanism would enforce it. No process is started. Like `terraform plan` or `nextflow run
+-preview`, it only reports.
 
     plan = plan_run(prepared, detect_mechanisms())
     plan.problems          # [] when the run could start
@@ -12,11 +14,9 @@ process is started. Like `terraform plan` or `nextflow run -preview`, it only re
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from flyte_decl.config.imports import check_imports
 from flyte_decl.problems import Problem
 from flyte_decl.quantity import format_bytes, format_cpu, format_seconds
 from flyte_decl.runtime.limits import Mechanisms
@@ -91,15 +91,11 @@ def plan_run(prepared: PreparedRun, mechanisms: Mechanisms) -> Plan:
     capacity = machine_capacity(config.capacity)
     scheduler: Scheduler[str] = Scheduler(capacity, config.queues)
     names = [prepared.task, *sorted(name for name in config.tasks if name != prepared.task)]
-    problems = list(check_imports(prepared.resolved))
+    problems: list[Problem] = []
     tasks = []
     for name in names:
         spec = config.tasks[name]
         where = prepared.resolved.tasks[name].mark or prepared.resolved.document.mark(("environments",))
-        for secret in spec.secrets:
-            if secret not in os.environ and secret not in prepared.env:
-                problems.append(Problem(where, f"{name}.secrets", f"secret {secret!r} is not set",
-                                        f"export {secret}=... or pass -e {secret}=..."))  # fmt: skip
         reason = scheduler.problem(demand_of(spec, spec.queue))
         if reason is not None:
             problems.append(Problem(where, name, reason.removeprefix(f"{name}: ").removeprefix(f"{name} ")))

@@ -9,17 +9,19 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flyte_decl import _task_environment
-from flyte_decl._task import TaskTemplate
-from flyte_decl.config.imports import import_function
+from flyte_decl import _alias, _task_environment
+from flyte_decl._task import TaskTemplate, declaration_error
+from flyte_decl.binding import Binding
+from flyte_decl.config.imports import bind_all
 from flyte_decl.config.load import find_task, load, parse_env
+from flyte_decl.config.read import dotted
 from flyte_decl.config.resolve import CodeLayers, Resolved
-from flyte_decl.problems import UsageError, did_you_mean
+from flyte_decl.problems import ConfigLoadError, Mark, Problem, UsageError, did_you_mean
 from flyte_decl.quantity import format_bytes, format_cpu, format_seconds
 from flyte_decl.runtime.limits import Mechanisms
 from flyte_decl.runtime.records import ActionEvent
@@ -68,9 +70,10 @@ class PreparedRun:
         ]
         if spec.timeout:
             limits.append(f"timeout {format_seconds(spec.timeout)}")
+        alias = "; `import flyte` is flyte-decl" if _alias.installed() else ""
         return (
             f"run {spec.name} in {spec.environment} ({', '.join(limits)}; queue {spec.queue}); "
-            f"enforced by {mechanisms.memory} (memory), {mechanisms.cpu} (cpu)"
+            f"enforced by {mechanisms.memory} (memory), {mechanisms.cpu} (cpu){alias}"
         )
 
 
@@ -88,8 +91,30 @@ def import_script(path: Path) -> Any:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        located = declaration_error(exc) if isinstance(exc, (ValueError, TypeError)) else None
+        if located is not None:
+            raise located from None
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise UsageError(
+            f"{_raised_at(exc, path)}: importing {path} raised {type(exc).__name__}: {first} "
+            f"(hint: run `python {path}` to see the traceback)"
+        ) from None
     return module
+
+
+def _raised_at(exc: BaseException, path: Path) -> str:
+    """ "file:line" of the innermost frame of the program's own file in the exception's traceback."""
+    where = str(path)
+    tb = exc.__traceback__
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename).resolve() == path.resolve():
+            where = f"{path}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
 
 
 def prepare_run(
@@ -105,12 +130,81 @@ def prepare_run(
 ) -> PreparedRun:
     """Resolve the configuration for a run of `target` (a task name, or FILE.py followed by a task).
 
-    `snapshot` (config path -> text) records the config texts read, or replays recorded ones.
+    Every task's module is imported and every binding checked before anything starts (`preflight`);
+    environments the imported code declares become layers beneath the YAML. `snapshot` (config path
+    -> text) records the config texts read, or replays recorded ones.
     """
     params = list(params)
-    name, function, resolved = resolve_target(target, params, configs=configs, profiles=profiles, sets=sets,
-                                              queue=queue, snapshot=snapshot)  # fmt: skip
-    return PreparedRun(name, function, resolved, resolved.run_config(), parse_env(env_items), params)
+    name, resolved = resolve_target(target, params, configs=configs, profiles=profiles, sets=sets,
+                                    queue=queue, snapshot=snapshot)  # fmt: skip
+    declared = sum(len(envs) for envs in _task_environment.ENVIRONMENTS.values())
+    bindings = preflight(resolved)
+    if sum(len(envs) for envs in _task_environment.ENVIRONMENTS.values()) != declared:
+        # The imports declared environments in code: they lie beneath the YAML layers.
+        code = _task_environment.code_layers()
+        cwd = code.root_dir if target.endswith(".py") else None
+        resolved = _load(configs, profiles, sets, queue, name, code, cwd, snapshot)
+        name = find_task(resolved, name)
+        bindings = preflight(resolved)
+    return PreparedRun(
+        name, bindings[name].entry, resolved, resolved.run_config(), parse_env(env_items), params
+    )
+
+
+class BindingError(ConfigLoadError):
+    """A declared task cannot be bound to its function: the run does not start (exit 1, like a
+    task that fails `import_error`)."""
+
+    exit_code = 1
+
+
+def preflight(
+    resolved: Resolved, environ: Mapping[str, str] = os.environ, *, include_code: bool = True
+) -> dict[str, Binding]:
+    """What a run checks before any process starts; the binding of every task, by full name.
+
+    Raises BindingError (exit 1) when a task's function cannot be imported or bound (a typo in
+    `fn`, a builtin, a class, ...), and ConfigLoadError (exit 2) when a declared secret is not set
+    in `environ`: any task may be called during a run, so every task of the config is checked.
+    `include_code=False` leaves out tasks declared in code (a running program's own, already bound).
+    """
+    bindings, problems = bind_all(resolved, include_code=include_code)
+    if problems:
+        raise BindingError(problems)
+    missing = missing_secrets(resolved, environ)
+    if missing:
+        raise ConfigLoadError(missing)
+    return bindings
+
+
+def missing_secrets(resolved: Resolved, environ: Mapping[str, str]) -> list[Problem]:
+    """One problem per declared secret not set in `environ`, at the place that declares it."""
+    document = resolved.document
+    paths_by_mark = {mark: path for path, mark in document.marks.items()}
+    problems: dict[tuple[Mark, str], Problem] = {}
+    for task in resolved.tasks.values():
+        names, origin = task.fields.get("secrets", ((), None))
+        for i, secret in enumerate(names or ()):
+            if secret in environ:
+                continue
+            found = paths_by_mark.get(origin.mark) if origin and origin.mark else None
+            if found is not None:
+                mark, path = document.mark((*found, i)), dotted((*found, i))
+            else:  # declared in code or by --set
+                mark, path = (
+                    (origin.mark if origin and origin.mark else Mark("<config>")),
+                    f"{task.name}.secrets",
+                )
+            problems.setdefault(
+                (mark, secret),
+                Problem(
+                    mark,
+                    path,
+                    f"secret {secret!r} is not set",
+                    f"export {secret}=... in the shell that runs flyte-decl",
+                ),
+            )
+    return list(problems.values())
 
 
 def resolve_target(
@@ -122,28 +216,22 @@ def resolve_target(
     sets: Sequence[str] = (),
     queue: str | None = None,
     snapshot: dict[str, str] | None = None,
-) -> tuple[str, Callable[..., Any], Resolved]:
-    """(full task name, its function, the resolution) for a task name or `FILE.py TASK` (popped from params).
+) -> tuple[str, Resolved]:
+    """(full task name, the resolution) for a task name or `FILE.py TASK` (the TASK popped from params).
 
-    The task's module is imported; environments it declares in code become layers beneath the YAML.
+    Only a FILE.py target imports code (that file, whose environments become layers beneath the
+    YAML); a task name reads the config files alone.
     """
     code: CodeLayers | None = None
     if target.endswith(".py"):
         target = _script_task(target, params)
         code = _task_environment.code_layers()
     resolved = _load(configs, profiles, sets, queue, target, code, code.root_dir if code else None, snapshot)
-    name = find_task(resolved, target)
-    task = resolved.tasks[name]
-    function = import_function(
-        task.fn, resolved.document.root_dir if code is None else code.root_dir or Path.cwd()
-    )
-    if code is None and _task_environment.ENVIRONMENTS:
-        code = _task_environment.code_layers()
-        resolved = _load(configs, profiles, sets, queue, target, code, None, snapshot)
-    return name, function.func if isinstance(function, TaskTemplate) else function, resolved
+    return find_task(resolved, target), resolved
 
 
 def _script_task(target: str, params: list[str]) -> str:
+    _alias.install()  # an unmodified Flyte program's `import flyte` gets flyte_decl, here and in fork servers
     module = import_script(Path(target))
     names = sorted(k for k, v in vars(module).items() if isinstance(v, TaskTemplate))
     if not params or params[0].startswith("-"):

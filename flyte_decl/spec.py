@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flyte_decl.quantity import MAX_BYTES, MAX_SECONDS
+
 DEFAULT_QUEUE = "default"
 DEFAULT_MAX_INLINE_IO_BYTES = 10 * 1024 * 1024
 
@@ -32,7 +34,7 @@ class OnOOM:
 
     def grow(self, memory: int) -> int:
         grown = int(memory * self.factor) if self.factor else memory + (self.add or 0)
-        return min(grown, self.max) if self.max else grown
+        return min(grown, self.max or MAX_BYTES, MAX_BYTES)
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,10 @@ class RetryPolicy:
     on_oom: OnOOM | None = None
 
     def delay(self, retry_number: int) -> float:
-        return self.backoff * (2 ** (retry_number - 1)) if self.backoff else 0.0
+        """Seconds before retry `retry_number` (1-based), at most MAX_SECONDS (24d) however many doublings."""
+        if not self.backoff:
+            return 0.0
+        return min(self.backoff * 2.0 ** min(retry_number - 1, 64), float(MAX_SECONDS))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from flyte_decl import _alias
 from flyte_decl.cli.main import _run, cli
 
 
@@ -44,6 +45,7 @@ def flyte_decl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Callable[.
             code = _run(cli.main, list(args))
         finally:
             os.chdir(old)
+            _alias.uninstall()  # `run prog.py` made `flyte` mean flyte_decl for that command only
         captured = capsys.readouterr()
         return CliResult(code, captured.out, captured.err)
 

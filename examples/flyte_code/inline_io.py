@@ -16,6 +16,9 @@ async def main() -> str:
 
 
 if __name__ == "__main__":
-    run = flyte.run(main)
-    foo_call = next(a for a in run.actions if a.task == "io.foo")
-    print(run.status, foo_call.phase.value, foo_call.kind.value if foo_call.kind else "", foo_call.message)
+    try:
+        flyte.run(main)
+    except flyte.errors.InlineIOMaxBytesBreached as failed:  # raised as Flyte raises it; the Run rides along
+        run = failed.run
+        foo_call = next(a for a in run.actions if a.task == "io.foo")
+        print(run.status, foo_call.phase.value, foo_call.kind.value if foo_call.kind else "", foo_call.message)

@@ -32,7 +32,8 @@ def diff(old: str, new: str, profiles: tuple[str, ...], fmt: str) -> int:
     """Show what changes in each task's effective settings from OLD to NEW.
 
     OLD and NEW are config files or git:REV[:PATH], e.g. `flyte-decl diff git:origin/main
-    environments.yaml`. Exit 0 if nothing effective changed, 1 if something did.
+    environments.yaml`. Exit 0 if nothing effective changed, 1 if something did. Reads the config
+    files only: no code of yours runs.
     """
     sides = [parse_side(old), parse_side(new)]
     with _gc_paused():  # as `check` does: reading builds many small acyclic objects

@@ -25,7 +25,7 @@ def doctor(fmt: str) -> None:
         **mechanisms.describe(),
         "timeout": "wall clock, SIGTERM then SIGKILL of the whole process tree",
         "max_inline_io_bytes": "serialized inputs and outputs are measured at the process boundary",
-        "orphans": "actions die with the runner (fork-server guard, subreaper, parent-death signal)",
+        "orphans": "actions die with the runner (fork-server guard, subreaper, lifeline); leftovers swept at start",
     }
     report = {
         "flyte_decl": __version__,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import click
 
 from flyte_decl.cli.options import config_options, format_option
-from flyte_decl.config.load import find_task, load
-from flyte_decl.problems import FlyteDeclError
 from flyte_decl.render.explain import render_explain
 from flyte_decl.session import resolve_target
 
@@ -33,28 +31,16 @@ def explain(
 ) -> None:
     """Show the effective settings of TASK (ENV.TASK or a unique short name) and where each came from.
 
-    `explain FILE.py TASK` explains a task declared in a Python program, as `run FILE.py TASK` runs it.
+    Reads the config files only: no code of yours runs. `explain FILE.py TASK` explains a task
+    declared in a Python program, as `run FILE.py TASK` runs it: that imports FILE.py (running its
+    top-level code) to layer the environments it declares beneath the YAML.
     """
     params = [program_task] if program_task else []
     if params and not task.endswith(".py"):
         raise click.UsageError(
             f"unexpected extra argument {program_task!r}: only FILE.py takes a TASK after it"
         )
-    try:
-        # Importing the task's module brings environments declared in code, beneath the YAML layers.
-        name, _, resolved = resolve_target(
-            task, params, configs=configs, profiles=profiles, sets=sets, queue=queue
-        )
-    except FlyteDeclError:
-        raise
-    except Exception as exc:  # the user's code does not import here: explain the file alone
-        if task.endswith(".py"):
-            raise
-        resolved = load(configs or None, profile=profiles, sets=sets, queue=queue, root_task=task)
-        name = find_task(resolved, task)
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        click.echo(f"note: could not import {resolved.tasks[name].fn} ({reason}); showing the config file's "
-                   "layers only", err=True)  # fmt: skip
+    name, resolved = resolve_target(task, params, configs=configs, profiles=profiles, sets=sets, queue=queue)
     resolved_task = resolved.tasks[name]
     overrides = None
     if show_overrides:

@@ -12,8 +12,9 @@ from typing import Any, TypeVar
 
 import click
 
+from flyte_decl import masking
 from flyte_decl.session import home_dir
-from flyte_decl.store.store import Store
+from flyte_decl.store.store import Store, StoredAction, StoredRun
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,6 +44,13 @@ def store_option(func: F) -> F:
         default=None,
         help="Use the runs of this config (kept beside it). Default: the current folder's.",
     )(func)
+
+
+def run_actions(store: Store, run: StoredRun) -> list[StoredAction]:
+    """The run's action attempts; what the command prints masks the secrets their specs declare."""
+    actions = store.actions(run.id)
+    masking.declare(masking.secret_names([action.spec for action in actions]))
+    return actions
 
 
 def open_store(config: str | None) -> Store:

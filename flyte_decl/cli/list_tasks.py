@@ -14,7 +14,10 @@ from flyte_decl.config.load import load
 @config_options
 @format_option("text", "json")
 def list_tasks(configs: tuple[str, ...], profiles: tuple[str, ...], fmt: str) -> None:
-    """List environments, tasks and queues with their effective resources."""
+    """List environments, tasks and queues with their effective resources.
+
+    Reads the config files only: no code of yours runs.
+    """
     resolved = load(configs or None, profile=profiles)
     rows = []
     for task in resolved.tasks.values():

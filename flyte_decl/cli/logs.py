@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from flyte_decl.cli.history import open_store, store_option
+from flyte_decl.cli.history import open_store, run_actions, store_option
 from flyte_decl.render.failure import caused_by_child
 from flyte_decl.render.history import last_attempts
 from flyte_decl.store.ids import pick_action
@@ -30,7 +30,7 @@ def logs(run: str, action: str | None, config: str | None, follow: bool) -> None
     """Print what RUN's actions printed (RUN: an id like r12, or `last`); ACTION for one of them."""
     store = open_store(config)
     found = store.run(run)
-    actions = store.actions(found.id)
+    actions = run_actions(store, found)
     only = pick_action(action, last_attempts(actions), found.id) if action else None
     tail = _Tail(labelled=only is None)
     while True:

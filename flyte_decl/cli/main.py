@@ -5,13 +5,16 @@ Every user mistake ends here as one line on stderr and an exit code (SPEC §4), 
 
 from __future__ import annotations
 
+import signal
 import sys
+import traceback
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import click
 
-from flyte_decl import __version__
+from flyte_decl import __version__, masking
 from flyte_decl.problems import FlyteDeclError
 
 
@@ -31,6 +34,8 @@ class _LazyGroup(click.Group):
         "rerun": "flyte_decl.cli.rerun:rerun",
         "recover": "flyte_decl.cli.recover:recover",
         "report": "flyte_decl.cli.report:report",
+        "export": "flyte_decl.cli.export:export",
+        "init": "flyte_decl.cli.init:init",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -57,11 +62,34 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn every known failure into one line and an exit code."""
+    # SIGTERM interrupts like Ctrl-C from the start (exit 130), not only once a run is under way;
+    # `run` turns either into an orderly abort while it runs.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     code = _run(cli.main, argv)
     sys.exit(code)
 
 
+class _Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM. A subclass, because CPython ends with SIGINT (not the code asked for)
+    once a plain KeyboardInterrupt has left any code it ran through `PyRun_*`, even if caught later."""
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise _Interrupted
+
+
 def _run(entry: Callable[..., Any], argv: list[str] | None) -> int:
+    """Run a command with its output masked (SPEC §5): every declared secret, even in a traceback."""
+    with masking.console():
+        try:
+            return _dispatch(entry, argv)
+        except Exception:  # a bug: its traceback, through the masked stderr, and exit 1 as Python's
+            traceback.print_exc()
+            return 1
+
+
+def _dispatch(entry: Callable[..., Any], argv: list[str] | None) -> int:
     try:
         result = entry(args=argv, prog_name="flyte-decl", standalone_mode=False)
         return result if isinstance(result, int) else 0

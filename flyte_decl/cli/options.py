@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -39,4 +40,17 @@ def format_option(*choices: str) -> Callable[[F], F]:
         default=choices[0],
         show_default=True,
         help="Output format.",
+    )
+
+
+def output_option(help: str, default: Path | None = None) -> Callable[[F], F]:
+    """-o/--output FILE: the file a command writes (required when there is no default)."""
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=default,
+        required=default is None,
+        show_default=default is not None,
+        help=help,
     )

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from flyte_decl.cli.history import open_store, store_option
+from flyte_decl import masking
+from flyte_decl.cli.history import open_store, run_actions, store_option
 from flyte_decl.problems import UsageError
 from flyte_decl.render.report import render_report
 
@@ -24,12 +25,13 @@ def report(run: str, config: str | None, output: str | None) -> None:
     """Write an HTML report of RUN (an id like r12, or `last`): no network needed to view it."""
     store = open_store(config)
     found = store.run(run)
-    actions = store.actions(found.id)
+    actions = run_actions(store, found)
     samples = store.samples(found.id)
     for action in actions:
         action.samples = samples.get((action.id, action.attempt), [])
     path = Path(output or f"{found.id}.html")
-    page = render_report(found, actions, {(a.id, a.attempt): log_tail(a.log_path) for a in actions if a.kind})
+    tails = {(a.id, a.attempt): log_tail(a.log_path) for a in actions if a.kind}
+    page = masking.current().text(render_report(found, actions, tails))
     try:
         path.write_text(page, encoding="utf-8")
     except OSError as exc:

@@ -6,6 +6,7 @@ flyte-decl run examples/flyte_code/hello.py main --n 4     # a Flyte-style progr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 
 import click
 
+from flyte_decl import masking
 from flyte_decl.cli.options import config_options
 from flyte_decl.cli.params import task_command
 from flyte_decl.config.load import load
@@ -55,6 +57,7 @@ from flyte_decl.store.store import Store
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only the result and errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Print every phase change of every action.")
+@click.option("--local", is_flag=True, help="Accepted as `flyte run --local` takes it: every run is local.")
 @click.option("-h", "--help", "show_help", is_flag=True, help="Show this help, or a task's parameters.")
 @click.pass_context
 def run(
@@ -71,11 +74,14 @@ def run(
     overwrite_cache: bool,
     quiet: bool,
     verbose: bool,
+    local: bool,
     show_help: bool,
 ) -> int:
     """Run TASK (ENV.TASK or a unique short name), or TASK in a Python file (FILE.py TASK).
 
-    Task parameters come from the function's signature: --data hi --lt '[1,2]'.
+    Task parameters come from the function's signature: --data hi --lt '[1,2]'. Before anything
+    starts, every task's module is imported (running its top-level code) and every binding and
+    declared secret is checked.
     """
     if target is None:
         if show_help:
@@ -188,10 +194,11 @@ def _finish(
     seconds: float,
     verbosity: int,
 ) -> int:
+    masker = masking.current()  # each string masked before it is encoded (the console masks the rest)
     if as_json:
-        click.echo(json.dumps({**result.to_json(), "config": config}))
+        click.echo(json.dumps(masker.deep({**result.to_json(), "config": config})))
     else:
-        out, err = render_result(result, seconds)
+        out, err = render_result(dataclasses.replace(result, outputs=masker.deep(result.outputs)), seconds)
         if out:
             click.echo(out)
         if verbosity > QUIET or result.status is not Phase.SUCCEEDED:

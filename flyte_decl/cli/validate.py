@@ -13,16 +13,34 @@ from flyte_decl.render.problems import count_summary, render_problems
 @click.command()
 @config_options
 @click.option("--strict", is_flag=True, help="Treat warnings (e.g. overrides matching nothing) as errors.")
-@click.option("--check-imports", is_flag=True, help="Also import every bound function.")
+@click.option(
+    "--check-imports",
+    is_flag=True,
+    help="Import every task's module (this runs its top-level code) and check the functions themselves.",
+)
 @format_option("text", "json", "github")
 def validate(
     configs: tuple[str, ...], profiles: tuple[str, ...], strict: bool, check_imports: bool, fmt: str
 ) -> int:
-    """Check the config: shape, values, references, cycles; exit 1 if anything is wrong."""
+    """Check the config: shape, values, references, cycles, bindings; exit 1 if anything is wrong.
+
+    Every `fn` is checked against its module's source file without running it (a typo, a class, a
+    builtin); no code of yours runs unless --check-imports is given.
+    """
     checked = check(configs or None, profile=profiles, strict=strict)
     problems = list(checked.problems)
-    if check_imports and checked.resolved is not None:
+    if checked.resolved is not None and check_imports:
         problems += imports.check_imports(checked.resolved)
+    elif checked.resolved is not None:
+        found, unchecked = imports.check_sources(checked.resolved)
+        problems += found
+        if unchecked:
+            shown = ", ".join(unchecked[:3]) + (
+                f" and {len(unchecked) - 3} more" if len(unchecked) > 3 else ""
+            )
+            click.echo(
+                f"note: not checked without importing: {shown}; --check-imports imports them", err=True
+            )
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         summary = count_summary(problems)

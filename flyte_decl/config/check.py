@@ -5,7 +5,9 @@ Every finding is a located `Problem`; nothing stops at the first one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterator
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import ValidationError
@@ -15,7 +17,7 @@ from flyte_decl.config.read import Document as ParsedDocument
 from flyte_decl.config.read import Path_, dotted
 from flyte_decl.config.schema import json_schema
 from flyte_decl.problems import Problem, did_you_mean
-from flyte_decl.quantity import QuantityError, memory_warning, parse_cpu, parse_memory
+from flyte_decl.quantity import QuantityError, cpu_limit_problem, memory_warning, parse_cpu, parse_memory
 from flyte_decl.spec import DEFAULT_QUEUE
 
 _TYPE_WORDS = {
@@ -41,12 +43,59 @@ _PATTERN_HINTS = {
 
 
 def check_shape(doc: ParsedDocument) -> list[Problem]:
-    """Validate against the model; one problem per wrong place, with the model's knowledge as hints."""
+    """Validate against the model; one problem per wrong place, with the model's knowledge as hints.
+
+    Values that YAML 1.1 typed from text that means something else elsewhere (`0755` octal, `on`
+    true, `1:30` ninety) are errors even where the model would accept what YAML made of them.
+    """
     try:
         Document.model_validate(doc.data)
     except ValidationError as exc:
-        return _translate(doc, exc.errors(include_url=False))
-    return []
+        problems = _translate(doc, exc.errors(include_url=False))
+    else:
+        problems = []
+    if doc.texts:
+        reported = {p.path for p in problems}
+        problems += [p for p in _implicit_typing(doc) if p.path not in reported]
+        problems.sort(key=lambda p: (p.mark.file, p.mark.line, p.mark.col))
+    return problems
+
+
+# Plain scalars whose YAML 1.1 value is what any reader would take them for.
+_CANONICAL = re.compile(
+    r"true|false|True|False|TRUE|FALSE|[-+]?(0|[1-9][0-9]*)|[-+]?([0-9]+\.[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?"
+)
+
+
+def _implicit_typing(doc: ParsedDocument) -> Iterator[Problem]:
+    """A problem for each plain scalar that YAML 1.1 typed from a form YAML 1.2 and people read otherwise."""
+    for path, text in doc.texts.items():
+        if text in ("", "~", "null", "Null", "NULL") or _CANONICAL.fullmatch(text):
+            continue
+        value = _value_at(doc.data, path)
+        if isinstance(value, (bool, int, float)):
+            shown = str(value).lower() if isinstance(value, bool) else repr(value)
+            yield Problem(
+                doc.mark(path),
+                dotted(path),
+                f"YAML 1.1 reads {text!r} as {shown}",
+                f'write {shown} if you mean {shown}, or quote it: "{text}"',
+            )
+
+
+def _value_at(data: Any, path: Path_) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _written(doc: ParsedDocument, path: Path_, value: Any) -> str:
+    """A value as the user wrote it (YAML 1.1 made `0755` into 493), for messages and hints."""
+    text = doc.texts.get(path)
+    return text if text is not None else str(value)
 
 
 def _translate(doc: ParsedDocument, errors: list[Any]) -> list[Problem]:
@@ -109,7 +158,9 @@ def _problem(doc: ParsedDocument, path: Path_, is_key: bool, group: list[Any]) -
         )
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
-        return Problem(where, dotted(path), f"must be {expected}, got {error['input']!r}")
+        text = doc.texts.get(path)
+        got = repr(text) if text is not None and not _CANONICAL.fullmatch(text) else repr(error["input"])
+        return Problem(where, dotted(path), f"must be {expected}, got {got}")
     if kind in ("greater_than_equal", "greater_than"):
         return Problem(
             where, dotted(path), f"must be at least {error['ctx'].get('ge', 1)}, got {error['input']!r}"
@@ -125,7 +176,9 @@ def _problem(doc: ParsedDocument, path: Path_, is_key: bool, group: list[Any]) -
             and path[-2] == "env_vars"
             and not isinstance(error["input"], str)
         ):
-            hint = f'quote it: "{error["input"]}"'
+            hint = f'quote it: "{_written(doc, path, error["input"])}"'
+        elif path in doc.texts and ("a string" in wanted or not _CANONICAL.fullmatch(doc.texts[path])):
+            hint = f'quote it: "{doc.texts[path]}"'
         elif field in ("env_vars", "secrets") and path and path[-1] == field:
             hint = "e.g. {LOG_LEVEL: debug}" if field == "env_vars" else "e.g. [API_TOKEN]"
         return Problem(where, dotted(path), f"must be {expected}, got {got}", hint)
@@ -215,15 +268,7 @@ def check_references(
                     "keep only 'queue'",
                 )
             )
-        problems.extend(_resource_problems(doc, base, _mapping(block.get("resources"))))
-        on_oom = _mapping(_mapping(block.get("retries")).get("on_oom"))
-        grow = on_oom.get("memory")
-        if isinstance(grow, str) and grow.startswith("+"):
-            try:
-                parse_memory(grow[1:], field="on_oom memory")
-            except QuantityError as exc:
-                path = (*base, "retries", "on_oom", "memory")
-                problems.append(Problem(doc.mark(path), dotted(path), exc.message, exc.hint))
+    problems += check_resources(doc)
 
     for env_name, env in environments.items():
         env = _mapping(env)
@@ -246,27 +291,74 @@ def check_references(
     return problems
 
 
+def check_resources(doc: ParsedDocument) -> list[Problem]:
+    """Values the model cannot judge alone: request above limit, a cpu limit below what the kernel
+    enforces, decimal memory units, an out-of-range `on_oom` growth."""
+    problems: list[Problem] = []
+    for base, block in _settings_blocks(doc.data):
+        problems.extend(_resource_problems(doc, base, _mapping(block.get("resources"))))
+        on_oom = _mapping(_mapping(block.get("retries")).get("on_oom"))
+        grow = on_oom.get("memory")
+        if isinstance(grow, str) and grow.startswith("+"):
+            try:
+                parse_memory(grow[1:], field="on_oom memory")
+            except QuantityError as exc:
+                path = (*base, "retries", "on_oom", "memory")
+                problems.append(Problem(doc.mark(path), dotted(path), exc.message, exc.hint))
+        elif isinstance(grow, str) and grow.endswith("x") and not _growth_factor_ok(grow[:-1]):
+            path = (*base, "retries", "on_oom", "memory")
+            problems.append(
+                Problem(
+                    doc.mark(path),
+                    dotted(path),
+                    f"growth factor {grow!r} is out of range",
+                    f"write a factor above 1x and at most {MAX_GROWTH_FACTOR}x, e.g. 2x",
+                )
+            )
+    return problems
+
+
 def _resource_problems(doc: ParsedDocument, base: Path_, resources: dict[str, Any]) -> list[Problem]:
     problems = []
     for key in ("cpu", "memory"):
         pair = resources.get(key)
         if isinstance(pair, dict):
-            request, limit = pair.get("request"), pair.get("limit")
-            if request is not None and limit is not None and _amount(key, request) > _amount(key, limit):
+            request, limit = _amount(key, pair.get("request")), _amount(key, pair.get("limit"))
+            # An unparsable side is reported where it is written; comparing it would add a false error.
+            if request is not None and limit is not None and request > limit:
                 path = (*base, "resources", key, "request")
                 problems.append(
                     Problem(
                         doc.mark(path),
                         dotted(path),
-                        f"request {request} is above the limit {limit}",
+                        f"request {pair['request']} is above the limit {pair['limit']}",
                         "a request cannot exceed its limit; lower the request or raise the limit",
                     )
                 )
+    cpu = resources.get("cpu")
+    limit_path = (
+        (*base, "resources", "cpu", "limit") if isinstance(cpu, dict) else (*base, "resources", "cpu")
+    )
+    limit = cpu.get("limit") if isinstance(cpu, dict) else cpu
+    too_small = cpu_limit_problem(limit) if limit is not None else None
+    if too_small:
+        problems.append(Problem(doc.mark(limit_path), dotted(limit_path), too_small.message, too_small.hint))
     for path, value in _memory_values(base, resources):
         warning = memory_warning(value) if isinstance(value, str) else None
         if warning:
             problems.append(Problem(doc.mark(path), dotted(path), warning, severity="warning"))
     return problems
+
+
+MAX_GROWTH_FACTOR = 1024
+
+
+def _growth_factor_ok(text: str) -> bool:
+    try:
+        factor = Decimal(text)
+    except InvalidOperation:
+        return False
+    return 1 < factor <= MAX_GROWTH_FACTOR
 
 
 def _memory_values(base: Path_, resources: dict[str, Any]) -> Iterator[tuple[Path_, Any]]:
@@ -278,15 +370,21 @@ def _memory_values(base: Path_, resources: dict[str, Any]) -> Iterator[tuple[Pat
         yield (*base, "resources", "memory"), memory
 
 
-def _amount(key: str, value: Any) -> float:
+def _amount(key: str, value: Any) -> Decimal | None:
+    """The value in cores or bytes, or None when it is absent or not valid."""
+    if value is None:
+        return None
     try:
-        return float(parse_cpu(value)) if key == "cpu" else float(parse_memory(value))
+        return parse_cpu(value) if key == "cpu" else Decimal(parse_memory(value))
     except QuantityError:
-        return 0.0
+        return None
 
 
 def _cycles(doc: ParsedDocument, environments: dict[str, Any], key: str) -> list[Problem]:
-    """Each cycle along `extends` or `depends_on`, reported once, at its first environment."""
+    """Each cycle along `extends` or `depends_on`, reported once, at its first environment.
+
+    Iterative depth-first search: a chain may be thousands of environments long.
+    """
 
     def targets(name: str) -> list[str]:
         value = _mapping(environments.get(name)).get(key)
@@ -296,13 +394,24 @@ def _cycles(doc: ParsedDocument, environments: dict[str, Any], key: str) -> list
     problems, reported = [], set()
     state: dict[str, int] = {}  # 1 visiting, 2 done
     stack: list[str] = []
+    on_stack: dict[str, int] = {}  # name -> its index in stack
 
-    def visit(name: str) -> None:
-        state[name] = 1
-        stack.append(name)
-        for target in targets(name):
-            if state.get(target) == 1:
-                cycle = stack[stack.index(target) :] + [target]
+    for root in environments:
+        if root in state:
+            continue
+        state[root] = 1
+        stack.append(root)
+        on_stack[root] = 0
+        pending = [iter(targets(root))]
+        while pending:
+            target = next(pending[-1], None)
+            if target is None:
+                pending.pop()
+                name = stack.pop()
+                del on_stack[name]
+                state[name] = 2
+            elif state.get(target) == 1:
+                cycle = stack[on_stack[target] :] + [target]
                 if frozenset(cycle) not in reported:
                     reported.add(frozenset(cycle))
                     path = ("environments", cycle[0], key)
@@ -310,16 +419,18 @@ def _cycles(doc: ParsedDocument, environments: dict[str, Any], key: str) -> list
                         Problem(
                             doc.mark(path),
                             dotted(path),
-                            f"{key} cycle: {' -> '.join(cycle)}",
+                            f"{key} cycle: {' -> '.join(_cut(cycle))}",
                             f"remove one '{key}' link of the cycle",
                         )
                     )
             elif target not in state:
-                visit(target)
-        stack.pop()
-        state[name] = 2
-
-    for name in environments:
-        if name not in state:
-            visit(name)
+                state[target] = 1
+                on_stack[target] = len(stack)
+                stack.append(target)
+                pending.append(iter(targets(target)))
     return problems
+
+
+def _cut(cycle: list[str]) -> list[str]:
+    """A long cycle shown by its ends, so that the message stays one readable line."""
+    return cycle if len(cycle) <= 8 else [*cycle[:4], f"... {len(cycle) - 7} more ...", *cycle[-3:]]

@@ -7,18 +7,27 @@ resolved.tasks["env2.square"].value("resources.memory.limit")   # "1Gi"
 from __future__ import annotations
 
 import gc
+import os
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from flyte_decl.config.check import check_references, check_shape
+from flyte_decl import masking
+from flyte_decl.config.check import check_references, check_resources, check_shape
 from flyte_decl.config.model import ENV_VAR_PATTERN
-from flyte_decl.config.read import Document, Path_, display_path, read_file, read_file_text, read_text
+from flyte_decl.config.read import (
+    Document,
+    Path_,
+    display_path,
+    dotted,
+    read_file,
+    read_file_text,
+    read_text,
+    read_value,
+)
 from flyte_decl.config.resolve import CodeLayers, Origin, Resolved, flatten, resolve
 from flyte_decl.problems import ConfigLoadError, Mark, Problem, UsageError, did_you_mean
 
@@ -77,30 +86,46 @@ def _read(path: Path, snapshot: dict[str, str] | None) -> Document:
     return document
 
 
-def overlay(base: Document, top: Document, source: Path_ = (), target: Path_ = ()) -> None:
-    """Merge `top`'s subtree at `source` into `base` at `target`: mappings merge, the rest replaces."""
+def overlay(
+    base: Document, top: Document, source: Path_ = (), target: Path_ = (), layer: str | None = None
+) -> None:
+    """Merge `top`'s subtree at `source` into `base` at `target`: mappings merge, the rest replaces.
+
+    With `layer` ("profile prod"), the values it sets are labelled as that layer in provenance.
+    """
     value = _get(top.data, source)
-    _merge_into(base, top, source, target, value)
+    _merge_into(base, top, source, target, value, layer)
     base.files.extend(f for f in top.files if f not in base.files)
 
 
-def _merge_into(base: Document, top: Document, source: Path_, target: Path_, value: Any) -> None:
+def _merge_into(
+    base: Document, top: Document, source: Path_, target: Path_, value: Any, layer: str | None
+) -> None:
     current = _get(base.data, target)
     if isinstance(value, dict) and isinstance(current, dict):
         for key, child in value.items():
-            _merge_into(base, top, (*source, key), (*target, key), child)
+            _merge_into(base, top, (*source, key), (*target, key), child, layer)
         return
     parent = _get(base.data, target[:-1])
     parent[target[-1]] = value
-    n = len(target)
-    for marks in (base.marks, base.key_marks):
-        for path in [p for p in marks if p[:n] == target]:
-            del marks[path]
-    m = len(source)
-    for own, theirs in ((base.marks, top.marks), (base.key_marks, top.key_marks)):
-        for path, mark in list(theirs.items()):
-            if path[:m] == source:
-                own[(*target, *path[m:])] = mark
+    n, m = len(target), len(source)
+    for own, theirs in ((base.marks, top.marks), (base.key_marks, top.key_marks), (base.texts, top.texts)):
+        # Only a container has paths below it: replacing a scalar touches one entry (keeps overlays linear).
+        if isinstance(current, (dict, list)):
+            for path in [p for p in own if p[:n] == target]:
+                del own[path]
+        else:
+            own.pop(target, None)
+        if isinstance(value, (dict, list)):
+            for path, mark in list(theirs.items()):
+                if path[:m] == source:
+                    own[(*target, *path[m:])] = mark  # type: ignore[assignment]
+        elif source in theirs:
+            own[target] = theirs[source]  # type: ignore[assignment]
+    if top.variables.get(source):
+        base.variables[target] = top.variables[source]
+    if layer:
+        base.layers[target] = layer
 
 
 def _get(data: Any, path: Path_) -> Any:
@@ -123,7 +148,7 @@ def apply_profiles(document: Document, profiles: Sequence[str]) -> None:
                 document.data.setdefault(key, {})
                 if document.data[key] is None:
                     document.data[key] = {}
-            overlay(document, document, ("profiles", name, key), (key,))
+            overlay(document, document, ("profiles", name, key), (key,), layer=f"profile {name}")
 
 
 def parse_profiles(profile: str | Sequence[str] | None) -> list[str]:
@@ -137,29 +162,40 @@ def parse_profiles(profile: str | Sequence[str] | None) -> list[str]:
 def parse_sets(sets: Sequence[str]) -> tuple[list[tuple], list[Problem]]:
     """Run-level `--set PATH=VALUE` items, checked by the same model as the file, as layer assignments."""
     settings: dict[str, Any] = {}
+    texts: dict[Path_, str] = {}
     problems: list[Problem] = []
     mark = Mark(SET_SOURCE)
     for item in sets:
         path, sep, text = item.partition("=")
         if not sep or not path or not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*", path):
-            problems.append(Problem(mark, item, "expected PATH=VALUE", "e.g. --set resources.memory=1Gi"))
+            problems.append(
+                Problem(mark, _shorten(item), "expected PATH=VALUE", "e.g. --set resources.memory=1Gi")
+            )
             continue
         value: Any = text  # variables stay text: `--set env_vars.PORT=8080` means "8080"
-        if not path.startswith("env_vars."):
-            with suppress(yaml.YAMLError):  # not YAML: keep the text
-                value = yaml.safe_load(text) if text else None
-        node = settings
         keys = path.split(".")
+        if not path.startswith("env_vars.") and text:
+            value, value_texts, read_problems = read_value(text, SET_SOURCE)
+            texts.update({("defaults", *keys, *p): t for p, t in value_texts.items()})
+            problems += [Problem(mark, path, p.message, p.hint) for p in read_problems]
+        elif not text:
+            value = None
+        node = settings
         for key in keys[:-1]:
             node = node.setdefault(key, {}) if isinstance(node.get(key, {}), dict) else {}
         node[keys[-1]] = value
     if problems:
         return [], problems
-    wrapped = Document({"version": 1, "defaults": settings}, {(): mark}, {}, [SET_SOURCE])
-    for problem in check_shape(wrapped):
-        problems.append(Problem(mark, problem.path.removeprefix("defaults."), problem.message, problem.hint))
+    wrapped = Document({"version": 1, "defaults": settings}, {(): mark}, {}, [SET_SOURCE], texts=texts)
+    for problem in check_shape(wrapped) + check_resources(wrapped):
+        path = problem.path.removeprefix("defaults.")
+        problems.append(Problem(mark, path, problem.message, problem.hint, problem.severity))
     assignments = flatten(settings, (), None, "cli --set")
     return [(path, value, Origin("cli --set", mark)) for path, value, _ in assignments], problems
+
+
+def _shorten(text: str) -> str:
+    return masking.cut(text, 80)
 
 
 def parse_env(items: Sequence[str]) -> dict[str, str]:
@@ -246,6 +282,11 @@ def _check(
     strict: bool,
     code: CodeLayers | None,
 ) -> Checked:
+    # Before anything is shown: values of the secrets it declares are masked in all output.
+    blocks = (
+        [s for s, _ in code.environments.values()] + [s for _, s, _ in code.tasks.values()] if code else []
+    )
+    masking.declare(masking.secret_names(document.data, blocks))
     problems = check_shape(document)
     profiles = parse_profiles(profile)
     if profiles and not problems:
@@ -269,8 +310,26 @@ def _check(
         problems += resolved.problems
     if strict:
         problems = [Problem(p.mark, p.path, p.message, p.hint, "error") for p in problems]
+    if document.variables:
+        problems = name_variables(document, problems)
     problems.sort(key=lambda p: (p.mark.file, p.mark.line, p.mark.col))
     return Checked(document, resolved, problems)
+
+
+def name_variables(document: Document, problems: list[Problem]) -> list[Problem]:
+    """Say which `${VAR}` a wrong value came from (and when it was set but empty)."""
+    by_path = {dotted(path): names for path, names in document.variables.items()}
+    out = []
+    for problem in problems:
+        names = by_path.get(problem.path)
+        if names:
+            origin = ", ".join(
+                f"${{{name}}}" + (" (set but empty)" if os.environ.get(name) == "" else "") for name in names
+            )
+            hint = f"{problem.hint}; " if problem.hint else ""
+            problem = replace(problem, hint=f"{hint}the value comes from {origin}")
+        out.append(problem)
+    return out
 
 
 def load(

@@ -26,6 +26,7 @@ from flyte_decl.quantity import (
     MEMORY_PATTERN,
     QUANTITY_PATTERN,
     QuantityError,
+    parse_age,
     parse_bytes_or_quantity,
     parse_cpu,
     parse_duration,
@@ -80,6 +81,16 @@ Duration = Annotated[
         {
             "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": DURATION_PATTERN}],
             "description": "A duration: '30s', '5m', '1h30m', '250ms', or a number of seconds.",
+        }
+    ),
+]
+Age = Annotated[
+    int | float | str,
+    _checked(parse_age),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": DURATION_PATTERN}],
+            "description": "An age, as a duration with no maximum: '30d', '12h', or a number of seconds.",
         }
     ),
 ]
@@ -168,6 +179,33 @@ class Reusable(_Strict):
     concurrency: Annotated[int, Field(ge=1)] | None = Field(None, description="Actions per worker at once.")
 
 
+class ImageSpec(_Strict):
+    """A container image built by Flyte's image builder (`flyte.Image`): a Debian base with a Python
+    version, or `base_image`, plus layers. Example: `{python_version: "3.12", pip_packages: [numpy]}`.
+    """
+
+    base_image: str | None = Field(
+        None, description="Start from this image URI instead of Flyte's Debian base."
+    )
+    python_version: Annotated[str, StringConstraints(pattern=r"^3\.\d+$")] | None = Field(
+        None, description="Python of the Debian base, e.g. '3.12'."
+    )
+    pip_packages: list[str] | None = Field(None, description="pip requirement strings to install.")
+    requirements: str | None = Field(
+        None, description="A requirements file, relative to the config's folder."
+    )
+    apt_packages: list[str] | None = Field(None, description="Debian packages to install.")
+    env: dict[EnvVarName, str] | None = Field(None, description="Environment variables baked into the image.")
+    name: Name | None = Field(None, description="Name of the built image.")
+    registry: str | None = Field(
+        None, description="Registry the built image is pushed to, e.g. 'ghcr.io/org'."
+    )
+
+
+ImageSetting = Annotated[
+    Annotated[str, Tag("scalar")] | Annotated[ImageSpec, Tag("pair")],
+    Discriminator(_scalar_or_pair),
+]
 RetriesSetting = Annotated[
     Annotated[Annotated[int, Field(ge=0)], Tag("scalar")] | Annotated[Retries, Tag("pair")],
     Discriminator(_scalar_or_pair),
@@ -198,7 +236,9 @@ class Settings(_Strict):
     )
     reusable: Reusable | Literal["off"] | None = Field(None, description="Warm workers, or 'off'.")
     interruptible: bool | None = Field(None, description="May run on spot capacity (exported to Flyte).")
-    image: str | None = Field(None, description="Container image (exported to Flyte; ignored locally).")
+    image: ImageSetting | None = Field(
+        None, description="Container image: a URI, or what to build (exported to Flyte; unused locally)."
+    )
 
 
 class Task(Settings):
@@ -239,7 +279,7 @@ class Retention(_Strict):
     """Recorded runs removed after each run, as by `flyte-decl runs prune`; all criteria given must hold."""
 
     keep: Annotated[int, Field(ge=1)] | None = Field(None, description="Keep the newest this many runs.")
-    older_than: Duration | None = Field(None, description="Remove runs started longer ago, e.g. '30d'.")
+    older_than: Age | None = Field(None, description="Remove runs started longer ago, e.g. '30d'.")
     status: list[Literal["succeeded", "failed", "timed_out", "aborted"]] | None = Field(
         None, description="Remove only runs that ended in these statuses."
     )

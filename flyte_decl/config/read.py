@@ -1,8 +1,10 @@
 """Read YAML and TOML config files into plain data that remembers where every value came from.
 
 YAML goes through the safe libyaml composer (no Python tags), then our own walk, which refuses
-duplicate keys, caps alias expansion and interpolates `${VAR}` / `${VAR:-default}`. TOML goes
-through tomllib, and a small scanner recovers the line and column of each key and value.
+duplicate keys, caps alias and merge-key expansion and nesting, and interpolates `${VAR}`,
+`${VAR:-default}` and `${VAR-default}`. TOML goes through tomllib, and a small scanner recovers the
+line and column of each key and value. Both refuse integers outside 64 bits (as TOML specifies) and
+accept a UTF-8 byte-order mark. Only regular files are read (not pipes or devices), at most 16 MiB.
 
     doc = read_file(Path("environments.yaml"))
     doc.data["environments"]["env2"]["resources"]["memory"]   # "250Mi"
@@ -11,8 +13,10 @@ through tomllib, and a small scanner recovers the line and column of each key an
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import sys
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -31,7 +35,9 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 Path_ = tuple[str | int, ...]
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
-MAX_ALIAS_EXPANSION = 100_000
+MAX_ALIAS_EXPANSION = 100_000  # nodes copied by aliases and `<<:` merge keys, all told
+MAX_DEPTH = 32  # nesting levels; the format itself needs at most 8
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # TOML's integers; YAML's are held to the same range
 
 
 @dataclass
@@ -43,6 +49,13 @@ class Document:
     key_marks: dict[Path_, Mark] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     root_dir: Path = field(default_factory=Path.cwd)
+    # The text as written of every plain YAML scalar that is not a string ("0755", "on", "3.10"),
+    # so that messages quote what the user wrote rather than what YAML 1.1 made of it.
+    texts: dict[Path_, str] = field(default_factory=dict)
+    # The `${VAR}` names interpolated into the value at each path, so that errors can name them.
+    variables: dict[Path_, tuple[str, ...]] = field(default_factory=dict)
+    # Subtrees set by a layer other than the file's own place, e.g. "profile prod" after --profile.
+    layers: dict[Path_, str] = field(default_factory=dict)
 
     def mark(self, path: Path_) -> Mark:
         """Where the value at `path` is written, or its nearest written ancestor."""
@@ -51,6 +64,15 @@ class Document:
             if found is not None:
                 return found
         return Mark(self.files[0] if self.files else "<config>", 1, 1)
+
+    def layer(self, path: Path_) -> str | None:
+        """The layer that set the value at `path` when it is not the file's own place ("profile prod")."""
+        if self.layers:
+            for end in range(len(path), 0, -1):
+                found = self.layers.get(path[:end])
+                if found is not None:
+                    return found
+        return None
 
     def key_mark(self, path: Path_) -> Mark:
         """Where the key of `path` is written (falls back to the value's mark)."""
@@ -74,21 +96,49 @@ def read_file(path: Path, *, display: str | None = None) -> Document:
 
 
 def read_file_text(path: Path, name: str) -> str:
-    """A config file's text, checked for size and encoding; `name` is how errors show the file."""
+    """A config file's text, checked for kind, size and encoding; `name` is how errors show the file.
+
+    Raises ConfigLoadError for a missing or unreadable file, a symlink loop, an over-long name, a
+    directory, a pipe or device (never read: a FIFO would block, /dev/zero never ends), more than
+    MAX_FILE_BYTES, or text that is not UTF-8.
+    """
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _open_error(exc, name) from None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise _fail(name, 0, 0, "is a directory, not a config file", "name a .yaml or .toml file")
+        if not stat.S_ISREG(info.st_mode):
             raise _fail(
-                name, 1, 1, f"file is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit", "split it"
+                name, 0, 0, "is not a regular file", "name a .yaml or .toml file, not a pipe or device"
             )
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise _fail(name, 0, 0, "file not found", "check the path given to -c/--config") from None
+        data = b"" if info.st_size > MAX_FILE_BYTES else file.read(MAX_FILE_BYTES + 1)
+    size = max(info.st_size, len(data))
+    if size > MAX_FILE_BYTES:
+        raise _fail(name, 1, 1, f"file is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit", "split it")
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _fail(name, 1, 1, f"not UTF-8 text ({exc.reason})", "save the file as UTF-8") from None
-    except IsADirectoryError:
-        raise _fail(name, 0, 0, "is a directory, not a config file", "name a .yaml or .toml file") from None
-    return text
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise _fail(name, line, col, f"not UTF-8 text ({exc.reason})", "save the file as UTF-8") from None
+
+
+def _open_error(exc: OSError, name: str) -> ConfigLoadError:
+    if exc.errno == errno.ENOENT:
+        return _fail(name, 0, 0, "file not found", "check the path given to -c/--config")
+    if exc.errno == errno.ELOOP:
+        return _fail(
+            name, 0, 0, "too many levels of symbolic links", "a symlink points to itself; fix the link"
+        )
+    if exc.errno == errno.ENAMETOOLONG:
+        shown = name if len(name) <= 80 else name[:60] + "..."
+        return _fail(shown, 0, 0, "file name too long", "check the path given to -c/--config")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return _fail(name, 0, 0, "permission denied", "make the file readable")
+    return _fail(name, 0, 0, f"cannot read: {exc.strerror or exc}", "check the path given to -c/--config")
 
 
 def read_text(text: str, path: PurePath | str, *, display: str | None = None) -> Document:
@@ -100,6 +150,7 @@ def read_text(text: str, path: PurePath | str, *, display: str | None = None) ->
     """
     path = PurePath(path)
     name = display or str(path)
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark, as editors on Windows write it
     if path.suffix == ".toml":
         return read_toml(text, name, table=("tool", "flyte-decl") if path.name == "pyproject.toml" else ())
     return read_yaml(text, name)
@@ -158,7 +209,29 @@ def read_yaml(text: str, file: str) -> Document:
         raise _fail(
             file, root.start_mark.line + 1, root.start_mark.column + 1, "the top level must be a mapping"
         )
-    return Document(data, walker.marks, walker.key_marks, [file])
+    return Document(
+        data, walker.marks, walker.key_marks, [file], texts=walker.texts, variables=walker.variables
+    )
+
+
+def read_value(text: str, file: str) -> tuple[Any, dict[Path_, str], list[Problem]]:
+    """One YAML value given on the command line (`--set retries=3`), read by the same rules as a file.
+
+    Returns the value (the text itself when it is not YAML), the texts of its non-string scalars
+    (as `Document.texts`, relative to the value) and the problems found (an integer out of range).
+    """
+    try:
+        root = yaml.compose(text, Loader=_Loader)  # noqa: S506 - CSafeLoader/SafeLoader only
+    except yaml.YAMLError:
+        return text, {}, []
+    if root is None:
+        return None, {}, []
+    walker = _YamlWalker(file)
+    try:
+        value = walker.convert(root, ())
+    except ConfigLoadError as exc:
+        return None, {}, exc.problems
+    return value, walker.texts, walker.problems
 
 
 def _yaml_syntax_error(exc: yaml.MarkedYAMLError, file: str, text: str) -> ConfigLoadError:
@@ -182,6 +255,8 @@ class _YamlWalker:
         self.file = file
         self.marks: dict[Path_, Mark] = {}
         self.key_marks: dict[Path_, Mark] = {}
+        self.texts: dict[Path_, str] = {}
+        self.variables: dict[Path_, tuple[str, ...]] = {}
         self.problems: list[Problem] = []
         self.constructor = yaml.constructor.SafeConstructor()
         self.seen: set[int] = set()
@@ -194,8 +269,9 @@ class _YamlWalker:
         self.problems.append(Problem(self.at(node), dotted(path), message, hint))
 
     def convert(self, node: yaml.Node, path: Path_) -> Any:
-        if id(node) in self.seen and not isinstance(node, yaml.ScalarNode):
-            # An alias: count what it expands to, so "billion laughs" files fail fast.
+        if id(node) in self.seen:
+            # A node visited again is a copy made by an alias or a `<<:` merge key: count every one,
+            # scalars too, so that "billion laughs" and nested-merge files fail fast.
             self.expanded += 1
             if self.expanded > MAX_ALIAS_EXPANSION:
                 raise _fail(
@@ -205,8 +281,12 @@ class _YamlWalker:
                     f"aliases expand to more than {MAX_ALIAS_EXPANSION:,} nodes",
                     "this looks like an alias bomb; write the values out",
                 )
-        self.seen.add(id(node))
+        else:
+            self.seen.add(id(node))
         self.marks[path] = self.at(node)
+        if len(path) > MAX_DEPTH and not isinstance(node, yaml.ScalarNode):
+            self.problem(node, path, f"nested more than {MAX_DEPTH} levels deep", "flatten the structure")
+            return None
         if isinstance(node, yaml.MappingNode):
             return self.mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
@@ -220,10 +300,10 @@ class _YamlWalker:
             self.problem(node, path, f"unsupported YAML tag {node.tag}", "remove the tag")
         result: dict[str, Any] = {}
         first_seen: dict[str, yaml.Node] = {}
-        merged: dict[str, Any] = {}
+        merges: list[yaml.Node] = []
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
-                merged.update(self.merge_sources(value_node, path))
+                merges.append(value_node)
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
                 self.problem(key_node, path, "mapping keys must be plain strings")
@@ -240,20 +320,36 @@ class _YamlWalker:
             first_seen[key] = key_node
             self.key_marks[(*path, key)] = self.at(key_node)
             result[key] = self.convert(value_node, (*path, key))
-        for key, value in merged.items():
-            result.setdefault(key, value)
+        for merge in merges:
+            self.merge(merge, path, result)
         return result
 
-    def merge_sources(self, node: yaml.Node, path: Path_) -> dict[str, Any]:
+    def merge(self, node: yaml.Node, path: Path_, result: dict[str, Any]) -> None:
+        """Add the keys of `<<: *a` or `<<: [*a, *b]` that `result` lacks (earlier sources win, as YAML says).
+
+        Keys written in the mapping itself keep their own marks: each source is walked with marks of
+        its own, and only the marks of the keys it adds are kept.
+        """
         sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
-        merged: dict[str, Any] = {}
-        for source in reversed(sources):  # earlier sources win, as YAML specifies
+        for source in sources:
             if not isinstance(source, yaml.MappingNode):
                 self.problem(source, path, "'<<' must merge a mapping or a list of mappings")
                 continue
-            value = self.convert(source, path)
-            merged.update(value)
-        return merged
+            outer = self.marks, self.key_marks, self.texts, self.variables
+            self.marks, self.key_marks, self.texts, self.variables = {}, {}, {}, {}
+            try:
+                value = self.mapping(source, path)
+            finally:
+                scoped = self.marks, self.key_marks, self.texts, self.variables
+                self.marks, self.key_marks, self.texts, self.variables = outer
+            added = [key for key in value if key not in result]
+            for key in added:
+                result[key] = value[key]
+            if added:
+                n = len(path)
+                keep = set(added)
+                for own, theirs in zip(outer, scoped, strict=True):
+                    own.update({p: v for p, v in theirs.items() if len(p) > n and p[n] in keep})  # type: ignore[attr-defined]
 
     def scalar(self, node: yaml.Node, path: Path_) -> Any:
         if node.tag not in _SAFE_TAGS:
@@ -262,26 +358,53 @@ class _YamlWalker:
             self.problem(node, path, f"unsupported YAML tag {node.tag}", "remove the tag")
             return None
         # Plain strings are most of a config; skip the generic constructor for them.
-        value = node.value if node.tag == _STR_TAG else self.constructor.construct_object(node)
+        if node.tag == _STR_TAG:
+            value = node.value
+        else:
+            self.texts[path] = node.value
+            try:
+                value = self.constructor.construct_object(node)
+            except ValueError:  # int() refuses thousands of decimal digits
+                value = INT_MAX + 1
+            if type(value) is int and not INT_MIN <= value <= INT_MAX:
+                self.problem(node, path, _too_large(node.value), f"integers are at most {INT_MAX:,}")
+                return None
         if isinstance(value, str) and "$" in value:
-            value, problems = interpolate(value, self.at(node), path)
+            value, problems, names = interpolate(value, self.at(node), path)
             self.problems.extend(problems)
+            if names:
+                self.variables[path] = names
         return value
 
 
-_INTERPOLATION = re.compile(r"\$\$\{|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+def _too_large(text: str) -> str:
+    shown = text if len(text) <= 25 else f"{text[:12]}...{text[-6:]} ({len(text):,} characters)"
+    return f"integer {shown} is out of range"
 
 
-def interpolate(value: str, mark: Mark, path: Path_) -> tuple[str, list[Problem]]:
-    """Replace `${VAR}` and `${VAR:-default}` from the environment; `$${` stands for a literal `${`."""
+_INTERPOLATION = re.compile(
+    r"\$\$\{|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?-)(?P<default>[^}]*))?\}"
+)
+
+
+def interpolate(value: str, mark: Mark, path: Path_) -> tuple[str, list[Problem], tuple[str, ...]]:
+    """Replace `${VAR}`, `${VAR:-default}` and `${VAR-default}` from the environment.
+
+    As in POSIX shells and Docker Compose, `:-` takes the default when VAR is unset or empty, `-`
+    only when it is unset; `$${` stands for a literal `${`. Returns the text, the problems (an
+    unset variable without a default) and the names of the variables read.
+    """
     problems: list[Problem] = []
+    names: list[str] = []
 
     def replace(match: re.Match[str]) -> str:
         if match[0] == "$${":
             return "${"
-        name, default = match["name"], match["default"]
-        if name in os.environ:
-            return os.environ[name]
+        name, op, default = match["name"], match["op"], match["default"]
+        names.append(name)
+        found = os.environ.get(name)
+        if found is not None and not (op == ":-" and found == ""):
+            return found
         if default is not None:
             return default
         problems.append(
@@ -294,7 +417,7 @@ def interpolate(value: str, mark: Mark, path: Path_) -> tuple[str, list[Problem]
         )
         return ""
 
-    return _INTERPOLATION.sub(replace, value), problems
+    return _INTERPOLATION.sub(replace, value), problems, tuple(dict.fromkeys(names))
 
 
 def dotted(path: Path_) -> str:
@@ -317,6 +440,12 @@ def read_toml(text: str, file: str, *, table: tuple[str, ...] = ()) -> Document:
         line, col = (int(found[1]), int(found[2])) if found else (1, 1)
         message = re.sub(r"\s*\(at line \d+, column \d+\)|\s*\(at end of document\)", "", message)
         raise _fail(file, line, col, f"invalid TOML: {message}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise _too_deep(text, file) from None
+    except ValueError:  # int() refuses thousands of decimal digits
+        raise _toml_int_error(text, file) from None
+    if _depth(data) > MAX_DEPTH:
+        raise _too_deep(text, file)
     marks, key_marks = _TomlScanner(text, file).scan()
     for part in table:
         if not isinstance(data, dict) or part not in data:
@@ -327,23 +456,78 @@ def read_toml(text: str, file: str, *, table: tuple[str, ...] = ()) -> Document:
         marks = {p[n:]: m for p, m in marks.items() if p[:n] == table}
         key_marks = {p[n:]: m for p, m in key_marks.items() if p[:n] == table}
     problems: list[Problem] = []
-    data = _interpolate_tree(data, (), file, marks, problems)
+    variables: dict[Path_, tuple[str, ...]] = {}
+    data = _check_tree(data, (), file, marks, problems, variables)
     if problems:
         raise ConfigLoadError(problems)
-    return Document(data, marks, key_marks, [file])
+    return Document(data, marks, key_marks, [file], variables=variables)
 
 
-def _interpolate_tree(
-    value: Any, path: Path_, file: str, marks: dict[Path_, Mark], out: list[Problem]
+def _depth(value: Any) -> int:
+    """How deeply lists and tables nest (iteratively: the value may be deeper than the stack allows)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth <= MAX_DEPTH:
+            children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+_TOML_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#[^\n]*|[\[\]{}]|\n')
+
+
+def _too_deep(text: str, file: str) -> ConfigLoadError:
+    """Where brackets first nest more than MAX_DEPTH levels (strings and comments skipped)."""
+    depth, line, line_start = 0, 1, 0
+    for match in _TOML_TOKEN.finditer(text):
+        token = match[0]
+        if token == "\n":
+            line, line_start = line + 1, match.end()
+        elif token in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return _fail(
+                    file, line, match.start() - line_start + 1,
+                    f"nested more than {MAX_DEPTH} levels deep", "flatten the structure",
+                )  # fmt: skip
+        elif token in "]}":
+            depth = max(0, depth - 1)
+    return _fail(file, 1, 1, f"nested more than {MAX_DEPTH} levels deep", "flatten the structure")
+
+
+def _toml_int_error(text: str, file: str) -> ConfigLoadError:
+    found = re.search(r"[+-]?\d[\d_]{4299,}", text)
+    start = found.start() if found else 0
+    line = text.count("\n", 0, start) + 1
+    col = start - (text.rfind("\n", 0, start) + 1) + 1
+    digits = found[0] if found else "?"
+    return _fail(file, line, col, _too_large(digits), f"integers are at most {INT_MAX:,}")
+
+
+def _check_tree(
+    value: Any,
+    path: Path_,
+    file: str,
+    marks: dict[Path_, Mark],
+    out: list[Problem],
+    variables: dict[Path_, tuple[str, ...]],
 ) -> Any:
+    """Interpolate `${VAR}` in every string and refuse integers outside 64 bits, as TOML specifies."""
     if isinstance(value, dict):
-        return {k: _interpolate_tree(v, (*path, k), file, marks, out) for k, v in value.items()}
+        return {k: _check_tree(v, (*path, k), file, marks, out, variables) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate_tree(v, (*path, i), file, marks, out) for i, v in enumerate(value)]
+        return [_check_tree(v, (*path, i), file, marks, out, variables) for i, v in enumerate(value)]
     if isinstance(value, str) and "$" in value:
-        result, problems = interpolate(value, marks.get(path, Mark(file, 1, 1)), path)
+        result, problems, names = interpolate(value, marks.get(path, Mark(file, 1, 1)), path)
         out.extend(problems)
+        if names:
+            variables[path] = names
         return result
+    if type(value) is int and not INT_MIN <= value <= INT_MAX:
+        mark = marks.get(path, Mark(file, 1, 1))
+        out.append(Problem(mark, dotted(path), _too_large(str(value)), f"integers are at most {INT_MAX:,}"))
     return value
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from flyte_decl.config.read import Document, Path_, dotted
 from flyte_decl.problems import Mark, Problem
 from flyte_decl.quantity import (
+    cpu_limit_problem,
     parse_bytes_or_quantity,
     parse_cpu,
     parse_duration,
@@ -115,6 +116,8 @@ class Resolved:
     queues: dict[str, QueueSpec]
     capacity: Capacity
     problems: list[Problem] = field(default_factory=list)
+    # Each environment's own effective fields (defaults, extends, code and YAML layers; no task entries).
+    environment_fields: dict[str, Fields] = field(default_factory=dict)
 
     def run_config(self) -> RunConfig:
         """Typed specs for the runtime (call only when there are no errors)."""
@@ -146,7 +149,9 @@ def flatten(
     out: list[tuple] = []
 
     def origin(path: Path_) -> Origin:
-        return Origin(origin_layer, doc.mark(path) if doc else mark)
+        if doc is None:
+            return Origin(origin_layer, mark)
+        return Origin(doc.layer(path) or origin_layer, doc.mark(path))
 
     def walk(prefix: str, value: Any, path: Path_) -> None:
         if isinstance(value, dict):
@@ -183,6 +188,7 @@ def flatten(
 # Paths that hold a mapping: a scalar or null written there replaces everything below it.
 _SUBTREES = frozenset(
     {"resources", "resources.cpu", "resources.memory", "env_vars", "retries", "retries.on_oom", "reusable"}
+    | {"image", "image.env"}
 )
 
 
@@ -193,8 +199,8 @@ def apply(fields: Fields, assignments: list[tuple]) -> None:
             prefix = path + "."
             for key in [k for k in fields if k.startswith(prefix)]:
                 del fields[key]
-        elif path.startswith("reusable."):
-            fields.pop("reusable", None)  # a mapping replacing "reusable: off"
+        elif path.startswith(("reusable.", "image.")):
+            fields.pop(path.partition(".")[0], None)  # a mapping replacing "reusable: off" or an image URI
         if value is None:
             fields.pop(path, None)
             if path in BUILT_IN_DEFAULTS:
@@ -230,21 +236,28 @@ def resolve(
 
     env_fields: dict[str, Fields] = {}
 
-    def environment_fields(name: str, seen: tuple[str, ...] = ()) -> Fields:
-        if name in env_fields:
-            return env_fields[name]
-        env = environments.get(name) or {}
-        parent = env.get("extends")
-        if isinstance(parent, str) and parent in environments and parent not in seen:
-            fields = dict(environment_fields(parent, (*seen, name)))
-        else:
-            fields = dict(base_fields)
-        if name in code.environments:
-            settings, mark = code.environments[name]
-            apply(fields, flatten(settings, (), None, f"code environment {name}", mark))
-        apply(fields, flatten(env, ("environments", name), doc, f"environment {name}"))
-        env_fields[name] = fields
-        return fields
+    def environment_fields(name: str) -> Fields:
+        # Iterative along `extends` (a chain may be thousands long); a cycle stops where it closes.
+        chain: list[str] = []
+        while name not in env_fields and name not in chain:
+            chain.append(name)
+            parent = (environments.get(name) or {}).get("extends")
+            if not (isinstance(parent, str) and parent in environments):
+                break
+            name = parent
+        for link in reversed(chain):
+            parent = (environments.get(link) or {}).get("extends")
+            inherited = env_fields.get(parent) if isinstance(parent, str) and parent != link else None
+            fields = dict(inherited if inherited is not None else base_fields)
+            if link in code.environments:
+                settings, mark = code.environments[link]
+                apply(fields, flatten(settings, (), None, f"code environment {link}", mark))
+            apply(
+                fields,
+                flatten(environments.get(link) or {}, ("environments", link), doc, f"environment {link}"),
+            )
+            env_fields[link] = fields
+        return env_fields[chain[0]] if chain else env_fields[name]
 
     overrides = [o for o in (data.get("overrides") or []) if isinstance(o, dict)]
     override_layers = [
@@ -288,7 +301,7 @@ def resolve(
                 hits,
                 declared_at,
             )
-            problems.extend(_effective_problems(task))
+            problems.extend(p for p in _effective_problems(task) if p not in problems)
             tasks[full] = task
 
     unmatched = [i for i in range(len(overrides)) if i not in matched]
@@ -303,7 +316,7 @@ def resolve(
                 severity="warning",
             )
         )
-    return Resolved(doc, tasks, environments, _queues(data), _capacity(data), problems)
+    return Resolved(doc, tasks, environments, _queues(data), _capacity(data), problems, env_fields)
 
 
 def _matches(match: dict[str, Any], env: str, task: str, full: str, fields: Fields) -> bool:
@@ -318,8 +331,14 @@ def _matches(match: dict[str, Any], env: str, task: str, full: str, fields: Fiel
 
 
 def _effective_problems(task: ResolvedTask) -> list[Problem]:
-    """Mistakes that only show once layers combine: a request above its limit."""
+    """Mistakes that only show once layers combine: a request above its limit; a cpu limit below what
+    the kernel enforces, set in code (the file's own values are checked where they are written)."""
     problems = []
+    limit = task.fields.get("resources.cpu.limit")
+    too_small = cpu_limit_problem(limit[0]) if limit else None
+    if limit and too_small:
+        where = limit[1].mark or Mark("<config>")
+        problems.append(Problem(where, f"{limit[1].layer}: resources.cpu", too_small.message, too_small.hint))
     for key, parse in (("cpu", parse_cpu), ("memory", parse_memory)):
         request = task.fields.get(f"resources.{key}.request")
         limit = task.fields.get(f"resources.{key}.limit")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from typing import Any
 
+from flyte_decl import masking
 from flyte_decl.config.resolve import Origin
 from flyte_decl.render.explain import field_order
 from flyte_decl.review.changes import Change, ConfigDiff
@@ -15,7 +17,13 @@ _KIND_ORDER = ("task", "environment", "queue", "capacity")
 
 
 def render_diff(diff: ConfigDiff, fmt: str) -> str:
-    """`fmt` is "text", "markdown" or "json"."""
+    """`fmt` is "text", "markdown" or "json"; values of declared secrets show as `****`."""
+    masker = masking.current()
+    if masker:  # before the layout, which would show a secret's length
+        masked = [
+            dataclasses.replace(c, old=masker.value(c.old), new=masker.value(c.new)) for c in diff.changes
+        ]
+        diff = dataclasses.replace(diff, changes=masked)
     if fmt == "json":
         return json.dumps(diff_data(diff), indent=2)
     if fmt == "markdown":

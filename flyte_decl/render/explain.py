@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from flyte_decl import masking
 from flyte_decl.config.resolve import ResolvedTask
 
 _ORDER = (
@@ -22,6 +23,9 @@ _ORDER = (
 )
 
 
+IMAGE_NOTE = "image is not used by local runs (they use this Python); `flyte-decl export flyte` deploys it"
+
+
 def field_order(path: str) -> tuple[int, str]:
     head = path.split(".", 1)[0]
     # Requests read before limits.
@@ -29,16 +33,20 @@ def field_order(path: str) -> tuple[int, str]:
 
 
 def explain_data(task: ResolvedTask, overrides: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The task's fields as JSON-ready data; values of declared secrets show as `****`."""
+    masker = masking.current()
     data: dict[str, Any] = {
         "task": task.name,
         "environment": task.environment,
         "fn": task.fn,
         "declared_at": task.mark.short if task.mark else None,
         "fields": [
-            {"path": path, "value": value, **origin.as_dict()}
+            {"path": path, "value": masker.value(value) if masker else value, **origin.as_dict()}
             for path, (value, origin) in sorted(task.fields.items(), key=lambda item: field_order(item[0]))
         ],
     }
+    if any(path == "image" or path.startswith("image.") for path in task.fields):
+        data["notes"] = [IMAGE_NOTE]
     if overrides is not None:
         data["overrides"] = overrides
     return data
@@ -56,6 +64,7 @@ def render_explain(task: ResolvedTask, fmt: str, overrides: list[dict[str, Any]]
     where = f"  declared at {data['declared_at']}" if data["declared_at"] else ""
     lines = [f"{task.name}  fn={task.fn}{where}", ""]
     lines += [f"  {p:<{width[0]}}  {v:<{width[1]}}  {o}" for p, v, o in rows]
+    lines += [f"  note: {note}" for note in data.get("notes", [])]
     if overrides is not None:
         lines.append("")
         if not overrides:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 
+from flyte_decl import masking
 from flyte_decl.problems import Problem
 
 
@@ -15,7 +17,16 @@ def _escape(text: str, *, prop: bool = False) -> str:
 
 
 def render_problems(problems: Sequence[Problem], fmt: str, *, summary: str = "") -> str:
-    """All problems in one format; `summary` is the last text line (text format only)."""
+    """All problems in one format; `summary` is the last text line (text format only).
+
+    Values of declared secrets in messages and hints show as `****`, masked before the format's own
+    escaping (JSON, GitHub's workflow commands).
+    """
+    masker = masking.current()
+    if masker:
+        problems = [
+            dataclasses.replace(p, message=masker.text(p.message), hint=masker.text(p.hint)) for p in problems
+        ]
     if fmt == "json":
         errors = sum(p.severity == "error" for p in problems)
         return json.dumps(

@@ -1,6 +1,6 @@
 """The inside of an action: what a process forked by the fork server does until it exits.
 
-The child confines itself (new session, limits, death signal, subreaper for its own tree), takes
+The child confines itself (new session, limits, lifeline, subreaper for its own tree), takes
 exactly its resolved environment, reads its inputs from the runner, runs the task's original
 function and reports one outcome. Calls to other declared tasks go through proxies to the runner
 over the same socket, each becoming a new action; an async task's calls are awaitables, so
@@ -8,12 +8,14 @@ over the same socket, each becoming a new action; an async task's calls are awai
 
 Tasks declared in code (`@env.task`, a `TaskTemplate`) route their calls through the submitter this
 module installs into `flyte_decl._task`, carrying their `.override(...)` settings; plain functions
-bound in environments.yaml are replaced by proxies (see `forkserver`).
+bound in environments.yaml are rerouted to `task_call` (see `forkserver` and `reroute`).
 
-Messages, child to runner: any number of ("call", call_id, task, payload, call_settings), then
-one of ("succeeded", payload), ("failed", message, traceback), ("oversize", size).
-Runner to child: ("inputs", payload) first, then ("reply", call_id, payload) or
-("reply_failed", call_id, task, action_id, kind, message) per call.
+Messages, child to runner: any number of ("call", call_id, task, payload, call_settings, context), then
+one of ("succeeded", payload), ("failed", message, traceback, final), ("oversize", size); `final` is
+True for a `NonRecoverableError`, whose retries the runner skips.
+Runner to child: ("inputs", payload, info) first, then ("reply", call_id, payload) or
+("reply_failed", call_id, task, action_id, kind, message) per call, raised in the caller as the
+Flyte error class of that failure kind (`flyte_decl.errors.child_failure`).
 """
 
 from __future__ import annotations
@@ -21,11 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
-import inspect
 import os
 import select
-import signal
 import socket
 import sys
 import threading
@@ -36,7 +35,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
+from flyte_decl import _context
 from flyte_decl._task import TaskTemplate, install_submitter
+from flyte_decl.errors import NonRecoverableError, child_failure
 from flyte_decl.runtime import proctree
 from flyte_decl.runtime.limits import ChildSetup
 from flyte_decl.runtime.records import ActionFailed, FailureKind
@@ -47,6 +48,8 @@ T = TypeVar("T")
 # Exit status of an action whose own machinery failed before or after the task ran; the runner
 # reports it as `crashed` because no outcome message arrived.
 _EXIT_INTERNAL = 70
+# Exit status of an action that outlived its fork server (see `_hold_lifeline`).
+_EXIT_ORPHANED = 71
 
 
 @dataclass(frozen=True)
@@ -80,9 +83,13 @@ class Channel:
         self._reader: threading.Thread | None = None
 
     def receive_inputs(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """The (args, kwargs) the runner sent first, before any other message."""
-        tag, payload = recv_message(self._sock)
+        """The (args, kwargs) the runner sent first, before any other message.
+
+        Beside them comes which action this is (run, action, task, attempt, data folder), for `flyte.ctx()`.
+        """
+        tag, payload, *info = recv_message(self._sock)
         assert tag == "inputs", tag
+        _context.enter_action(info[0] if info else {})
         args, kwargs = load_payload(payload)
         return args, kwargs
 
@@ -101,7 +108,9 @@ class Channel:
                     target=self._read_replies, name="flyte-decl-replies", daemon=True
                 )
                 self._reader.start()
-            send_message(self._sock, ("call", call_id, task, payload, settings or {}))
+            send_message(
+                self._sock, ("call", call_id, task, payload, settings or {}, _context.call_context())
+            )
         return future
 
     def report(self, message: tuple[Any, ...]) -> None:
@@ -138,7 +147,7 @@ class Channel:
                     future.set_exception(exc)
             else:
                 _tag, _call, task, action, kind, text = message
-                future.set_exception(ActionFailed(task, action, FailureKind(kind) if kind else None, text))
+                future.set_exception(child_failure(task, action, FailureKind(kind) if kind else None, text))
 
 
 _channel: Channel | None = None
@@ -170,36 +179,58 @@ class _Submitter:
         return await asyncio.wrap_future(self._submit(task, args, kwargs))
 
 
-def make_proxy(task: str, original: Callable[..., Any]) -> Callable[..., Any]:
-    """A stand-in for a declared task: calling it inside an action starts a new action."""
-    if inspect.iscoroutinefunction(original):
+def task_call(task: str, is_async: bool, drop_first: bool = False) -> Callable[..., Any]:
+    """What a call of a declared task does inside an action: `call(args, kwargs)` starts a new action.
 
-        @functools.wraps(original)
-        async def call_async(*args: Any, **kwargs: Any) -> Any:
-            return await asyncio.wrap_future(_current_channel(task).submit(task, args, kwargs))
+    An async task's call returns an awaitable. `drop_first` leaves out the class a class method
+    is called with (the action runs it bound to the class that declares it).
+    """
 
-        return call_async
+    def submit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
+        return _current_channel(task).submit(task, args[1:] if drop_first else args, kwargs)
 
-    @functools.wraps(original)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return _current_channel(task).submit(task, args, kwargs).result()
-
-    return call
+    if is_async:
+        return lambda args, kwargs: asyncio.wrap_future(submit(args, kwargs))
+    return lambda args, kwargs: submit(args, kwargs).result()
 
 
-def _confine(launch: Launch, parent: int, log_fd: int) -> None:
-    """Become an action (or warm worker) process: own session, limits, death signal, environment."""
+def _confine(launch: Launch, log_fd: int, lifeline: int) -> None:
+    """Become an action (or warm worker) process: own session, limits, lifeline, environment."""
     os.setsid()
     launch.setup.apply()
-    proctree.set_pdeathsig(signal.SIGKILL)
-    if os.getppid() != parent:  # the fork server died before the death signal was armed
-        os._exit(_EXIT_INTERNAL)
     # Orphans of this task's own tree (double forks, setsid'd daemons) are re-parented here, so
     # the memory watchdog counts them and the kill at the end reaches them.
     proctree.set_child_subreaper()
+    _hold_lifeline(lifeline)
     _redirect_output(log_fd)
     _change_environ(launch.env_changes)
     os.chdir(launch.root_dir)
+
+
+def _hold_lifeline(lifeline: int) -> None:
+    """Die with the fork server, and take this whole tree along, however the server dies.
+
+    `lifeline` is the read end of a pipe whose write end only the fork server holds: EOF means it
+    is gone, even SIGKILLed. A daemon thread waits for that and kills every descendant (all of them
+    are below this subreaper), then exits. A parent-death signal would kill this process alone and
+    leave its descendants to PID 1. The thread needs the GIL to act, so a task stuck in a long C
+    call holding it delays the kill until the call returns; the next runner's sweep covers a
+    process killed outright (`leftovers`).
+    """
+
+    def watch() -> None:
+        while True:
+            try:
+                if os.read(lifeline, 1):
+                    continue  # nobody writes to it; a reused descriptor number is not ours to judge
+            except InterruptedError:
+                continue
+            except OSError:
+                return  # the task closed the descriptor: this watch is over
+            proctree.kill_tree(os.getpid(), include_root=False)
+            os._exit(_EXIT_ORPHANED)
+
+    threading.Thread(target=watch, name="flyte-decl-lifeline", daemon=True).start()
 
 
 def run_action(
@@ -208,19 +239,20 @@ def run_action(
     names: dict[int, tuple[Callable[..., Any], str]],
     sock: socket.socket,
     log_fd: int,
+    lifeline: int,
     loop: asyncio.AbstractEventLoop | None,
 ) -> NoReturn:
     """The whole life of a freshly forked action process; never returns.
 
-    `names` maps the id of every loaded declared task's original function to it and its name. An async
-    task runs on `loop`, the fork server's unused event loop, made private (see `_own_loop`).
+    `names` maps the id of every loaded declared task's original function to it and its name.
+    `lifeline` reaches EOF when the fork server is gone (see `_hold_lifeline`). An async task runs
+    on `loop`, the fork server's unused event loop, made private (see `_own_loop`).
     """
     global _channel
-    parent = os.getppid()
     me = os.getpid()
     status = _EXIT_INTERNAL
     try:
-        _confine(launch, parent, log_fd)
+        _confine(launch, log_fd, lifeline)
         _channel = channel = Channel(sock)
         install_submitter(_Submitter(channel, names))
         outcome = _outcome(launch, function, channel, loop)
@@ -247,6 +279,7 @@ def run_worker(
     names: dict[int, tuple[Callable[..., Any], str]],
     control: socket.socket,
     log_fd: int,
+    lifeline: int,
 ) -> NoReturn:
     """The whole life of a warm worker of a reusable environment; never returns.
 
@@ -260,11 +293,10 @@ def run_worker(
     Module state persists from one action to the next in the same worker: that is what reuse is.
     """
     global _channel
-    parent = os.getppid()
     me = os.getpid()
     status = _EXIT_INTERNAL
     try:
-        _confine(launch, parent, log_fd)
+        _confine(launch, log_fd, lifeline)
         # Between actions stdout and stderr go back to the worker's own log.
         worker_log = os.dup(1)
         os.set_inheritable(worker_log, False)
@@ -348,7 +380,7 @@ def _outcome(
     else:
         ok, value = _call(function, args, kwargs)
     if not ok:
-        return ("failed", _describe(value), _user_traceback(value))
+        return ("failed", _describe(value), _user_traceback(value), isinstance(value, NonRecoverableError))
     try:
         payload = dump_payload(value)
     except Exception as exc:
@@ -434,7 +466,8 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc)
+    # A child's failure keeps naming the child in its caller's failure message.
+    text = exc.summary if isinstance(exc, ActionFailed) else str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

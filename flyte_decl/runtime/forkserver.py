@@ -2,10 +2,10 @@
 
 The runner starts it as ``python -m flyte_decl.runtime.forkserver FD`` with FD one end of a Unix
 socket pair, and sends ``("init", environment, specs)`` with every declared TaskSpec. The server
-puts the config folders on sys.path, imports its environment's task modules, and swaps every
-reference to a declared plain function (in any loaded module) for a proxy, so a task calling another
-task inside an action starts a new action. Tasks declared in code (`@env.task`) need no swap: the
-action installs a submitter their calls go through. It answers ``("ready", errors, environ)`` with
+puts the config folders on sys.path, imports every declared task's module (`binding.bind`), and
+reroutes every declared plain function (`reroute`), so a task calling another task inside an
+action, through any reference, starts a new action. Tasks declared in code (`@env.task`) need no
+rerouting: the action installs a submitter their calls go through. It answers ``("ready", errors, environ)`` with
 an import error per task that could not be loaded, and its environment after the imports.
 
 Then, for each ``("launch", Launch)`` message (the action's socket and log pipe travel beside it as
@@ -17,7 +17,9 @@ confinement, then one action after another over the socket that came with the la
 It is a child subreaper, and nothing it started outlives it: when the runner goes away (EOF on the
 control socket, which a SIGKILLed runner also produces) or sends SIGTERM, it kills every
 descendant, including setsid'd and double-forked ones, and exits. Orphans an action left behind are
-killed as soon as that action is reaped.
+killed as soon as that action is reaped. Should the server itself be killed (SIGKILL, the OOM
+killer), every action notices the end of its lifeline (a pipe only the server can write to) and
+kills its own tree (`action`); what even that misses, the next runner's start sweeps (`leftovers`).
 
 Unlike multiprocessing's forkserver in Python 3.11, it does apply its sys.path and it reports
 import errors instead of swallowing them.
@@ -27,22 +29,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
-import importlib
 import inspect
 import os
 import selectors
 import signal
 import socket
 import sys
-import traceback
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flyte_decl._task import TaskTemplate
+from flyte_decl import _alias
+from flyte_decl.binding import Binding, Unbindable, bind
 from flyte_decl.runtime import proctree
-from flyte_decl.runtime.action import Launch, make_proxy, run_action, run_worker
+from flyte_decl.runtime.action import Launch, run_action, run_worker, task_call
+from flyte_decl.runtime.reroute import reroute
 from flyte_decl.runtime.wire import Connection
 from flyte_decl.spec import TaskSpec
 
@@ -61,91 +65,45 @@ class LoadedTasks:
 
 
 def load_tasks(environment: str, specs: list[TaskSpec]) -> LoadedTasks:
-    """Import the environment's tasks and proxy every declared task reachable from loaded modules."""
-    own = [spec for spec in specs if spec.environment == environment]
-    for root in dict.fromkeys(str(spec.root_dir) for spec in own):
+    """Import every declared task's module and reroute every declared function to a new action.
+
+    Every environment's functions, not only this one's: a task of another environment called from
+    an action here must become an action in its own environment too.
+    """
+    for root in dict.fromkeys(str(spec.root_dir) for spec in specs):
         if root not in sys.path:
             sys.path.insert(0, root)
-    functions: dict[str, Callable[..., Any]] = {}
+    own = [spec for spec in specs if spec.environment == environment]
+    # This environment's own tasks go last, so they win when one function is declared twice.
+    ordered = [*(spec for spec in specs if spec.environment != environment), *own]
+    bindings: dict[str, Binding] = {}
     problems: dict[str, ImportProblem] = {}
-    for spec in own:
+    for spec in ordered:
         try:
-            functions[spec.name] = inspect.unwrap(_resolve(spec))
-        except _ImportProblem as problem:
-            problems[spec.name] = problem.args
-    # Other environments' tasks are proxied too when their modules came along; this environment's
-    # own tasks go last so they win when one function is declared twice.
-    others = [spec for spec in specs if spec.environment != environment]
-    names = _install_proxies([*others, *own])
-    return LoadedTasks(functions, problems, names)
-
-
-class _ImportProblem(Exception):
-    pass
-
-
-def _resolve(spec: TaskSpec) -> Any:
-    try:
-        target: Any = importlib.import_module(spec.module)
-    except ModuleNotFoundError as exc:
-        missing = exc.name or spec.module
-        raise _ImportProblem(
-            f"{spec.name}: cannot import module {missing!r} (is {missing}.py in {spec.root_dir} or installed?)",
-            traceback.format_exc(),
-        ) from exc
-    except BaseException as exc:  # the user's module raised while importing
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise _ImportProblem(
-            f"{spec.name}: importing {spec.module!r} raised {type(exc).__name__}: {first}",
-            traceback.format_exc(),
-        ) from exc
-    for part in spec.attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise _ImportProblem(
-                f"{spec.name}: module {spec.module!r} has no attribute {spec.attribute!r}", ""
-            ) from None
-    if not callable(target):
-        raise _ImportProblem(
-            f"{spec.name}: {spec.fn!r} is not callable (it is {type(target).__name__!r})", ""
-        )
-    return target
-
-
-def _install_proxies(specs: list[TaskSpec]) -> dict[int, tuple[Callable[..., Any], str]]:
-    proxies: dict[int, Callable[..., Any]] = {}
+            bindings[spec.name] = bind(spec.fn, spec.root_dir)
+        except Unbindable as exc:
+            # Another environment's task that cannot be bound has no function here to reroute;
+            # its own fork server reports it when it is called (and `run` refuses it up front).
+            if spec.environment == environment:
+                message = exc.message + (f" ({exc.hint})" if exc.hint else "")
+                problems[spec.name] = (f"{spec.name}: {message}", exc.traceback)
     names: dict[int, tuple[Callable[..., Any], str]] = {}
-    keep_alive = []  # ids are only stable while the objects live
-    for spec in specs:
-        if spec.module not in sys.modules:
-            continue
-        owner: Any = sys.modules[spec.module]
-        *path, last = spec.attribute.split(".")
-        try:
-            for part in path:
-                owner = getattr(owner, part)
-            declared = getattr(owner, last)
-        except AttributeError:
-            continue
-        original = inspect.unwrap(declared)
-        names[id(original)] = (original, spec.name)
-        if isinstance(declared, TaskTemplate):
-            continue
-        proxy = make_proxy(spec.name, original)
-        proxies[id(declared)] = proxies[id(original)] = proxy
-        keep_alive += [declared, original]
-        if path:  # "mod:Class.method": the owner is not a module the scan below visits
-            setattr(owner, last, proxy)
-    for module in list(sys.modules.values()):
-        namespace = getattr(module, "__dict__", None)
-        if not isinstance(namespace, dict):
-            continue
-        for name, value in list(namespace.items()):
-            replacement = proxies.get(id(value))
-            if replacement is not None:
-                namespace[name] = replacement
-    return names
+    for spec in ordered:
+        if spec.name in bindings:
+            names[id(bindings[spec.name].function)] = (bindings[spec.name].function, spec.name)
+    copies: dict[int, types.FunctionType] = {}
+    for function, name in names.values():
+        binding = bindings[name]
+        if binding.template is None and isinstance(function, types.FunctionType):
+            call = task_call(name, inspect.iscoroutinefunction(function), binding.owner_class is not None)
+            copies[id(function)] = reroute(function, call, name)
+    functions: dict[str, Callable[..., Any]] = {}
+    for spec in own:
+        if spec.name in bindings:
+            binding = bindings[spec.name]
+            copy = copies.get(id(binding.function), binding.function)
+            functions[spec.name] = dataclasses.replace(binding, function=copy).entry
+    return LoadedTasks(functions, problems, names)
 
 
 class ForkServer:
@@ -162,6 +120,8 @@ class ForkServer:
         # forked actions would share with this server and with each other.
         self._loop = asyncio.SelectorEventLoop(selectors.PollSelector())
         self._actions: dict[int, int] = {}  # pid -> launch key
+        # Actions inherit the read end; the write end stays here, so they see EOF once this server is gone.
+        self._lifeline, self._lifeline_end = os.pipe()
 
     def serve(self) -> None:
         """Run until the runner goes away or sends SIGTERM, then kill every descendant."""
@@ -234,8 +194,10 @@ class ForkServer:
                 if launch.worker:  # a warm worker runs any of this environment's tasks, one at a time
                     loops = {name: self._loop if is_async else None for name, is_async in self._async.items()}
                     sock = socket.socket(fileno=sock_fd)
-                    run_worker(launch, self._loaded.functions, loops, self._loaded.names, sock, log_fd)
-                run_action(launch, function, self._loaded.names, socket.socket(fileno=sock_fd), log_fd, loop)
+                    functions, names = self._loaded.functions, self._loaded.names
+                    run_worker(launch, functions, loops, names, sock, log_fd, self._lifeline)
+                sock = socket.socket(fileno=sock_fd)
+                run_action(launch, function, self._loaded.names, sock, log_fd, self._lifeline, loop)
             self._actions[pid] = launch.key
             self._conn.send(("started", launch.key, pid))
         os.close(sock_fd)
@@ -250,6 +212,7 @@ class ForkServer:
         self._selector.close()
         os.close(self._wake_read)
         os.close(self._wake_write)
+        os.close(self._lifeline_end)
         self._conn.close()  # also closes descriptors that arrived for later launches
         os.set_inheritable(sock_fd, False)
 
@@ -283,6 +246,7 @@ class ForkServer:
 
 def main(argv: list[str]) -> None:
     """Entry point: ``python -m flyte_decl.runtime.forkserver FD``."""
+    _alias.install_if_asked()  # a Flyte program's `import flyte`, when `flyte-decl run prog.py` asked
     ForkServer(socket.socket(fileno=int(argv[0]))).serve()
 
 

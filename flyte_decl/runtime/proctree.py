@@ -175,6 +175,51 @@ def pss_bytes(pid: int) -> int:
     return int(data[start + 5 : end]) * 1024
 
 
+def environ_value(pid: int, name: str) -> str | None:
+    """The value of `name` in the environment `pid` was started with; None if unset, gone or not ours.
+
+    This is the environment as of its last exec (``/proc/<pid>/environ``), readable for processes
+    of the same user (all of them as root).
+    """
+    data = _read(f"/proc/{pid}/environ")
+    if not data:
+        return None
+    prefix = name.encode() + b"="
+    for entry in data.split(b"\0"):
+        if entry.startswith(prefix):
+            return entry[len(prefix) :].decode(errors="replace")
+    return None
+
+
+def signal_if_same(pid: int, started: int, sig: int) -> bool:
+    """Send `sig` to `pid` only if it is still the process that started at `started` (clock ticks).
+
+    Race-free where pidfds exist (Linux 5.3+): the pidfd pins the process, then its start time is
+    checked, then the signal goes through the pidfd, so a pid reused meanwhile is never signalled.
+    Returns whether the signal was sent.
+    """
+    fd = None
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    except (AttributeError, OSError):  # no pidfds here: check, then signal by pid
+        pass
+    try:
+        if start_time(pid) != started:
+            return False
+        if fd is not None:
+            signal.pidfd_send_signal(fd, sig)
+        else:
+            os.kill(pid, sig)
+        return True
+    except OSError:
+        return False
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
 def cgroup_members(procs_file: str) -> list[int]:
     """The pids listed in a ``cgroup.procs`` file; empty if the cgroup is gone."""
     data = _read(procs_file)

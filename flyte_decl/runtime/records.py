@@ -231,6 +231,11 @@ class ActionFailed(Exception):
         self.kind = kind
         self.message = message
 
+    @property
+    def summary(self) -> str:
+        """ "env2.square (a3) failed: oom_killed: ...": which action failed, how, and its message."""
+        return f"{self.task} ({self.action}) failed: {self.kind.value if self.kind else 'aborted'}: {self.message}"
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (ActionFailed, (self.task, self.action, self.kind, self.message))
 

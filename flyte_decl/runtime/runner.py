@@ -32,17 +32,18 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from flyte_decl.masking import Masker, StreamMasker
 from flyte_decl.problems import UsageError, did_you_mean
 from flyte_decl.quantity import format_seconds
-from flyte_decl.runtime import proctree
+from flyte_decl.runtime import leftovers, proctree
 from flyte_decl.runtime.action import Launch
+from flyte_decl.runtime.leftovers import RUNNER_MARK, runner_mark
 from flyte_decl.runtime.limits import (
     ActionLimiter,
     Breach,
@@ -71,7 +72,6 @@ TIMEOUT_GRACE = 1.0
 # How long a fork server may take to kill its descendants and exit when the run ends.
 FORKSERVER_EXIT_WAIT = 5.0
 _RETRYABLE = {FailureKind.USER_ERROR, FailureKind.OOM_KILLED, FailureKind.TIMED_OUT, FailureKind.CRASHED}
-_MASK = b"****"
 
 EventHandler = Callable[[ActionEvent], None]
 # Asked before an action is queued: outputs recorded for this task and serialized inputs, or None.
@@ -82,9 +82,10 @@ class LocalRunner:
     """Runs declared tasks on this machine; one `run` at a time.
 
     `on_event`, if given, sees every phase change and every line an action prints. `abort` may be
-    called from a signal handler (or another thread) while `run` is in progress: it kills every
-    action tree at once and `run` returns with status `aborted`. `reuse`, if given, is asked before
-    each action is queued; on a hit the action ends `cached` with those outputs and no process runs.
+    called from a signal handler (or another thread) while `run` is in progress, or before it
+    starts: every action tree is killed and `run` returns with status `aborted`. `reuse`, if given,
+    is asked before each action is queued; on a hit the action ends `cached` with those outputs and
+    no process runs.
     """
 
     def __init__(
@@ -101,8 +102,10 @@ class LocalRunner:
         self.on_event = on_event
         self.reuse = reuse
         self.mechanisms = mechanisms if mechanisms is not None else detect_mechanisms()
+        leftovers.sweep(self.mechanisms)  # what runners killed before they could clean up left behind
         self._cpu_pool = CpuPool()
         self._current: _Run | None = None
+        self._abort_requested = False  # until the run in progress (or the next one) has returned
 
     def run(
         self,
@@ -118,13 +121,21 @@ class LocalRunner:
         run = _Run(self, env or {})
         self._current = run
         try:
+            if self._abort_requested:  # asked for while this run was being set up
+                run.abort("run aborted")
             return run.execute(spec, inputs, queue or spec.queue)
         finally:
             run.close()
             self._current = None
+            self._abort_requested = False
 
     def abort(self) -> None:
-        """Kill every action tree of the run in progress and mark its unfinished actions aborted."""
+        """Kill every action tree of the run in progress (or about to start) and mark it aborted.
+
+        Only asks: the run's own thread does the killing between two events (see `_Run.abort`), so
+        this is safe in a signal handler that interrupts that thread anywhere.
+        """
+        self._abort_requested = True
         run = self._current
         if run is not None:
             run.abort("run aborted")
@@ -171,12 +182,15 @@ class _Action:
     log_read: int | None = None
     log_file: int | None = None
     log_partial: bytes = b""
+    log_mask: StreamMasker[bytes] = dataclasses.field(default_factory=lambda: Masker().stream())
     outcome: tuple[Any, ...] | None = None
     breach: Breach | None = None
     timed_out: bool = False
     aborted: str = ""  # why, once it is being aborted
     children: set[_Action] = dataclasses.field(default_factory=set)  # calls it awaits
     worker: _Worker | None = None  # the warm worker this attempt runs (or will first run) in
+    # What the caller's code context passes on (`flyte.custom_context`, `flyte.group`), for `flyte.ctx()`.
+    context: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(eq=False)
@@ -234,9 +248,9 @@ class _Run:
         self.secrets = {name: os.environ[name] for name in declared if name in os.environ}
         # No process sees a secret unless its task declares it: not even the fork servers.
         self.base_env = {name: value for name, value in os.environ.items() if name not in declared}
-        self.masks = sorted(
-            {value.encode() for value in self.secrets.values() if value}, key=len, reverse=True
-        )
+        self.masker = Masker(self.secrets.values())
+        # Every process of the run carries this, so the next runner can kill it should we die first.
+        self.base_env[RUNNER_MARK] = runner_mark()
         self.scheduler: Scheduler[_Action] = Scheduler(
             machine_capacity(self.config.capacity), self.config.queues
         )
@@ -260,8 +274,7 @@ class _Run:
         self.task_counts: dict[str, int] = {}
         self.root: _Action | None = None
         self.aborted = False
-        # Reentrant: a signal handler may call abort while this thread is inside abort already.
-        self.abort_lock = threading.RLock()
+        self.abort_reason = ""  # set by `abort`, acted on by the loop's thread (`_aborting`)
 
     # -- the run ----------------------------------------------------------------------------------
 
@@ -269,13 +282,15 @@ class _Run:
         root = self._new_action(spec, queue, dump_payload(((), inputs)), parent=None, call_id=None)
         self.root = root
         self._submit(root)
-        while root.state != _State.DONE and not self.aborted:
+        while root.state != _State.DONE and not self._aborting():
             self._step()
         return self._result(root)
 
     def _step(self) -> None:
         for action in self.scheduler.ready():
             self._launch(action)
+            if self._aborting():
+                return
         timeout = max(0.0, self.timers[0][0] - time.monotonic()) if self.timers else None
         events = self.selector.select(timeout)
         if len(events) > 1:
@@ -284,11 +299,11 @@ class _Run:
             events.sort(key=lambda event: event[0].fd not in control)
         for key, mask in events:
             key.data(mask)
-            if self.aborted:
+            if self._aborting():
                 return
         self._take_breaches()
         now = time.monotonic()
-        while self.timers and self.timers[0][0] <= now and not self.aborted:
+        while self.timers and self.timers[0][0] <= now and not self._aborting():
             heapq.heappop(self.timers)[2]()
 
     def _result(self, root: _Action) -> RunResult:
@@ -314,25 +329,40 @@ class _Run:
         )
 
     def abort(self, reason: str) -> None:
-        """Kill every tree and fork server now; safe to call from a signal handler or another thread."""
-        with self.abort_lock:
-            if self.aborted:
-                return
-            self.aborted = True
-            for worker in list(self.workers.values()):
-                worker.limiter.kill()
-            for action in self.actions:
-                if action.state == _State.RUNNING and action.limiter is not None:
-                    action.limiter.kill()
-                if action.state != _State.DONE:
-                    action.state = _State.DONE
-                    self._set_final(action.record, Phase.ABORTED, None, action.aborted or reason)
-            self._stop_forkservers()
+        """Ask for the run to be aborted; safe to call from a signal handler or another thread.
+
+        Only the loop's thread changes the run's state. A signal handler runs between two bytecodes
+        of that very thread, possibly halfway through a launch (a message half sent to a fork
+        server), so it only records the request and wakes the loop, which aborts between two events.
+        """
+        if not self.abort_reason:
+            self.abort_reason = reason
         self._wake()
+
+    def _aborting(self) -> bool:
+        """On the loop's thread: carry out a requested abort; whether the run is aborted."""
+        if self.abort_reason and not self.aborted:
+            self._abort_now(self.abort_reason)
+        return self.aborted
+
+    def _abort_now(self, reason: str) -> None:
+        """Kill every tree and fork server and mark every unfinished action aborted (loop thread only)."""
+        if self.aborted:
+            return
+        self.aborted = True
+        for worker in list(self.workers.values()):
+            worker.limiter.kill()
+        for action in self.actions:
+            if action.state == _State.RUNNING and action.limiter is not None:
+                action.limiter.kill()
+            if action.state != _State.DONE:
+                action.state = _State.DONE
+                self._set_final(action.record, Phase.ABORTED, None, action.aborted or reason)
+        self._stop_forkservers()
 
     def close(self) -> None:
         """Leave nothing behind: abort what still runs, stop the monitor, close every descriptor."""
-        self.abort("run ended")
+        self._abort_now(self.abort_reason or "run ended")
         self.monitor.stop()
         for action in self.actions:
             self._release_io(action)
@@ -471,7 +501,9 @@ class _Run:
         log_read, log_write = os.pipe()
         action.conn = Connection(ours)
         self.selector.register(ours, selectors.EVENT_READ, lambda mask: self._on_action_socket(action, mask))
-        action.conn.send(("inputs", action.inputs))
+        info = {"run": self.id, "action": action.id, "task": action.spec.name, "attempt": action.record.attempt,
+                "data_dir": str(self.log_dir / "data"), **action.context}  # fmt: skip
+        action.conn.send(("inputs", action.inputs, info))
         self._watch_writes(action.conn, lambda mask: self._on_action_socket(action, mask))
         assert action.record.log_path is not None
         action.log_file = os.open(
@@ -479,6 +511,7 @@ class _Run:
         )
         os.set_blocking(log_read, False)
         action.log_read = log_read
+        action.log_mask = self.masker.stream()
         self.selector.register(log_read, selectors.EVENT_READ, lambda mask: self._on_log(action))
         return theirs.detach(), log_write
 
@@ -520,7 +553,13 @@ class _Run:
             limiter.kill()  # for a worker: the worker goes, and its exit settles the attempt
 
     def _on_call(
-        self, parent: _Action, call_id: int, task: str, payload: bytes, settings: dict[str, Any]
+        self,
+        parent: _Action,
+        call_id: int,
+        task: str,
+        payload: bytes,
+        settings: dict[str, Any],
+        context: dict[str, Any] | None = None,
     ) -> None:
         """A running action called a declared task: start a child action it waits for."""
         if task not in self.config.tasks:
@@ -537,6 +576,7 @@ class _Run:
             spec = self.config.tasks[task]
             override_problem = f"{task}.override(...) is invalid: {exc}"
         child = self._new_action(spec, spec.queue, payload, parent=parent, call_id=call_id)
+        child.context = context or {}
         parent.children.add(child)
         if len(parent.children) == 1:
             self.scheduler.block(parent)
@@ -585,7 +625,8 @@ class _Run:
         if outcome is not None and outcome[0] == "succeeded":
             return Phase.SUCCEEDED, None, "", ""
         if outcome is not None and outcome[0] == "failed":
-            return Phase.FAILED, FailureKind.USER_ERROR, self._masked(outcome[1]), self._masked(outcome[2])
+            masked = self.masker.text
+            return Phase.FAILED, FailureKind.USER_ERROR, masked(outcome[1]), masked(outcome[2])
         if outcome is not None and outcome[0] == "oversize":
             message = oversize_message(spec.name, "outputs", outcome[1], spec.max_inline_io_bytes)
             return Phase.FAILED, FailureKind.INLINE_IO_EXCEEDED, message, ""
@@ -623,7 +664,11 @@ class _Run:
         action.state = _State.DONE
         retries = action.spec.retries
         attempt = action.record.attempt
-        if kind in _RETRYABLE and attempt <= retries.count and not self.aborted:
+        # A task raising flyte.errors.NonRecoverableError reports its failure final: no retry.
+        final = (
+            action.outcome is not None and action.outcome[0] == "failed" and action.outcome[3:4] == (True,)
+        )
+        if kind in _RETRYABLE and attempt <= retries.count and not self.aborted and not final:
             self._retry(action, kind)
             return
         parent = action.parent
@@ -760,17 +805,21 @@ class _Run:
             except BlockingIOError:
                 return
             if not chunk:
-                self._write_log(action, action.log_partial, final=True)
+                self._write_log(action, b"", final=True)
                 self.selector.unregister(action.log_read)
                 os.close(action.log_read)
                 action.log_read = None
                 return
-            self._write_log(action, action.log_partial + chunk, final=False)
+            self._write_log(action, chunk, final=False)
             if not drain:
                 return
 
-    def _write_log(self, action: _Action, data: bytes, final: bool) -> None:
-        if not self.masks and self.runner.on_event is None:
+    def _write_log(self, action: _Action, chunk: bytes, final: bool) -> None:
+        # Masked as a stream, so that a secret split across reads (or lines) is still masked.
+        data = action.log_partial + (
+            (action.log_mask.close() or b"") if final else action.log_mask.feed(chunk)
+        )
+        if self.runner.on_event is None:
             os.write(action.log_file, data)  # type: ignore[arg-type]
             action.log_partial = b""
             return
@@ -778,19 +827,10 @@ class _Run:
         action.log_partial = b"" if final else lines.pop()
         if final and not lines[-1]:
             lines.pop()
-        masked = [self._mask(line) for line in lines]
-        if masked:
-            os.write(action.log_file, b"".join(line + b"\n" for line in masked))  # type: ignore[arg-type]
-        for line in masked:
+        if lines:
+            os.write(action.log_file, b"".join(line + b"\n" for line in lines))  # type: ignore[arg-type]
+        for line in lines:
             self._emit(action.record, line.decode(errors="replace"))
-
-    def _mask(self, data: bytes) -> bytes:
-        for secret in self.masks:
-            data = data.replace(secret, _MASK)
-        return data
-
-    def _masked(self, text: str) -> str:
-        return self._mask(text.encode()).decode() if self.masks else text
 
     def _release_io(self, action: _Action) -> None:
         if action.conn is not None:
@@ -802,8 +842,9 @@ class _Run:
             os.close(action.log_read)
             action.log_read = None
         if action.log_file is not None:
-            if action.log_partial:
-                os.write(action.log_file, self._mask(action.log_partial))
+            rest = action.log_partial + (action.log_mask.close() or b"")
+            if rest:
+                os.write(action.log_file, rest)
                 action.log_partial = b""
             os.close(action.log_file)
             action.log_file = None
@@ -1069,7 +1110,7 @@ class _Run:
             self._lost_forkserver(server)
 
     def _lost_forkserver(self, server: _ForkServer) -> None:
-        """A fork server died under us: its actions' processes died with it (death signal)."""
+        """A fork server died under us: its actions' trees die with it (their lifeline ends)."""
         self.selector.unregister(server.conn.sock)
         server.conn.close()
         del self.forkservers[server.environment]

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import array
 import contextlib
+import io
 import os
 import pickle
 import socket
 import struct
+import sys
 from collections import deque
 from typing import Any
 
@@ -40,9 +42,50 @@ def dump_payload(value: object) -> bytes:
     return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+# Set for every action of a run started from a script run as __main__ (`python prog.py`): the module
+# name the script has in the fork servers, which import it by its file name.
+ENV_MAIN_MODULE = "FLYTE_DECL_MAIN_MODULE"
+
+
 def load_payload(payload: bytes) -> Any:
-    """Inverse of `dump_payload`."""
-    return pickle.loads(payload)
+    """Inverse of `dump_payload`.
+
+    Classes defined in a script run as `__main__` cross the boundary both ways: in an action they are
+    found in the module the fork server imported the script as (`FLYTE_DECL_MAIN_MODULE`), and back in
+    the script's own process in `__main__`.
+    """
+    renames = _main_renames()
+    if not renames:
+        return pickle.loads(payload)
+    return _Renaming(io.BytesIO(payload), renames).load()
+
+
+def _main_renames() -> dict[str, str]:
+    in_action = os.environ.get(ENV_MAIN_MODULE)
+    if in_action:
+        return {"__main__": in_action}
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main_file:
+        stem = os.path.splitext(os.path.basename(main_file))[0]
+        if stem not in sys.modules:
+            return {stem: "__main__"}
+    return {}
+
+
+class _Renaming(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, renames: dict[str, str]) -> None:
+        super().__init__(file)
+        self._renames = renames
+
+    def find_class(self, module: str, name: str) -> Any:
+        renamed = self._renames.get(module)
+        if (
+            renamed is not None
+            and renamed in sys.modules
+            and hasattr(sys.modules[renamed], name.split(".")[0])
+        ):
+            module = renamed
+        return super().find_class(module, name)
 
 
 def frame(message: object) -> bytes:

@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import inspect
 import json
-import os
 import sqlite3
 import sys
 import threading
@@ -31,13 +30,13 @@ from typing import Any
 
 from flyte_decl._task import TaskTemplate
 from flyte_decl.config.imports import import_function
+from flyte_decl.masking import Masker
 from flyte_decl.runtime.records import ActionEvent, ActionRecord, Phase, ReuseHit, RunResult
 from flyte_decl.runtime.wire import dump_payload
 from flyte_decl.session import PreparedRun
 from flyte_decl.spec import RunConfig, TaskSpec
 from flyte_decl.store.store import AttemptRow, Store, StoredRun, digest_of
 
-MASK = "****"
 CACHING = ("auto", "override")  # `override`: always run, and record the outputs for later hits
 WRITE_INTERVAL = 0.1  # seconds between the writer's batches
 
@@ -74,11 +73,13 @@ class RunRequest:
         overlays = [str(Path(path).resolve()) for path in configs]
         return cls(words, dict(texts), list(profiles), list(sets), queue, dict(env), overlays)
 
-    def masked(self, secrets: list[str]) -> dict[str, Any]:
-        """As stored: values of declared secrets never reach the store (config texts hold `${VAR}`)."""
+    def masked(self, masker: Masker) -> dict[str, Any]:
+        """As stored: values of declared secrets never reach the store (config texts hold `${VAR}`;
+        one that holds a secret value as written is stored masked, like `-e` and `--set` values)."""
         data = dataclasses.asdict(self)
-        data["env"] = {name: _mask(value, secrets) for name, value in self.env.items()}
-        data["sets"] = [_mask(item, secrets) for item in self.sets]
+        data["texts"] = {path: masker.text(text) for path, text in self.texts.items()}
+        data["env"] = {name: masker.text(value) for name, value in self.env.items()}
+        data["sets"] = [masker.text(item) for item in self.sets]
         return data
 
     @classmethod
@@ -109,7 +110,7 @@ class Recorder:
         self.config = config
         self.overwrite_cache = overwrite_cache
         self.recover_from = recover_from
-        self.secrets = _secret_values(config)
+        self.masker = _masker(config)
         self.error: Exception | None = None  # the first failed write; the run goes on without history
         self._specs: dict[str, tuple[str, str]] = {}
         self._written_specs: set[str] = set()  # by the writer thread, which alone reads this
@@ -137,13 +138,13 @@ class Recorder:
         recover_from: str | None = None,
     ) -> Recorder:
         """Record the start of a run of `prepared` with these inputs; the run gets its id here."""
-        secrets = _secret_values(prepared.config)
+        masker = _masker(prepared.config)
         run = store.create_run(
             task=prepared.task,
             environment=prepared.spec.environment,
-            snapshot=request.masked(secrets),
-            inputs=_keepable(dump_payload(inputs), secrets),
-            inputs_json=_masked_json(inputs, secrets),
+            snapshot=request.masked(masker),
+            inputs=_keepable(dump_payload(inputs), masker),
+            inputs_json=masker.value(inputs),
             origin=origin,
             source_run=source_run,
         )
@@ -161,7 +162,7 @@ class Recorder:
         if event.line is not None or event.record is None:
             return
         if event.parent is None and event.outputs is not None:
-            self._root_outputs = _keepable(event.outputs, self.secrets)
+            self._root_outputs = _keepable(event.outputs, self.masker)
         key = None
         spec = self.config.tasks.get(event.task)
         if event.inputs is not None and spec is not None and spec.cache in CACHING:
@@ -192,9 +193,9 @@ class Recorder:
             self.run.id,
             status=result.status.value,
             kind=error.kind.value if error else None,
-            message=_mask(error.message if error else _abort_reason(result), self.secrets),
+            message=self.masker.text(error.message if error else _abort_reason(result)),
             outputs=self._root_outputs,
-            outputs_json=_masked_json(result.outputs, self.secrets),
+            outputs_json=self.masker.value(result.outputs),
             mechanisms=result.mechanisms,
         )
         return dataclasses.replace(result, run_id=self.run.id)
@@ -203,8 +204,8 @@ class Recorder:
         """The runner failed outright: the run ends `aborted` with the reason."""
         self._drain()
         with contextlib.suppress(sqlite3.Error):
-            self.store.finish_run(self.run.id, status="aborted", kind=None, message=reason, outputs=None,
-                                  outputs_json=None, mechanisms={})  # fmt: skip
+            self.store.finish_run(self.run.id, status="aborted", kind=None, message=self.masker.text(reason),
+                                  outputs=None, outputs_json=None, mechanisms={})  # fmt: skip
 
     # -- inside -----------------------------------------------------------------------------------
 
@@ -244,13 +245,22 @@ class Recorder:
             row = rows.get((record.id, record.attempt))
             if row is None:
                 row = rows[record.id, record.attempt] = self._new_row(record)
-            row.record = record  # queued, running, then final: the latest wins
-            inputs = _keepable(event.inputs, self.secrets)
+            # Queued, running, then final: the latest wins (the runner masked its texts; so again here).
+            row.record = (
+                dataclasses.replace(
+                    record,
+                    message=self.masker.text(record.message),
+                    traceback=self.masker.text(record.traceback),
+                )
+                if self.masker
+                else record
+            )
+            inputs = _keepable(event.inputs, self.masker)
             if inputs is not None:
                 row.inputs_digest = digest_of(inputs)
                 row.payloads.append((row.inputs_digest, inputs))
                 row.cache_key = cache_key
-            outputs = _keepable(event.outputs, self.secrets)
+            outputs = _keepable(event.outputs, self.masker)
             if outputs is not None:
                 row.outputs_digest = digest_of(outputs)
                 row.payloads.append((row.outputs_digest, outputs))
@@ -272,8 +282,8 @@ class Recorder:
         if spec.name not in self._specs:
             data = dataclasses.asdict(spec)
             data["root_dir"] = str(spec.root_dir)
-            data["env_vars"] = {name: _mask(value, self.secrets) for name, value in spec.env_vars.items()}
-            text = json.dumps(data, sort_keys=True, default=str)
+            # Any field may hold a secret value (through `${VAR}` or `--set`), JSON-escaped here.
+            text = self.masker.text(json.dumps(data, sort_keys=True, default=str))
             self._specs[spec.name] = (digest_of(text.encode()), text)
         return self._specs[spec.name]
 
@@ -306,33 +316,13 @@ def _abort_reason(result: RunResult) -> str:
     return ""
 
 
-def _keepable(payload: bytes | None, secrets: list[str]) -> bytes | None:
-    """The payload, unless a secret value is in it: then it is not kept (and cannot be reused)."""
-    if payload is None or any(secret.encode() in payload for secret in secrets):
+def _keepable(payload: bytes | None, masker: Masker) -> bytes | None:
+    """The payload, unless a secret value (in any spelling) is in it: then it is not kept (and cannot
+    be reused)."""
+    if payload is None or masker.holds(payload):
         return None
     return payload
 
 
-def _secret_values(config: RunConfig) -> list[str]:
-    names = {name for spec in config.tasks.values() for name in spec.secrets}
-    return sorted({os.environ[name] for name in names if os.environ.get(name)}, key=len, reverse=True)
-
-
-def _mask(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, MASK)
-    return text
-
-
-def _masked_json(value: Any, secrets: list[str]) -> Any:
-    """The value as JSON (its repr when JSON cannot carry it), with secret values masked."""
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = json.dumps(repr(value))
-    if secrets:
-        masked = _mask(text, secrets)
-        with contextlib.suppress(ValueError):
-            return json.loads(masked)
-        return MASK
-    return json.loads(text)
+def _masker(config: RunConfig) -> Masker:
+    return Masker.of_names({name for spec in config.tasks.values() for name in spec.secrets})

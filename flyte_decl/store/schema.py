@@ -136,7 +136,8 @@ def migrate(conn: sqlite3.Connection) -> int:
             conn.execute(f"PRAGMA user_version = {number + 1}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # not after the COMMIT (Ctrl-C may land right behind it)
+            conn.execute("ROLLBACK")
         raise
     return SCHEMA_VERSION
 

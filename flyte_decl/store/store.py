@@ -1,4 +1,4 @@
-"""The run store: one SQLite file (WAL) per home folder with every run, action attempt and sample.
+"""The run store: one SQLite file (WAL, else a rollback journal) per home folder with every run, action attempt and sample.
 
 Writers are the processes running tasks (several may run at once: each write is one short
 `BEGIN IMMEDIATE` transaction); readers are the history commands. Opening the store also settles
@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import sqlite3
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -212,15 +213,14 @@ class Store:
             )
         try:
             home.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
-            _use_wal(conn)
-        except (OSError, sqlite3.OperationalError) as exc:
+            conn = _connect(path)
+            conn.execute("PRAGMA foreign_keys = ON")
+            migrate(conn)
+        except (OSError, sqlite3.Error) as exc:
             raise UsageError(
-                f"cannot open the run store {path}: {exc} (hint: check permissions, or set FLYTE_DECL_HOME)"
+                f"cannot open the run store {path}: {exc} (hint: check permissions, or set FLYTE_DECL_HOME "
+                "to a folder on a local disk)"
             ) from None
-        conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across a killed process, fast commits
-        conn.execute("PRAGMA foreign_keys = ON")
-        migrate(conn)
         store = cls(home, conn)
         store.settle_dead_runs()
         return store
@@ -236,7 +236,8 @@ class Store:
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # a statement's failure may have ended it already
+                self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
 
@@ -592,6 +593,49 @@ def _action(row: tuple[Any, ...]) -> StoredAction:
 
 def _json(text: str | None) -> Any:
     return json.loads(text) if text is not None else None
+
+
+# Stores found on a filesystem where WAL does not work, in this process: tried and noticed once.
+_ROLLBACK_JOURNAL: set[Path] = set()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """A connection in WAL mode or, where WAL does not work, with a rollback journal (one notice).
+
+    WAL needs its ``-shm`` index memory-mapped and shared between processes, which NFS, 9p and some
+    FUSE filesystems cannot do: switching to WAL still succeeds there, and the first read fails
+    with "disk I/O error". Such a store is converted to a rollback journal (journal_mode=DELETE,
+    SQLite's own default): concurrent runs then wait for each other's writes instead of reading
+    beside them. Raises sqlite3.Error or OSError when even that does not work.
+    """
+    if path in _ROLLBACK_JOURNAL:
+        return sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+    try:
+        _use_wal(conn)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # maps the WAL index
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if "disk I/O error" not in str(exc):
+            raise
+    else:
+        conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across a killed process, fast commits
+        return conn
+    # A store in WAL mode cannot even be read without the index, except under exclusive locking,
+    # where SQLite keeps the index in private memory: convert it so, then reopen it shared.
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA locking_mode = EXCLUSIVE")  # before anything reads the file
+        conn.execute("PRAGMA journal_mode = DELETE")
+    finally:
+        conn.close()
+    _ROLLBACK_JOURNAL.add(path)
+    print(
+        f"notice: SQLite's WAL does not work for the run store {path} (disk I/O error: NFS or 9p?); using "
+        "a rollback journal (set FLYTE_DECL_HOME to a folder on a local disk for concurrent runs)",
+        file=sys.stderr,
+    )
+    return sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
 
 
 def _use_wal(conn: sqlite3.Connection) -> None:

@@ -127,6 +127,7 @@ def ws(
     tmp_path: Path, flyte_decl: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Workspace]:
     monkeypatch.delenv("FLYTE_DECL_HOME", raising=False)
+    monkeypatch.setenv("API_TOKEN", "ws-token-9f8e7d")  # `vault` declares it: a run checks it is set
     (tmp_path / "environments.yaml").write_text(textwrap.dedent(CONFIG).lstrip())
     (tmp_path / "histwf.py").write_text(textwrap.dedent(MODULE).lstrip())
     yield Workspace(tmp_path, flyte_decl)

@@ -10,14 +10,15 @@ import pytest
 CONFIG = """
 version: 1
 capacity: {cpu: 1, memory: 1Gi}
+queues:
+  spot: {concurrency: 1}
 environments:
   wf:
     resources: {cpu: 500m, memory: 256Mi}
     tasks:
       main: {fn: "flow:main", timeout: 30s}
       big: {fn: "flow:big", resources: {memory: 2Gi}}
-      vault: {fn: "flow:vault", secrets: [DRY_TOKEN]}
-      gone: {fn: "nomodule:gone"}
+      wide: {fn: "flow:vault", resources: {cpu: 2}, queue: spot}
 """
 
 GOOD = """
@@ -33,7 +34,7 @@ environments:
 
 @pytest.fixture
 def project(write, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("DRY_TOKEN", raising=False)
+    monkeypatch.setenv("DRY_TOKEN", "dry-token-value")
     write(
         "def main(n: int = 1):\n    raise SystemExit('never run')\n\ndef big(): pass\n\ndef vault(): pass\n",
         "flow.py",
@@ -46,7 +47,7 @@ def test_dry_run_prints_every_task_with_its_limits_and_mechanisms(
 ) -> None:
     project(GOOD)
     monkeypatch.setenv("FLYTE_DECL_NO_CGROUPS", "1")
-    result = flyte_decl("run", "main", "--n", "3", "--dry-run", "-e", "DRY_TOKEN=x")
+    result = flyte_decl("run", "main", "--n", "3", "--dry-run")
     assert (result.code, result.err) == (0, "")
     lines = result.out.splitlines()
     assert lines[0].startswith("plan for wf.main (dry run: nothing started); capacity cpu ")
@@ -60,24 +61,35 @@ def test_dry_run_prints_every_task_with_its_limits_and_mechanisms(
     assert psutil.Process().children() == []
 
 
-def test_dry_run_lists_each_problem_and_exits_1(project, flyte_decl, tmp_path) -> None:
+def test_dry_run_lists_each_problem_and_exits_1(project, flyte_decl) -> None:
     project(CONFIG)
     result = flyte_decl("run", "main", "--dry-run")
     assert result.code == 1
     assert result.err.splitlines() == [
-        f"environments.yaml:10:18: error: wf.gone.fn: cannot import module 'nomodule' "
-        f"(is nomodule.py in {tmp_path} or installed?)",
-        "environments.yaml:8:7: error: wf.big: requests memory 2Gi but the capacity is memory 1Gi; "
+        "environments.yaml:10:7: error: wf.big: requests memory 2Gi but the capacity is memory 1Gi; "
         "lower the task's memory request or raise capacity.memory",
-        "environments.yaml:9:7: error: wf.vault.secrets: secret 'DRY_TOKEN' is not set "
-        "(export DRY_TOKEN=... or pass -e DRY_TOKEN=...)",
+        "environments.yaml:11:7: error: wf.wide: requests cpu 2 but the capacity is cpu 1; "
+        "lower the task's cpu request or raise capacity.cpu",
     ]
     assert result.out.startswith("plan for wf.main")
 
     data = json.loads(flyte_decl("run", "main", "--dry-run", "--json").out)
-    assert [t["task"] for t in data["tasks"]] == ["wf.main", "wf.big", "wf.gone", "wf.vault"]
-    assert data["tasks"][1]["limits"]["memory"]["value"] == "2Gi"
-    assert {p["path"] for p in data["problems"]} == {"wf.gone.fn", "wf.big", "wf.vault.secrets"}
+    assert [t["task"] for t in data["tasks"]] == ["wf.main", "wf.big", "wf.wide"]
+    assert data["tasks"][1]["limits"]["memory"]["value"] == "2Gi" and data["tasks"][2]["queue"] == "spot"
+    assert {p["path"] for p in data["problems"]} == {"wf.big", "wf.wide"}
+
+
+def test_dry_run_makes_the_checks_of_a_real_run_first(project, flyte_decl, monkeypatch) -> None:
+    project(GOOD)
+    monkeypatch.delenv("DRY_TOKEN")
+    missing = flyte_decl("run", "main", "--dry-run")
+    assert (missing.code, missing.out) == (2, "")
+    assert "error: environments.wf.tasks.vault.secrets[0]: secret 'DRY_TOKEN' is not set" in missing.err
+    project(GOOD.replace("flow:vault", "nomodule:vault"))
+    monkeypatch.setenv("DRY_TOKEN", "dry-token-value")
+    unbound = flyte_decl("run", "main", "--dry-run")
+    assert (unbound.code, unbound.out) == (1, "")
+    assert "cannot import module 'nomodule'" in unbound.err
 
 
 def test_dry_run_checks_the_task_parameters_too(project, flyte_decl) -> None:

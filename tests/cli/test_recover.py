@@ -103,6 +103,8 @@ def test_ctrl_c_ends_the_run_aborted_in_the_store(ws) -> None:
     ws.touch("block-1")
     runner = ws.spawn("run", "fan", "--n", "2")
     ws.wait_for(lambda: (ws.root / "blocked-1").exists(), "piece 1 to block")
+    # Piece 0 runs beside piece 1: on a busy machine it may end after piece 1 blocks.
+    ws.wait_for(lambda: "succeeded" in {a["phase"] for a in _actions(ws, "r1")}, "piece 0 to succeed")
     runner.send_signal(signal.SIGINT)
     assert runner.wait(timeout=30) == 130
     (run,) = json.loads(ws.cli("runs", "list", "--format", "json").out)

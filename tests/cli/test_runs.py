@@ -76,7 +76,7 @@ def test_runs_show_draws_the_action_tree_with_peaks_against_limits(ws) -> None:
     out = ws.cli("runs", "show", "last").out
     lines = out.splitlines()
     assert lines[0] == (
-        "run r1  wf.fan  failed (user_error): ActionFailed: wf.piece (a3) failed: user_error: "
+        "run r1  wf.fan  failed (user_error): RuntimeUserError: wf.piece (a3) failed: user_error: "
         "ValueError: piece 1 failed on purpose"
     )
     assert lines[2].startswith("  config  environments.yaml sha256:")

@@ -96,9 +96,7 @@ def test_profile_overlays_before_resolution(write):
     # The profile changes the environment layer; the override still wins for square, not for cube.
     assert fields(resolved, "env2.square")["resources.memory.limit"] == "2Gi"
     assert fields(resolved, "env2.cube")["resources.memory.limit"] == "3Gi"
-    assert (
-        origin(resolved, "env2.cube", "resources.memory.limit") == "environment env2 (environments.yaml:35)"
-    )
+    assert origin(resolved, "env2.cube", "resources.memory.limit") == "profile prod (environments.yaml:35)"
 
 
 def test_unknown_profile_is_a_usage_error(write):

@@ -156,7 +156,7 @@ CASES = [
     ),
     pytest.param(
         HEAD + "environments:\n  env1: {description: 3}\n",
-        "environments.yaml:3:23: error: environments.env1.description: must be a string, got an integer",
+        'environments.yaml:3:23: error: environments.env1.description: must be a string, got an integer (quote it: "3")',
         id="wrong-type",
     ),
 ]
@@ -310,10 +310,10 @@ def test_check_imports_reports_at_the_fn_line(write, flyte_decl, tmp_path):
     result = flyte_decl("validate", "--check-imports")
     assert result.code == 1
     assert result.out.splitlines() == [
-        "environments.yaml:6:15: error: env1.b.fn: module 'mod_for_imports' has no attribute 'g' "
-        "(check the function name after ':')",
-        f"environments.yaml:7:15: error: env1.c.fn: cannot import module 'nomod' (is nomod.py in {tmp_path} or installed?)",
-        "environments.yaml:8:15: error: env1.d.fn: 'mod_for_imports.VALUE' is not callable (it is 'int') "
+        "environments.yaml:6:15: error: environments.env1.tasks.b.fn: module 'mod_for_imports' has no attribute 'g' "
+        "(expected one of: f)",
+        f"environments.yaml:7:15: error: environments.env1.tasks.c.fn: cannot import module 'nomod' (is nomod.py in {tmp_path} or installed?)",
+        "environments.yaml:8:15: error: environments.env1.tasks.d.fn: 'mod_for_imports.VALUE' is not callable (it is 'int') "
         "(bind the task to a function)",
         "3 errors",
     ]

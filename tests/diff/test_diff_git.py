@@ -161,8 +161,8 @@ def test_profile_is_applied_to_both_sides(write, flyte_decl):
     result = flyte_decl("diff", "old.yaml", "new.yaml", "--profile", "prod")
     assert result.code == 1
     assert result.out.splitlines()[:2] == [
-        "env1.train  resources.cpu.request  1 -> 4  (environment env1, new.yaml:5)",
-        "env1.train  resources.cpu.limit    1 -> 4  (environment env1, new.yaml:5)",
+        "env1.train  resources.cpu.request  1 -> 4  (profile prod, new.yaml:5)",
+        "env1.train  resources.cpu.limit    1 -> 4  (profile prod, new.yaml:5)",
     ]
     assert "  env1.train: cpu more than doubled (1 -> 4)" in result.out.splitlines()
 

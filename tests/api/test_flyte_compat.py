@@ -1,0 +1,305 @@
+"""Flyte 2 programs run unchanged: `flyte-decl run prog.py TASK` with `import flyte`, and `python prog.py`
+with only the import changed; Flyte's names (init, Image, errors, ctx, group, trace, io) behave as Flyte's.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import flyte_decl as flyte
+from flyte_decl import _alias, errors
+from flyte_decl._run import ActionOutputs, Outputs
+from flyte_decl.runtime.records import ActionFailed, FailureKind
+
+PROGRAMS = Path(__file__).resolve().parent / "programs"
+
+
+def cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flyte_decl", *args], cwd=PROGRAMS, capture_output=True,
+                          text=True, timeout=120, env={**_env(), "FLYTE_DECL_HOME": str(home)})  # fmt: skip
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != _alias.ENV_AS_FLYTE}
+
+
+def script(mode: str, home: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(PROGRAMS / "changed_import.py"), mode], cwd=home, capture_output=True,
+                          text=True, timeout=120, env={**_env(), "FLYTE_DECL_HOME": str(home)})  # fmt: skip
+
+
+# -- flyte.errors: one table, every failure kind ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "message", "cls", "code"),
+    [
+        (FailureKind.USER_ERROR, "ValueError: no", errors.RuntimeUserError, "ValueError"),
+        (
+            FailureKind.USER_ERROR,
+            "OOMError: env.hog (a3) failed: oom_killed: ...",
+            errors.OOMError,
+            "OOMError",
+        ),
+        (FailureKind.OOM_KILLED, "over its memory limit", errors.OOMError, "OOMKilled"),
+        (FailureKind.TIMED_OUT, "ran longer than 1s", errors.TaskTimeoutError, "TaskTimeoutError"),
+        (
+            FailureKind.INLINE_IO_EXCEEDED,
+            "inputs are 2Ki",
+            errors.InlineIOMaxBytesBreached,
+            "InlineIOMaxBytesBreached",
+        ),
+        (FailureKind.IMPORT_ERROR, "cannot import", errors.ModuleLoadError, "ModuleLoadError"),
+        (FailureKind.UNSCHEDULABLE, "queue 'q' is full", errors.RuntimeSystemError, "Unschedulable"),
+        (FailureKind.CRASHED, "killed by SIGSEGV", errors.RuntimeSystemError, "Crashed"),
+        (None, "its parent ended", errors.ActionAbortedError, "ActionAbortedError"),
+    ],
+)
+def test_every_failure_kind_raises_its_flyte_class(kind, message, cls, code) -> None:
+    failure = errors.child_failure("env.t", "a2", kind, message)
+    assert isinstance(failure, cls) and isinstance(failure, ActionFailed)
+    assert type(failure).__name__ == cls.__name__
+    assert failure.code == code and failure.kind == kind and failure.task == "env.t"
+    assert failure.summary == f"env.t (a2) failed: {kind.value if kind else 'aborted'}: {message}"
+    again = pickle.loads(pickle.dumps(failure))
+    assert type(again) is type(failure) and again.code == code
+
+
+def test_the_table_covers_every_failure_kind() -> None:
+    assert set(errors.FAILURE_CLASSES) == {k.value for k in FailureKind} | {"aborted"}
+
+
+def test_a_user_error_reads_as_its_root_cause_and_reraises_on_arithmetic() -> None:
+    failure = errors.child_failure("env.t", "a2", FailureKind.USER_ERROR, "ValueError: no")
+    assert str(failure) == "no" and failure.error_kind == "user"
+    with pytest.raises(errors.RuntimeUserError):
+        _ = 1 + failure  # as in Flyte: a failure returned by map(return_exceptions=True) re-raises
+
+
+def test_non_recoverable_error_is_a_runtime_user_error() -> None:
+    error = errors.NonRecoverableError("stop")
+    assert isinstance(error, errors.RuntimeUserError) and error.code == "NonRecoverableError"
+
+
+# -- an unmodified program under `flyte-decl run prog.py TASK` --------------------------------------
+
+
+def test_unmodified_program_catches_oom_and_user_errors_by_flyte_class(tmp_path) -> None:
+    result = cli("run", "--local", "unmodified.py", "errors_main", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == '"OOMError OOMKilled; RuntimeUserError ValueError: no"'
+    assert "; `import flyte` is flyte-decl" in result.stderr.splitlines()[0]
+
+
+def test_non_recoverable_error_skips_the_remaining_retries(tmp_path) -> None:
+    marker = tmp_path / "attempts"
+    result = cli("run", "unmodified.py", "give_up", "--marker", str(marker), "--json", home=tmp_path)
+    assert result.returncode == 1
+    data = json.loads(result.stdout)
+    assert [(a["attempt"], a["message"]) for a in data["actions"]] == [(1, "NonRecoverableError: stop now")]
+    assert marker.read_text() == "x"
+
+
+def test_a_file_passes_by_reference_under_a_small_inline_io_limit(tmp_path) -> None:
+    result = cli("run", "unmodified.py", "file_main", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "200000"  # 200 kB through actions limited to 4 KiB of inline I/O
+
+
+def test_ctx_group_trace_and_custom_context_flow_to_children(tmp_path) -> None:
+    result = cli("run", "unmodified.py", "context_main", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["action"] == "a1" and out["attempt"] == 1 and out["run"].startswith("r") and out["raw"]
+    assert out["squares"] == [0, 1, 4, 9] and out["traces"] == ["square"] * 4  # traced in the same action
+    assert out["inner"] == {"stage": "one"} and out["group"] == "squares"
+    assert out["child"] == {"action": "a2", "custom": {"stage": "one"}, "group": "squares"}
+
+
+def test_short_name_is_a_label_and_tasks_pass_as_inputs(tmp_path) -> None:
+    result = cli("run", "unmodified.py", "names_main", "--json", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["outputs"] == [2, 2, 2, 3, 6]
+    assert {a["task"] for a in data["actions"][1:]} == {"unmodified.named", "unmodified.apply"}
+
+
+def test_a_flyte_module_flyte_decl_lacks_is_one_clear_error(tmp_path) -> None:
+    program = tmp_path / "remote.py"
+    program.write_text("import flyte\nimport flyte.remote\n")
+    result = subprocess.run([sys.executable, "-m", "flyte_decl", "run", str(program), "main"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60, env=_env())  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: {program}:2: importing {program} raised ModuleNotFoundError: No module named 'flyte.remote': "
+        f"flyte-decl runs Flyte programs locally and has no flyte.remote (hint: run `python {program}` to see "
+        "the traceback)"
+    )
+
+
+def test_alias_maps_flyte_private_paths_to_their_homes() -> None:
+    assert _alias.target_of("flyte") == "flyte_decl"
+    assert _alias.target_of("flyte.errors") == "flyte_decl.errors"
+    assert _alias.target_of("flyte._image") == "flyte_decl._image"
+    assert _alias.target_of("flyte._retry") == "flyte_decl._task_environment"
+    assert _alias.target_of("flyte.io._file") == "flyte_decl.io._file"
+
+
+# -- `python prog.py` with only the import changed ------------------------------------------------
+
+
+def test_main_defined_types_cross_the_action_boundary_both_ways(tmp_path) -> None:
+    result = script("types", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "succeeded Point(x=3, y=1) Point(x=3, y=1)"
+
+
+def test_outputs_are_callable_and_split_as_flyte_outputs(tmp_path) -> None:
+    result = script("outputs", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ActionOutputs(o0=3, o1=\"x\") 3 x {'o0': 3, 'o1': 'x'}"
+
+
+def test_runcontext_mode_positional_and_custom_context(tmp_path) -> None:
+    result = script("context", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ActionOutputs(o0={'trace_id': 't1'})"
+
+
+def test_a_failed_run_raises_the_flyte_error_and_the_script_exits_1(tmp_path) -> None:
+    result = script("fail", tmp_path)
+    assert result.returncode == 1
+    assert "not reached" not in result.stdout
+    assert result.stderr.strip().splitlines()[-1] == "flyte_decl.errors.RuntimeUserError: boom"
+
+
+def test_with_runcontext_refuses_an_unknown_keyword() -> None:
+    with pytest.raises(TypeError, match="with_runcontext\\(\\) got an unexpected keyword argument 'queu'"):
+        flyte.with_runcontext(queu="x")
+    with pytest.raises(ValueError, match="mode 'remote' is not available"):
+        flyte.with_runcontext("remote")
+
+
+def test_outputs_attribute_form_and_call_form() -> None:
+    outputs = Outputs(25)
+    assert outputs == 25 and str(outputs) == "25" and repr(outputs()) == "ActionOutputs(o0=25)"
+    assert ActionOutputs((1, "a")).o1 == "a" and repr(ActionOutputs(None)) == "ActionOutputs(o0=None)"
+
+
+# -- init, Image, environment checks --------------------------------------------------------------
+
+
+def test_init_functions_are_local_and_notice_a_remote_endpoint_once(capsys) -> None:
+    flyte.init()
+    flyte.init_from_config(None)
+    assert capsys.readouterr().err == ""
+    flyte.init(endpoint="dns:///flyte.example.com")
+    flyte.init(endpoint="dns:///flyte.example.com")
+    assert capsys.readouterr().err == (
+        "flyte-decl: flyte.init(endpoint=...) asks for a remote control plane; runs stay local\n"
+    )
+
+
+def test_image_builders_keep_metadata_in_the_config_shape() -> None:
+    image = (
+        flyte.Image.from_debian_base(python_version=(3, 12), name="mine", registry="ghcr.io/me")
+        .with_pip_packages("pandas", "numpy")
+        .with_apt_packages("curl")
+        .with_env_vars({"A": "1"})
+        .with_requirements("requirements.txt")
+        .with_commands(["echo hi"])
+    )
+    assert image.to_config() == {
+        "python_version": "3.12", "pip_packages": ["pandas", "numpy"], "requirements": "requirements.txt",
+        "apt_packages": ["curl"], "env": {"A": "1"}, "name": "mine", "registry": "ghcr.io/me",
+    }  # fmt: skip
+    assert ("commands", "echo hi") in image.layers
+    assert flyte.Image.from_base("python:3.12-slim").to_config() == "python:3.12-slim"
+    env = flyte.TaskEnvironment(name="imaged", image=image)
+    assert env.image is image
+
+
+def test_image_from_uv_script_reads_its_inline_dependencies(tmp_path) -> None:
+    script_path = tmp_path / "s.py"
+    script_path.write_text('# /// script\n# dependencies = ["rich>=13", "httpx"]\n# ///\nprint(1)\n')
+    image = flyte.Image.from_uv_script(script_path, name="s")
+    assert image.to_config()["pip_packages"] == ["rich>=13", "httpx"]
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (
+            lambda: flyte.TaskEnvironment(name="inc2", include=["a.html", 1]),
+            TypeError,
+            "include entries must be str",
+        ),
+        (lambda: flyte.TaskEnvironment(name="inc3", include="a.html"), TypeError, "sequence of str paths"),
+        (lambda: flyte.TaskEnvironment(name="img", image=123), TypeError, "image must be a str"),
+        (
+            lambda: flyte.TaskEnvironment(name="reuse1", reusable=flyte.ReusePolicy()).task(pod_template="p")(
+                print
+            ),
+            ValueError,
+            "pod_template cannot be set on a task of the reusable environment 'reuse1'",
+        ),
+    ],
+)
+def test_environment_arguments_are_checked_as_flyte_checks_them(make, error, message) -> None:
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_include_is_a_tuple() -> None:
+    assert flyte.TaskEnvironment(name="inc1", include=["a.html"]).include == ("a.html",)
+
+
+def test_reusable_override_rules() -> None:
+    pool = flyte.TaskEnvironment(name="pool2", reusable=flyte.ReusePolicy(replicas=2, idle_ttl=60))
+    plain = flyte.TaskEnvironment(name="plain2")
+
+    @pool.task
+    async def warm(x: int) -> int:
+        return x
+
+    @plain.task
+    async def cold(x: int) -> int:
+        return x
+
+    with pytest.raises(ValueError, match="Cannot override resources when reusable is set"):
+        warm.override(resources=flyte.Resources(cpu=2))
+    with pytest.raises(ValueError, match="Cannot override resources together with a new reuse policy"):
+        cold.override(resources=flyte.Resources(cpu=2), reusable=flyte.ReusePolicy(replicas=2))
+    assert warm.override(reusable="off", resources=flyte.Resources(cpu=2)).call_settings["reusable"] == "off"
+
+
+def test_short_name_never_changes_the_task_identity() -> None:
+    env = flyte.TaskEnvironment(name="labels")
+
+    @env.task(short_name="shown")
+    async def child(x: int) -> int:
+        return x
+
+    assert child.name == "labels.child" and child.short_name == "shown"
+    assert child.override(short_name="renamed").name == "labels.child"
+    assert list(env.tasks) == ["labels.child"]
+
+
+def test_ctx_is_none_outside_a_run_and_trace_is_the_plain_call() -> None:
+    assert flyte.ctx() is None
+
+    @flyte.trace
+    def double(x: int) -> int:
+        return 2 * x
+
+    with flyte.group("g"), flyte.custom_context(a="1"):
+        assert double(2) == 4 and flyte.get_custom_context() == {"a": "1"}
+    assert flyte.get_custom_context() == {}
