@@ -1,6 +1,6 @@
 """The failing line up front: which action's own error made a run fail, and how to show it.
 
-A task that awaits a failed child fails in turn with `ActionFailed: TASK (aN) failed: ...`; the
+A task that awaits a failed child fails in turn with `RuntimeUserError: TASK (aN) failed: ...`; the
 error worth showing is at the end of that chain, in the action that raised on its own. Works on
 the runner's `ActionRecord`s and on the store's `StoredAction`s alike (both have id, attempt,
 label, phase, kind, message and traceback).
@@ -17,12 +17,13 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import Any
 
-# The message ActionFailed gives a parent (see runtime.records.ActionFailed).
-_CHILD_FAILED = re.compile(r"^(?:[\w.]+\.)?ActionFailed: \S+ \((a\d+)\) failed: ")
+# The message of what a parent raised when a child failed: ActionFailed, or the Flyte error class
+# standing for the child's failure kind (RuntimeUserError, OOMError, ...; see flyte_decl.errors).
+_CHILD_FAILED = re.compile(r"^(?:[\w.]+\.)?\w+: \S+ \((a\d+)\) failed: ")
 
 
 def root_cause(actions: Sequence[Any]) -> Any | None:
-    """The last attempt of the action whose own error failed the run, following `ActionFailed`.
+    """The last attempt of the action whose own error failed the run, following the children's failures.
 
     `actions` are every attempt in queue order, the root's first; None if the root did not fail.
     """

@@ -59,6 +59,7 @@ def test_prune_by_status_and_age(ws) -> None:
     assert ws.cli("runs", "prune", "--status", "failed").out.startswith("removed 1 runs (r2): 2 actions")
     assert _ids(ws) == ["r3", "r1"]
     assert ws.cli("runs", "prune", "--older-than", "30d").out.startswith("no runs removed; store ")
+    assert ws.cli("runs", "list", "--since", "40d").out.count("\n") == 3  # ages past 24d are no timeout
     with sqlite3.connect(ws.root / ".flyte-decl" / "runs.db") as conn:
         conn.execute("UPDATE runs SET created_at = ? WHERE id = 'r1'", (time.time() - 31 * 86400,))
     assert ws.cli("runs", "prune", "--older-than", "30d").out.startswith("removed 1 runs (r1): ")
@@ -78,7 +79,7 @@ def test_delete_keeps_payloads_another_run_still_uses(ws) -> None:
 
 def test_the_config_retention_applies_after_each_run(ws) -> None:
     config = ws.root / "environments.yaml"
-    config.write_text(config.read_text() + "retention: {keep: 2, status: [succeeded]}\n")
+    config.write_text(config.read_text() + "retention: {keep: 2, status: [succeeded], older_than: 0s}\n")
     ws.cli("run", "greet")
     ws.touch("fail-0")
     ws.cli("run", "fan", "--n", "1")
@@ -121,7 +122,7 @@ def test_a_running_run_is_never_removed(ws) -> None:
 
 def test_a_retention_setting_is_validated(ws) -> None:
     config = ws.root / "environments.yaml"
-    config.write_text(config.read_text() + "retention: {keep: 0}\n")
+    config.write_text(config.read_text() + "retention: {keep: 0, older_than: 30d}\n")
     result = ws.cli("validate")
     assert result.code == 1
-    assert "retention.keep" in result.out + result.err
+    assert "retention.keep" in result.out + result.err and "older_than" not in result.out + result.err
