@@ -194,6 +194,20 @@ def parse_sets(sets: Sequence[str]) -> tuple[list[tuple], list[Problem]]:
     return [(path, value, Origin("cli --set", mark)) for path, value, _ in assignments], problems
 
 
+def check_code_layers(code: CodeLayers) -> list[Problem]:
+    """Settings declared in Python code (`TaskEnvironment`, `@env.task`), checked by the file's rules
+    (ranges, the cpu limit's minimum), each at the line that declares it."""
+    layers = [(name, settings, mark) for name, (settings, mark) in code.environments.items()]
+    layers += [(name, settings, mark) for name, (_, settings, mark) in code.tasks.items()]
+    problems = []
+    for name, settings, mark in layers:
+        wrapped = Document({"version": 1, "defaults": settings}, {(): mark}, {}, [mark.file])
+        for problem in check_shape(wrapped) + check_resources(wrapped):
+            path = f"{name}.{problem.path.removeprefix('defaults.')}"
+            problems.append(Problem(mark, path, problem.message, problem.hint, problem.severity))
+    return problems
+
+
 def _shorten(text: str) -> str:
     return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
 
@@ -294,6 +308,8 @@ def _check(
         problems = check_shape(document)
     references = check_references(document, code.environments if code else (), code.tasks if code else ())
     problems += _not_following_from(problems, references)
+    if code is not None:
+        problems += check_code_layers(code)
     run_level, set_problems = parse_sets(sets) if sets else ([], [])
     problems += set_problems
     if queue is not None:
