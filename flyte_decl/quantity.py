@@ -246,13 +246,22 @@ _UNIT_SECONDS = {
 }
 
 
-def parse_duration(value: object, *, field: str = "duration") -> Decimal:
-    """Seconds from "30s", "5m", "1h30m", "250ms", or a number of seconds; at most MAX_SECONDS (24d)."""
+def parse_duration(value: object, *, field: str = "duration", timer: bool = False) -> Decimal:
+    """Seconds from "30s", "5m", "1h30m", "250ms", or a number of seconds.
+
+    With `timer` (a timeout, backoff or idle TTL the runner waits for), at most MAX_SECONDS (24d).
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise QuantityError(
             f"{field} must be a duration, got {_type_name(value)}", "e.g. 30s, 5m, 1h30m, 250ms or 30"
         )
-    return _parse_duration(value, field)
+    total = _parse_duration(value, field)
+    if timer and total > MAX_SECONDS:
+        raise QuantityError(
+            f"{field} {_shown(value)} is above the maximum of 24d",
+            "the runner's timers wait at most 24 days; write at most 24d",
+        )
+    return total
 
 
 @lru_cache(maxsize=4096)
@@ -270,11 +279,6 @@ def _parse_duration(value: int | float | str, field: str) -> Decimal:
             pos = match.end()
         if pos != len(value) or not value:
             raise QuantityError(f"{_shown(value)} is not a duration", "e.g. 30s, 5m, 1h30m, 250ms or 30")
-    if total > MAX_SECONDS:
-        raise QuantityError(
-            f"{field} {_shown(value)} is above the maximum of 24d",
-            "the runner's timers wait at most 24 days; write at most 24d",
-        )
     return total
 
 

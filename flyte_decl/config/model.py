@@ -76,7 +76,7 @@ MemoryQuantity = Annotated[
 ]
 Duration = Annotated[
     int | float | str,
-    _checked(parse_duration),
+    _checked(parse_duration, timer=True),
     WithJsonSchema(
         {
             "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": DURATION_PATTERN}],
