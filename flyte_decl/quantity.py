@@ -218,11 +218,12 @@ def _type_name(value: object) -> str:
 
 
 def _shown(value: object, *, quote: bool = True) -> str:
-    """A value for a message: quoted if text, cut short if it is thousands of characters long."""
+    """A value for a message: quoted if text; an integer of thousands of digits by its size."""
     if isinstance(value, int) and abs(value) >= 10**_MAX_EXPONENT:
         return f"{value.bit_length()}-bit integer"
-    text = repr(value) if isinstance(value, str) and quote else str(value)
-    return text if len(text) <= 40 else f"{text[:20]}...{text[-8:]} ({len(text):,} characters)"
+    # Text is shown whole, however long: a value cut short could show part of a secret that the
+    # output masking (which matches whole values) would no longer recognise.
+    return repr(value) if isinstance(value, str) and quote else str(value)
 
 
 def parse_bytes_or_quantity(value: object, *, field: str) -> int:

@@ -168,9 +168,7 @@ def parse_sets(sets: Sequence[str]) -> tuple[list[tuple], list[Problem]]:
     for item in sets:
         path, sep, text = item.partition("=")
         if not sep or not path or not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*", path):
-            problems.append(
-                Problem(mark, _shorten(item), "expected PATH=VALUE", "e.g. --set resources.memory=1Gi")
-            )
+            problems.append(Problem(mark, item, "expected PATH=VALUE", "e.g. --set resources.memory=1Gi"))
             continue
         value: Any = text  # variables stay text: `--set env_vars.PORT=8080` means "8080"
         keys = path.split(".")
@@ -206,10 +204,6 @@ def check_code_layers(code: CodeLayers) -> list[Problem]:
             path = f"{name}.{problem.path.removeprefix('defaults.')}"
             problems.append(Problem(mark, path, problem.message, problem.hint, problem.severity))
     return problems
-
-
-def _shorten(text: str) -> str:
-    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
 
 
 def parse_env(items: Sequence[str]) -> dict[str, str]:

@@ -168,7 +168,7 @@ def test_a_secret_that_reaches_the_config_is_masked_in_validate(project, tmp_pat
     config = tmp_path / "environments.yaml"
     config.write_text(config.read_text().replace("    tasks:\n", '    timeout: "${QUOTED}"\n    tasks:\n'))
     message = "environments.vault.timeout: '****' is not a duration"
-    hint = "e.g. 30s, 5m, 1h30m, 250ms or 30"
+    hint = "e.g. 30s, 5m, 1h30m, 250ms or 30; the value comes from ${QUOTED}"  # the variable, never its value
     result = project("validate")
     assert (result.code, result.out) == (1, f"environments.yaml:6:14: error: {message} ({hint})\n1 error\n")
     result = project("validate", "--format", "github")
@@ -177,6 +177,7 @@ def test_a_secret_that_reaches_the_config_is_masked_in_validate(project, tmp_pat
     assert (problem["message"], problem["hint"]) == ("'****' is not a duration", hint)
     config.write_text(config.read_text().replace("${QUOTED}", "${PEM}"))
     result = project("validate", "--format", "github")
+    hint = hint.replace("QUOTED", "PEM")
     assert result.out == f"::error file=environments.yaml,line=6,col=14::{message} ({hint})\n"
 
 

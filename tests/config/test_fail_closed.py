@@ -211,8 +211,7 @@ OUT_OF_RANGE = [
     ),
     pytest.param(
         HEAD + 'defaults:\n  resources: {gpu: "A100:' + NINES + '"}\n',
-        "environments.yaml:3:20: error: defaults.resources.gpu: 'A100:9999999999999999999999999999999999"
-        "...99999999999' (5,007 characters) is not a valid value "
+        f"environments.yaml:3:20: error: defaults.resources.gpu: 'A100:{NINES}' is not a valid value "
         "(write a count, or an accelerator and a count such as 'A100:2')",
         id="gpu-count",
     ),
@@ -301,7 +300,7 @@ def test_set_values_are_read_by_the_file_rules(write, flyte_decl):
     )
     assert result.code == 2
     assert lines(result) == [
-        f"<cli --set>: error: {'x' * 60}... (200 characters): expected PATH=VALUE (e.g. --set resources.memory=1Gi)"
+        f"<cli --set>: error: {'x' * 200}: expected PATH=VALUE (e.g. --set resources.memory=1Gi)"
     ]
     result = flyte_decl("explain", "t", "--set", "timeout=1:30", "--set", "resources.cpu=5m")
     assert result.code == 2
