@@ -21,8 +21,6 @@ import re
 from decimal import Decimal
 from functools import lru_cache
 
-from flyte_decl import masking
-
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {
     "n": Decimal("1e-9"),
@@ -220,10 +218,12 @@ def _type_name(value: object) -> str:
 
 
 def _shown(value: object, *, quote: bool = True) -> str:
-    """A value for a message: quoted if text, cut short if it is thousands of characters long."""
+    """A value for a message: quoted if text; an integer of thousands of digits by its size."""
     if isinstance(value, int) and abs(value) >= 10**_MAX_EXPONENT:
         return f"{value.bit_length()}-bit integer"
-    return masking.cut(repr(value) if isinstance(value, str) and quote else str(value), 40)
+    # Text is shown whole, however long: a value cut short could show part of a secret that the
+    # output masking (which matches whole values) would no longer recognise.
+    return repr(value) if isinstance(value, str) and quote else str(value)
 
 
 def parse_bytes_or_quantity(value: object, *, field: str) -> int:
@@ -247,26 +247,26 @@ _UNIT_SECONDS = {
 }
 
 
-def parse_duration(value: object, *, field: str = "duration", timer: bool = True) -> Decimal:
+def parse_duration(value: object, *, field: str = "duration", timer: bool = False) -> Decimal:
     """Seconds from "30s", "5m", "1h30m", "250ms", or a number of seconds.
 
-    A `timer` duration (a timeout, a backoff: what the runner waits for) is at most MAX_SECONDS (24d);
-    an age (`runs prune --older-than 90d`) has no maximum.
+    With `timer` (a timeout, backoff or idle TTL the runner waits for), at most MAX_SECONDS (24d).
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise QuantityError(
             f"{field} must be a duration, got {_type_name(value)}", "e.g. 30s, 5m, 1h30m, 250ms or 30"
         )
-    return _parse_duration(value, field, timer)
-
-
-def parse_age(value: object, *, field: str = "age") -> Decimal:
-    """Seconds from a duration with no maximum, e.g. "90d" (how old a recorded run is)."""
-    return parse_duration(value, field=field, timer=False)
+    total = _parse_duration(value, field)
+    if timer and total > MAX_SECONDS:
+        raise QuantityError(
+            f"{field} {_shown(value)} is above the maximum of 24d",
+            "the runner's timers wait at most 24 days; write at most 24d",
+        )
+    return total
 
 
 @lru_cache(maxsize=4096)
-def _parse_duration(value: int | float | str, field: str, timer: bool) -> Decimal:
+def _parse_duration(value: int | float | str, field: str) -> Decimal:
     if isinstance(value, (int, float)):
         if value < 0 or not math.isfinite(value):
             raise QuantityError(f"{field} {_shown(value)} must be 0 or more seconds", "e.g. 30s, 5m or 30")
@@ -280,11 +280,6 @@ def _parse_duration(value: int | float | str, field: str, timer: bool) -> Decima
             pos = match.end()
         if pos != len(value) or not value:
             raise QuantityError(f"{_shown(value)} is not a duration", "e.g. 30s, 5m, 1h30m, 250ms or 30")
-    if timer and total > MAX_SECONDS:
-        raise QuantityError(
-            f"{field} {_shown(value)} is above the maximum of 24d",
-            "the runner's timers wait at most 24 days; write at most 24d",
-        )
     return total
 
 

@@ -16,7 +16,7 @@ import click
 from flyte_decl.cli.history import open_store, run_actions, store_option
 from flyte_decl.cli.options import format_option
 from flyte_decl.problems import UsageError
-from flyte_decl.quantity import DURATION_PATTERN, parse_age
+from flyte_decl.quantity import DURATION_PATTERN, parse_duration
 from flyte_decl.render.history import render_removed, render_run, render_runs
 from flyte_decl.runtime.records import Phase
 from flyte_decl.store.retention import Retention, remove, select
@@ -102,7 +102,7 @@ def prune(
     """Remove finished runs: past the newest --keep N, older than --older-than, in --status (all that are given)."""
     if older_than is not None and not re.fullmatch(DURATION_PATTERN, older_than):
         raise UsageError(f"--older-than {older_than!r}: expected an age like 30d, 12h or 90m")
-    policy = Retention(keep, float(parse_age(older_than)) if older_than else None, statuses)
+    policy = Retention(keep, float(parse_duration(older_than)) if older_than else None, statuses)
     if not policy.active:
         raise UsageError(
             "runs prune needs --keep N, --older-than AGE or --status STATUS "
@@ -137,7 +137,7 @@ def parse_when(text: str, option: str) -> float:
     if text in ("today", "yesterday"):
         return (today - dt.timedelta(days=1 if text == "yesterday" else 0)).timestamp()
     if re.fullmatch(DURATION_PATTERN, text):
-        return time.time() - float(parse_age(text))
+        return time.time() - float(parse_duration(text))
     try:
         return dt.datetime.fromisoformat(text).timestamp()
     except ValueError:

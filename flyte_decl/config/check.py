@@ -159,7 +159,7 @@ def _problem(doc: ParsedDocument, path: Path_, is_key: bool, group: list[Any]) -
         return Problem(
             where,
             dotted(path),
-            f"{_short(value)} is not a valid {what}",
+            f"{value!r} is not a valid {what}",
             _PATTERN_HINTS.get(str(container), ""),
         )
     if kind == "literal_error":
@@ -189,12 +189,6 @@ def _problem(doc: ParsedDocument, path: Path_, is_key: bool, group: list[Any]) -
             hint = "e.g. {LOG_LEVEL: debug}" if field == "env_vars" else "e.g. [API_TOKEN]"
         return Problem(where, dotted(path), f"must be {expected}, got {got}", hint)
     return Problem(where, dotted(path), error["msg"][0].lower() + error["msg"][1:])
-
-
-def _short(value: Any) -> str:
-    """repr() of a value for a one-line message, cut short when it is long."""
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:40]}...{text[-12:]} ({len(text):,} characters)"
 
 
 def _type_name(value: Any) -> str:

@@ -168,9 +168,7 @@ def parse_sets(sets: Sequence[str]) -> tuple[list[tuple], list[Problem]]:
     for item in sets:
         path, sep, text = item.partition("=")
         if not sep or not path or not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*", path):
-            problems.append(
-                Problem(mark, _shorten(item), "expected PATH=VALUE", "e.g. --set resources.memory=1Gi")
-            )
+            problems.append(Problem(mark, item, "expected PATH=VALUE", "e.g. --set resources.memory=1Gi"))
             continue
         value: Any = text  # variables stay text: `--set env_vars.PORT=8080` means "8080"
         keys = path.split(".")
@@ -196,6 +194,20 @@ def parse_sets(sets: Sequence[str]) -> tuple[list[tuple], list[Problem]]:
 
 def _shorten(text: str) -> str:
     return masking.cut(text, 80)
+
+
+def check_code_layers(code: CodeLayers) -> list[Problem]:
+    """Settings declared in Python code (`TaskEnvironment`, `@env.task`), checked by the file's rules
+    (ranges, the cpu limit's minimum), each at the line that declares it."""
+    layers = [(name, settings, mark) for name, (settings, mark) in code.environments.items()]
+    layers += [(name, settings, mark) for name, (_, settings, mark) in code.tasks.items()]
+    problems = []
+    for name, settings, mark in layers:
+        wrapped = Document({"version": 1, "defaults": settings}, {(): mark}, {}, [mark.file])
+        for problem in check_shape(wrapped) + check_resources(wrapped):
+            path = f"{name}.{problem.path.removeprefix('defaults.')}"
+            problems.append(Problem(mark, path, problem.message, problem.hint, problem.severity))
+    return problems
 
 
 def parse_env(items: Sequence[str]) -> dict[str, str]:
@@ -294,6 +306,8 @@ def _check(
         problems = check_shape(document)
     references = check_references(document, code.environments if code else (), code.tasks if code else ())
     problems += _not_following_from(problems, references)
+    if code is not None:
+        problems += check_code_layers(code)
     run_level, set_problems = parse_sets(sets) if sets else ([], [])
     problems += set_problems
     if queue is not None:

@@ -26,7 +26,6 @@ from flyte_decl.quantity import (
     MEMORY_PATTERN,
     QUANTITY_PATTERN,
     QuantityError,
-    parse_age,
     parse_bytes_or_quantity,
     parse_cpu,
     parse_duration,
@@ -77,7 +76,7 @@ MemoryQuantity = Annotated[
 ]
 Duration = Annotated[
     int | float | str,
-    _checked(parse_duration),
+    _checked(parse_duration, timer=True),
     WithJsonSchema(
         {
             "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": DURATION_PATTERN}],
@@ -87,7 +86,7 @@ Duration = Annotated[
 ]
 Age = Annotated[
     int | float | str,
-    _checked(parse_age),
+    _checked(parse_duration),
     WithJsonSchema(
         {
             "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": DURATION_PATTERN}],

@@ -21,7 +21,6 @@ from typing import Any
 from flyte_decl.config.read import Document, Path_, dotted
 from flyte_decl.problems import Mark, Problem
 from flyte_decl.quantity import (
-    cpu_limit_problem,
     parse_bytes_or_quantity,
     parse_cpu,
     parse_duration,
@@ -303,7 +302,7 @@ def resolve(
                 hits,
                 declared_at,
             )
-            problems.extend(p for p in _effective_problems(task) if p not in problems)
+            problems.extend(_effective_problems(task))
             tasks[full] = task
 
     unmatched = [i for i in range(len(overrides)) if i not in matched]
@@ -364,14 +363,8 @@ def _matches(match: dict[str, Any], env: str, task: str, full: str, fields: Fiel
 
 
 def _effective_problems(task: ResolvedTask) -> list[Problem]:
-    """Mistakes that only show once layers combine: a request above its limit; a cpu limit below what
-    the kernel enforces, set in code (the file's own values are checked where they are written)."""
+    """Mistakes that only show once layers combine: a request above its limit."""
     problems = []
-    limit = task.fields.get("resources.cpu.limit")
-    too_small = cpu_limit_problem(limit[0]) if limit else None
-    if limit and too_small:
-        where = limit[1].mark or Mark("<config>")
-        problems.append(Problem(where, f"{limit[1].layer}: resources.cpu", too_small.message, too_small.hint))
     for key, parse in (("cpu", parse_cpu), ("memory", parse_memory)):
         request = task.fields.get(f"resources.{key}.request")
         limit = task.fields.get(f"resources.{key}.limit")

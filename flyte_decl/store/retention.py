@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flyte_decl.quantity import parse_age
+from flyte_decl.quantity import parse_duration
 from flyte_decl.store.store import RUNNING, Store
 
 # Folders under the home folder that hold one sub-folder per run.
@@ -48,7 +48,7 @@ class Retention:
         older = data.get("older_than")
         return cls(
             data.get("keep"),
-            float(parse_age(older)) if older is not None else None,
+            float(parse_duration(older)) if older is not None else None,
             tuple(data.get("status") or ()),
         )
 

@@ -131,7 +131,7 @@ def test_every_channel_and_every_stored_byte_masks_every_spelling(project, tmp_p
     assert "vault.leak[0] | id=****-suffix\n" in ran.err
     assert json.loads(cli("run", "leak", "--json").out)["outputs"]["values"] == masked
     failed = cli("run", "leak", "--fail", code=1)
-    assert f"ValueError: cannot use {masked}\n" in failed.err and "Traceback" in failed.err
+    assert f"error: vault.leak[0] user_error: ValueError: cannot use {masked}\nTraceback" in failed.err
     cli("run", "leak", "--fail", "--json", code=1)
     cli("rerun", "r1", "--json")
     for run in ("r1", "r3"):
@@ -168,8 +168,7 @@ def test_a_secret_that_reaches_the_config_is_masked_in_validate(project, tmp_pat
     config = tmp_path / "environments.yaml"
     config.write_text(config.read_text().replace("    tasks:\n", '    timeout: "${QUOTED}"\n    tasks:\n'))
     message = "environments.vault.timeout: '****' is not a duration"
-    hint = "e.g. 30s, 5m, 1h30m, 250ms or 30; the value comes from ${QUOTED}"
-    pem_hint = hint.replace("QUOTED", "PEM")
+    hint = "e.g. 30s, 5m, 1h30m, 250ms or 30; the value comes from ${QUOTED}"  # the variable, never its value
     result = project("validate")
     assert (result.code, result.out) == (1, f"environments.yaml:6:14: error: {message} ({hint})\n1 error\n")
     result = project("validate", "--format", "github")
@@ -178,7 +177,8 @@ def test_a_secret_that_reaches_the_config_is_masked_in_validate(project, tmp_pat
     assert (problem["message"], problem["hint"]) == ("'****' is not a duration", hint)
     config.write_text(config.read_text().replace("${QUOTED}", "${PEM}"))
     result = project("validate", "--format", "github")
-    assert result.out == f"::error file=environments.yaml,line=6,col=14::{message} ({pem_hint})\n"
+    hint = hint.replace("QUOTED", "PEM")
+    assert result.out == f"::error file=environments.yaml,line=6,col=14::{message} ({hint})\n"
 
 
 def test_a_secret_given_with_set_is_masked_in_errors_and_explain(project) -> None:
@@ -266,12 +266,3 @@ def test_a_traceback_of_an_unexpected_error_is_masked(
     assert err.startswith("Traceback (most recent call last):\n")
     assert err.endswith("RuntimeError: cannot parse ****\n")
     assert leaks(err) == []
-
-
-def test_history_commands_mask_what_a_run_kept_in_the_clear(project, tmp_path: Path) -> None:
-    """A log file or store written before the secret was declared, or by an older version."""
-    assert project("run", "leak").code == 0
-    log = tmp_path / ".flyte-decl" / "logs" / "r1" / "a1.1.log"
-    log.write_text(f"token {SECRETS['PLAIN']}\n{SECRETS['PEM']}")
-    shown = project("logs", "r1").out
-    assert shown == "vault.leak[0] | token ****\n" + "vault.leak[0] | ****\n" * 5  # the key line by line

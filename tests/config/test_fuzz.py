@@ -52,7 +52,7 @@ KEYS = [
     "match", "set", "environment", "task", "description", "e0", "e1", "t", "LOG_LEVEL", "<<", "Bad Key",
 ]  # fmt: skip
 LINE = re.compile(r"^(\S.*?)(:\d+:\d+)?: (error|warning): ")
-SUMMARY = re.compile(r"^(ok: .*|\d+ errors?( \(\d+ warnings?\))?)$")
+SUMMARY = re.compile(r"^(ok: .*|note: .*|\d+ errors?( \(\d+ warnings?\))?)$")
 
 scalars = st.sampled_from(TRICKY)
 
