@@ -3,7 +3,8 @@
 The commands are read from the files themselves, so the test fails when the docs drift: each line of
 a ```bash block (in order, in one copy of the repository per file), and each inline `flyte-decl ...`
 or `python ...` span that is a whole command (no placeholder such as FILE or OLD). Installing
-(`pip install`) is what this test environment already did, and `python -m pytest` is this very run.
+(`pip install`) is what this test environment already did, `python -m pytest` is this very run, and
+the cgroup v2 VM (`python tests/vm/run.py`) is a step of .ci/run of its own.
 A line whose comment says it "needs a cluster" (a Flyte control plane) is not run here.
 """
 
@@ -25,7 +26,8 @@ BLOCK = re.compile(r"^```bash\n(.*?)^```", re.M | re.S)
 INLINE = re.compile(r"`((?:flyte-decl|python) [^`]+)`")
 PLACEHOLDER = re.compile(r"\b[A-Z]{2,}\b")
 EXIT = re.compile(r"#.*\(exit (\d+)\b")
-NEEDS_FLYTE = ("flyte-decl export flyte",)
+NEEDS_FLYTE = "flyte-decl export flyte"
+RUN_BY_CI = ("pip install", "python -m pytest", "python tests/vm/run.py")  # .ci/run runs these itself
 
 
 def _without_comment(command: str) -> str:
@@ -41,7 +43,7 @@ def commands(doc: Path) -> list[str]:
             parts = [p.strip() for p in line.split("&&")]
             if "needs a cluster" in line:
                 continue
-            kept = [p for p in parts if p and not p.startswith(("pip install", "python -m pytest"))]
+            kept = [p for p in parts if p and not p.startswith(RUN_BY_CI)]
             command = " && ".join(kept)
             if kept and _without_comment(command) not in {
                 _without_comment(c) for c in found
@@ -49,8 +51,15 @@ def commands(doc: Path) -> list[str]:
                 found.append(command)
     for span in INLINE.findall(text):
         words = span.split()
-        whole = len(words) > 2 or words[-1].endswith(".py")
-        if whole and not PLACEHOLDER.search(span) and not any(span in c for c in found):
+        # `python prog.py` names an example program, not a file of this repository.
+        scripts = [w for w in words if w.endswith(".py")]
+        whole = (len(words) > 2 or bool(scripts)) and all((doc.parent / w).exists() for w in scripts)
+        if (
+            whole
+            and not span.startswith(RUN_BY_CI)
+            and not PLACEHOLDER.search(span)
+            and not any(span in c for c in found)
+        ):
             found.append(span)
     return found
 
@@ -70,7 +79,7 @@ def test_every_command_works_as_written(doc, tmp_path, monkeypatch):
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # this install's commands
     failures = []
     for command in commands(doc):
-        if command.startswith(NEEDS_FLYTE) and importlib.util.find_spec("flyte") is None:
+        if NEEDS_FLYTE in command and importlib.util.find_spec("flyte") is None:
             continue  # the export tests skip alike: pip install -e '.[flyte]'
         expected = int(EXIT.search(command).group(1)) if EXIT.search(command) else 0
         done = subprocess.run(
