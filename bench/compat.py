@@ -64,7 +64,7 @@ if hasattr(flyte, "init"):
     flyte.init()
 run = flyte.run(getattr(module, task), **kwargs)
 outputs = tuple(run.outputs())
-value = outputs[0] if len(outputs) == 1 else list(outputs)
+value = outputs[0] if len(outputs) == 1 else tuple(outputs)  # o0..oN: the tuple the task returned
 try:
     text = json.dumps(value)
 except (TypeError, ValueError):

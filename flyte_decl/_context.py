@@ -70,6 +70,43 @@ class CheckpointPaths:
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """The action's checkpoint (Flyte's `flyte.ctx().checkpoint`): `save` this attempt's state, `load`
+    the latest an earlier attempt of the same action saved (None when none did). Each attempt is a new
+    process, so this is how a retry resumes."""
+
+    paths: CheckpointPaths
+    attempt: int
+
+    @property
+    def path(self) -> Path:
+        return Path(self.paths.checkpoint_path)
+
+    def load_sync(self) -> Path | None:
+        for earlier in range(self.attempt - 1, 0, -1):
+            candidate = self.path.with_name(f"checkpoint.{earlier}")
+            if candidate.exists():
+                return candidate
+        return None
+
+    def save_sync(self, data: Path | str | bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        payload = data.read_bytes() if isinstance(data, Path) else data
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(payload if isinstance(payload, bytes) else payload.encode())
+        tmp.replace(self.path)
+
+    def prev_exists(self) -> bool:
+        return self.load_sync() is not None
+
+    async def load(self) -> Path | None:
+        return self.load_sync()
+
+    async def save(self, data: Path | str | bytes) -> None:
+        self.save_sync(data)
+
+
+@dataclass(frozen=True)
 class TaskContext:
     """The context of the running action; see the module docstring."""
 
@@ -83,6 +120,10 @@ class TaskContext:
     mode: str = "local"
     run_start_time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.checkpoint_paths, self.attempt)
 
     @property
     def run_base_dir(self) -> str:

@@ -404,3 +404,9 @@ def test_report_html_lands_in_the_action_folder_and_logger_in_its_log(tmp_path) 
     assert folder.is_relative_to(tmp_path)
     assert "<h2>Summary</h2>\n<p>ok</p>" in (folder / "report.html").read_text()
     assert "more.report_main[0] | INFO into the action log" in result.stderr
+
+
+def test_a_retry_resumes_from_the_checkpoint_of_the_attempt_before(tmp_path) -> None:
+    result = cli("run", "more_cases.py", "resumes", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == '"attempt 3 resumed at 4"'

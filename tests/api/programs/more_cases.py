@@ -42,3 +42,15 @@ async def report_main() -> str:
     await flyte.durable.sleep.aio(0.01)
     await flyte.report.flush.aio()
     return flyte.ctx().raw_data_path.path
+
+
+@env.task(retries=3)
+def resumes(n: int = 6) -> str:
+    checkpoint = flyte.ctx().checkpoint
+    previous = checkpoint.load_sync()
+    start = int(previous.read_bytes()) if previous else 0
+    for i in range(start, n):
+        if i and i % 2 == 0 and i != start:
+            raise RuntimeError(f"fail at {i}")
+        checkpoint.save_sync(str(i + 1).encode())
+    return f"attempt {flyte.ctx().attempt} resumed at {start}"
