@@ -88,13 +88,18 @@ class FlyteAlias(importlib.abc.MetaPathFinder):
         )
 
 
+# The real flyte modules `install` set aside, for `uninstall` to put back as they were (their
+# classes are the ones already-built objects are instances of).
+_set_aside: dict[str, ModuleType] = {}
+
+
 def install() -> None:
     """Make `flyte` mean flyte_decl in this process and (through the environment) its fork servers."""
     os.environ[ENV_AS_FLYTE] = "1"
     if any(isinstance(finder, FlyteAlias) for finder in sys.meta_path):
         return
     for name in [n for n in sys.modules if n == "flyte" or n.startswith("flyte.")]:
-        del sys.modules[name]  # a real flyte imported earlier must not answer for the program
+        _set_aside[name] = sys.modules.pop(name)  # a real flyte imported earlier must not answer
     sys.meta_path.insert(0, FlyteAlias())
 
 
@@ -105,6 +110,8 @@ def uninstall() -> None:
     for name in [n for n in sys.modules if n == "flyte" or n.startswith("flyte.")]:
         if getattr(sys.modules[name], "__name__", "").startswith("flyte_decl"):
             del sys.modules[name]
+    sys.modules.update(_set_aside)
+    _set_aside.clear()
 
 
 def installed() -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +49,14 @@ def write(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return _write
+
+
+@pytest.fixture(autouse=True)
+def _flyte_is_flyte_again() -> Iterator[None]:
+    """A test that ran a Flyte program in this process (`run prog.py`, `flyte.run`) made `import flyte`
+    mean flyte_decl; the next test gets the real package back."""
+    yield
+    _alias.uninstall()
 
 
 @pytest.fixture
