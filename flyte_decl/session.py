@@ -245,17 +245,21 @@ def resolve_target(
     sets: Sequence[str] = (),
     queue: str | None = None,
     snapshot: dict[str, str] | None = None,
+    only: bool = False,
 ) -> tuple[str, Resolved]:
     """(full task name, the resolution) for a task name or `FILE.py TASK` (the TASK popped from params).
 
     Only a FILE.py target imports code (that file, whose environments become layers beneath the
-    YAML); a task name reads the config files alone.
+    YAML); a task name reads the config files alone. With `only`, the files are read and checked
+    whole but only the target task is resolved (`resolve`'s `only_root`), for one task's view.
     """
     code: CodeLayers | None = None
     if target.endswith(".py"):
         target = _script_task(target, params)
         code = _task_environment.code_layers()
-    resolved = _load(configs, profiles, sets, queue, target, code, code.root_dir if code else None, snapshot)
+    resolved = _load(
+        configs, profiles, sets, queue, target, code, code.root_dir if code else None, snapshot, only
+    )
     return find_task(resolved, target), resolved
 
 
@@ -283,6 +287,7 @@ def _load(
     code: CodeLayers | None,
     cwd: Path | None,
     snapshot: dict[str, str] | None,
+    only: bool = False,
 ) -> Resolved:
     return load(list(configs) or None, profile=profiles, sets=sets, queue=queue, root_task=task, code=code,
-                cwd=cwd, snapshot=snapshot)  # fmt: skip
+                cwd=cwd, snapshot=snapshot, only_root=only)  # fmt: skip

@@ -40,7 +40,9 @@ def explain(
         raise click.UsageError(
             f"unexpected extra argument {program_task!r}: only FILE.py takes a TASK after it"
         )
-    name, resolved = resolve_target(task, params, configs=configs, profiles=profiles, sets=sets, queue=queue)
+    name, resolved = resolve_target(
+        task, params, configs=configs, profiles=profiles, sets=sets, queue=queue, only=True
+    )
     resolved_task = resolved.tasks[name]
     overrides = None
     if show_overrides:

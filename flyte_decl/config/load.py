@@ -245,6 +245,7 @@ def check(
     cwd: Path | None = None,
     code: CodeLayers | None = None,
     snapshot: dict[str, str] | None = None,
+    only_root: bool = False,
 ) -> Checked:
     """Read, check and resolve; unreadable files raise ConfigLoadError, other problems are returned.
 
@@ -257,7 +258,7 @@ def check(
             document = Document({"version": 1}, {(): Mark("<code>")}, {}, ["<code>"], root)
         else:
             document = read_documents(paths, cwd, snapshot)
-        return _check(document, profile, sets, queue, root_task, strict, code)
+        return _check(document, profile, sets, queue, root_task, strict, code, only_root)
 
 
 def check_document(
@@ -293,6 +294,7 @@ def _check(
     root_task: str | None,
     strict: bool,
     code: CodeLayers | None,
+    only_root: bool = False,
 ) -> Checked:
     # Before anything is shown: values of the secrets it declares are masked in all output.
     blocks = (
@@ -321,7 +323,7 @@ def _check(
         run_level.append(("queue", queue, Origin("cli --queue", Mark("<cli --queue>"))))
     resolved = None
     if not [p for p in problems if p.severity == "error"]:
-        resolved = resolve(document, run_level=run_level, root_task=root_task, code=code)
+        resolved = resolve(document, run_level=run_level, root_task=root_task, code=code, only_root=only_root)
         problems += resolved.problems
     if strict:
         problems = [Problem(p.mark, p.path, p.message, p.hint, "error") for p in problems]
@@ -370,8 +372,11 @@ def load(
     cwd: Path | None = None,
     code: CodeLayers | None = None,
     snapshot: dict[str, str] | None = None,
+    only_root: bool = False,
 ) -> Resolved:
     """The validated, resolved configuration; raises ConfigLoadError listing every error.
+
+    With `only_root`, the whole file is read and checked but only `root_task` is resolved (see `resolve`).
 
     Example::
 
@@ -379,7 +384,7 @@ def load(
         spec = resolved.run_config().tasks["env2.square"]
     """
     checked = check(paths, profile=profile, sets=sets, queue=queue, root_task=root_task, strict=strict,
-                    cwd=cwd, code=code, snapshot=snapshot)  # fmt: skip
+                    cwd=cwd, code=code, snapshot=snapshot, only_root=only_root)  # fmt: skip
     if checked.errors or checked.resolved is None:
         raise ConfigLoadError(checked.errors)
     return checked.resolved
@@ -396,7 +401,12 @@ def find_task(resolved: Resolved, name: str) -> str:
         raise UsageError(
             f"task {name!r} is ambiguous: {', '.join(sorted(matches))} (use the full ENV.TASK name)"
         )
-    choices = list(resolved.tasks) + [t.task for t in resolved.tasks.values()]
+    # Every declared name, also those a resolution of one task (`only_root`) left out.
+    declared = [
+        f"{env}.{task}" for env, data in resolved.environments.items() for task in data.get("tasks") or {}
+    ]
+    choices = list(dict.fromkeys([*resolved.tasks, *declared]))
+    choices += [full.partition(".")[2] for full in choices]
     raise UsageError(
         f"unknown task {name!r} ({did_you_mean(name, choices) or 'the config declares no tasks'})"
     )

@@ -218,10 +218,13 @@ def resolve(
     run_level: list[tuple] | None = None,
     root_task: str | None = None,
     code: CodeLayers | None = None,
+    only_root: bool = False,
 ) -> Resolved:
     """Resolve every task of a checked document (plus declarations from code beneath it).
 
-    `run_level` assignments apply to `root_task` only.
+    `run_level` assignments apply to `root_task` only. With `only_root`, only the tasks `root_task`
+    names (by full or short name) are resolved, for one task's view (`explain`): the other tasks'
+    effective-value problems and overrides that match no task go unreported.
     """
     data = doc.data
     code = code or CodeLayers()
@@ -272,9 +275,14 @@ def resolve(
     matched: set[int] = set()
     tasks: dict[str, ResolvedTask] = {}
     for env_name, env in environments.items():
-        base = environment_fields(env_name)
         yaml_tasks = env.get("tasks") or {}
-        for task_name in [*yaml_tasks, *(t for t in code_tasks.get(env_name, []) if t not in yaml_tasks)]:
+        names = [*yaml_tasks, *(t for t in code_tasks.get(env_name, []) if t not in yaml_tasks)]
+        if only_root:
+            names = [t for t in names if root_task in (f"{env_name}.{t}", t)]
+            if not names:
+                continue
+        base = environment_fields(env_name)
+        for task_name in names:
             entry = yaml_tasks.get(task_name) or {}
             task_path = ("environments", env_name, "tasks", task_name)
             full = f"{env_name}.{task_name}"
@@ -305,7 +313,7 @@ def resolve(
             problems.extend(_effective_problems(task))
             tasks[full] = task
 
-    unmatched = [i for i in range(len(overrides)) if i not in matched]
+    unmatched = [i for i in range(len(overrides)) if i not in matched and not only_root]
     for index in unmatched:
         path = ("overrides", index, "match")
         problems.append(

@@ -187,6 +187,7 @@ class _Action:
     breach: Breach | None = None
     timed_out: bool = False
     aborted: str = ""  # why, once it is being aborted
+    answered: bool = False  # its caller has its result already; its process may still be running
     children: set[_Action] = dataclasses.field(default_factory=set)  # calls it awaits
     worker: _Worker | None = None  # the warm worker this attempt runs (or will first run) in
     # What the caller's code context passes on (`flyte.custom_context`, `flyte.group`), for `flyte.ctx()`.
@@ -269,6 +270,8 @@ class _Run:
         # Attempts reserved by the scheduler that wait for a busy worker of their pool.
         self.pool_waiting: dict[_PoolKey, deque[_Action]] = {}
         self.actions: list[_Action] = []
+        # Answered attempts whose process is not gone yet: the run ends only once each is recorded.
+        self.answered: set[_Action] = set()
         self.records: list[ActionRecord] = []
         self.keys = itertools.count(1)
         self.task_counts: dict[str, int] = {}
@@ -282,7 +285,7 @@ class _Run:
         root = self._new_action(spec, queue, dump_payload(((), inputs)), parent=None, call_id=None)
         self.root = root
         self._submit(root)
-        while root.state != _State.DONE and not self._aborting():
+        while (root.state != _State.DONE or self.answered) and not self._aborting():
             self._step()
         return self._result(root)
 
@@ -592,6 +595,7 @@ class _Run:
         record = action.record
         if action.conn is not None:
             self._read_action_socket(action)
+        self.answered.discard(action)
         if action.log_read is not None:
             self._on_log(action, drain=True)
         self._close_limiter(action)
@@ -614,6 +618,8 @@ class _Run:
 
     def _judge(self, action: _Action) -> tuple[Phase, FailureKind | None, str, str]:
         spec, record, outcome = action.spec, action.record, action.outcome
+        if action.answered:  # see `_answer`: what came after the result cannot take it back
+            return Phase.SUCCEEDED, None, "", ""
         if action.aborted:
             return Phase.ABORTED, None, action.aborted, ""
         if action.breach is not None:
@@ -671,17 +677,53 @@ class _Run:
         if kind in _RETRYABLE and attempt <= retries.count and not self.aborted and not final:
             self._retry(action, kind)
             return
+        if action.parent is None:
+            return  # the run's own result: `_result` reads its outcome
+        outputs = None
+        if action.record.phase in (Phase.SUCCEEDED, Phase.CACHED):
+            outputs = action.outcome[1] if action.outcome is not None else b""
+        # Final: the run need not hold this action's payloads any longer.
+        action.inputs = b""
+        action.outcome = None
+        self._hand_over(action, outputs)
+
+    def _answer(self, action: _Action) -> None:
+        """An isolated attempt reported success: its caller gets the outputs now, not once the process is gone.
+
+        The outputs are complete and checked: the action sends them only within `max_inline_io_bytes`
+        (else it reports "oversize"). The attempt is still settled and recorded when its process is
+        gone (`_on_exited`), with its exit status or signal, peak memory and CPU time as measured then.
+        The rule that keeps the record and the answer the same: a success that arrives before the
+        runner knows of a breach, the timeout or an abort of the attempt is final, and whatever
+        happens to the process afterwards (a breach while it exits, its timeout, a kill) is recorded
+        but cannot take the result back; a success that arrives after any of those is judged as
+        before (`_judge`). A success is never retried, so retries are unaffected. Attempts run by warm
+        workers are answered when their worker reports them done.
+        """
+        parent = action.parent
+        if parent is None or action not in parent.children:
+            return
+        if action.worker is not None or action.state != _State.RUNNING or action.limiter is None:
+            return
+        self._take_breaches()
+        # One last look, so that a breach between two polls is not overtaken by the result.
+        action.breach = action.breach or action.limiter.poll() or action.limiter.breach
+        if action.breach is not None or action.timed_out or action.aborted:
+            return
+        assert action.outcome is not None
+        action.answered = True
+        self.answered.add(action)
+        self._hand_over(action, action.outcome[1])
+
+    def _hand_over(self, action: _Action, outputs: bytes | None) -> None:
+        """Send the caller an action's result, once: `outputs`, or (None) the failure its record holds."""
         parent = action.parent
         if parent is None or action not in parent.children:
             return
         parent.children.discard(action)
-        outputs = action.outcome[1] if action.outcome is not None else b""
-        # Final and handed over: the run need not hold this action's payloads any longer.
-        action.inputs = b""
-        action.outcome = None
         if parent.conn is not None:
             record = action.record
-            if record.phase in (Phase.SUCCEEDED, Phase.CACHED):
+            if outputs is not None:
                 parent.conn.send(("reply", action.call_id, outputs))
             else:
                 kind_value = record.kind.value if record.kind else None
@@ -790,6 +832,8 @@ class _Run:
                 self._on_call(action, *message[1:])
             else:
                 action.outcome = message
+                if message[0] == "succeeded":
+                    self._answer(action)
         if action.conn.closed:
             self.selector.unregister(action.conn.sock)
             action.conn.close()
