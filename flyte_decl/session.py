@@ -273,8 +273,13 @@ def _script_task(target: str, params: list[str]) -> str:
         )
     variable = params.pop(0)
     template = getattr(module, variable, None)
-    if not isinstance(template, TaskTemplate):
-        raise UsageError(f"{target} has no task {variable!r} ({did_you_mean(variable, names)})")
+    if not isinstance(template, TaskTemplate):  # ENV.TASK names it too, as for a task of the config
+        template = next((vars(module)[k] for k in names if vars(module)[k].full_name == variable), None)
+    if template is None:
+        hint = (
+            did_you_mean(variable, names) if names else "it declares none: decorate a function with @env.task"
+        )
+        raise UsageError(f"{target} has no task {variable!r} ({hint})")
     return template.full_name
 
 

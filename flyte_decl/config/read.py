@@ -114,7 +114,10 @@ def read_file_text(path: Path, name: str) -> str:
             raise _fail(
                 name, 0, 0, "is not a regular file", "name a .yaml or .toml file, not a pipe or device"
             )
-        data = b"" if info.st_size > MAX_FILE_BYTES else file.read(MAX_FILE_BYTES + 1)
+        try:
+            data = b"" if info.st_size > MAX_FILE_BYTES else file.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:  # e.g. /proc/self/mem: a regular file by its type, unreadable
+            raise _open_error(exc, name) from None
     size = max(info.st_size, len(data))
     if size > MAX_FILE_BYTES:
         raise _fail(name, 1, 1, f"file is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit", "split it")

@@ -130,6 +130,14 @@ def test_a_fifo_or_device_is_refused_without_reading(tmp_path, flyte_decl):
     ]
 
 
+def test_a_regular_file_that_cannot_be_read_is_one_line(flyte_decl):
+    result = flyte_decl("validate", "-c", "/proc/self/mem")  # a regular file by its type; reading it fails
+    assert (result.code, lines(result)) == (
+        2,
+        ["/proc/self/mem: error: cannot read: Input/output error (check the path given to -c/--config)"],
+    )
+
+
 def test_symlink_loop_and_over_long_name(tmp_path, flyte_decl):
     (tmp_path / "loop.yaml").symlink_to(tmp_path / "loop.yaml")
     result = flyte_decl("validate", "-c", "loop.yaml")
