@@ -20,7 +20,7 @@ def test_a_task_of_the_file_is_named_by_its_variable_or_env_task(write, flyte_de
         result = flyte_decl("explain", "prog.py", name)
         assert (result.code, result.out.splitlines()[0]) == (
             0,
-            "env2.square  fn=prog:square  declared at prog.py:7",
+            "env2.square  fn=prog:square  declared at prog.py:6",
         )
 
 
