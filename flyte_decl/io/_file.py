@@ -93,8 +93,8 @@ class _Opener:
 
 
 @dataclass
-class File:
-    """A file on this machine: `path`, `name` (the file's name), `format`, `hash` (content digest)."""
+class _Reference:
+    """What File and Dir share: a `path` on this machine, its `name`, `format` and content `hash`."""
 
     path: str
     name: str | None = None
@@ -106,8 +106,16 @@ class File:
         if self.name is None:
             self.name = Path(self.path).name
 
-    def __class_getitem__(cls, _item: Any) -> type[File]:
+    def __class_getitem__(cls, _item: Any) -> Any:
         return cls  # File[pd.DataFrame] as in Flyte; the type parameter is documentation only
+
+    def __fspath__(self) -> str:
+        return self.path
+
+
+@dataclass
+class File(_Reference):
+    """A file on this machine: `path`, `name` (the file's name), `format`, `hash` (content digest)."""
 
     # -- making files ----------------------------------------------------------------------------
 
@@ -173,26 +181,10 @@ class File:
     async def download(self, local_path: str | Path | None = None) -> str:
         return self.download_sync(local_path)
 
-    def __fspath__(self) -> str:
-        return self.path
-
 
 @dataclass
-class Dir:
+class Dir(_Reference):
     """A folder on this machine: `path`, `name`, `format`, `hash`."""
-
-    path: str
-    name: str | None = None
-    format: str = ""
-    hash: str | None = None
-
-    def __post_init__(self) -> None:
-        self.path = str(self.path)
-        if self.name is None:
-            self.name = Path(self.path).name
-
-    def __class_getitem__(cls, _item: Any) -> type[Dir]:
-        return cls
 
     @classmethod
     def from_local_sync(cls, local_path: str | Path, remote_destination: str | None = None,
@@ -259,6 +251,3 @@ class Dir:
 
     async def download(self, local_path: str | Path | None = None) -> str:
         return self.download_sync(local_path)
-
-    def __fspath__(self) -> str:
-        return self.path
