@@ -45,7 +45,12 @@ def vng() -> str:
     return found
 
 
+def _stop(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # run `finally`: the VM is in a session of its own
+
+
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _stop)  # `timeout` in .ci/run stops the harness, and with it the VM
     bench = "--bench" in argv
     pytest_args = [arg for arg in argv if arg != "--bench"]
     # The VM sees the source read-only: compile it here, or every process in the VM compiles it again.
