@@ -29,6 +29,8 @@ def export_flyte(
     """Write a module declaring one flyte.TaskEnvironment per environment, every task bound.
 
     PROGRAM.py files declare environments and tasks in code, beneath the config (as for `run FILE.py`).
+    Export imports every bound module and each PROGRAM.py (running their top-level code), as Flyte's
+    own deploy does, to bind each task to its function.
 
     Then: flyte deploy --all OUTPUT (or flyte run OUTPUT TASK). Needs: pip install 'flyte-decl[flyte]'.
     """

@@ -72,9 +72,13 @@ def test_an_explicit_python_file_is_imported(project, flyte_decl):
         ("diff", "Reads the config files only: no code of yours runs."),
         ("validate", "no code of yours runs unless --check-imports is given."),
         ("run", "every task's module is imported (running its"),
+        (
+            "export flyte",
+            "Export imports every bound module and each PROGRAM.py (running their top-level code)",
+        ),
     ],
 )
 def test_help_says_whether_code_runs(flyte_decl, command, says):
-    result = flyte_decl(command, "--help")
+    result = flyte_decl(*command.split(), "--help")
     assert result.code == 0
     assert says in " ".join(result.out.split())
