@@ -247,17 +247,6 @@ def current() -> Masker:
     return _current
 
 
-def cut(text: str, limit: int) -> str:
-    """`text` for a one-line message: secrets masked first, then cut to about `limit` characters.
-
-    Masking comes first so that no cut leaves part of a secret unmatched (and shown).
-    """
-    text = _current.text(text)
-    if len(text) <= limit:
-        return text
-    return f"{text[: limit // 2]}...{text[-8:]} ({len(text):,} characters)"
-
-
 def secret_names(document: Any, blocks: Iterable[Any] = ()) -> set[str]:
     """The names under `secrets:` in every settings block of a config document (defaults,
     environments, tasks, override sets, and each profile's), and in these other blocks."""

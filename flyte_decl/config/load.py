@@ -192,10 +192,6 @@ def parse_sets(sets: Sequence[str]) -> tuple[list[tuple], list[Problem]]:
     return [(path, value, Origin("cli --set", mark)) for path, value, _ in assignments], problems
 
 
-def _shorten(text: str) -> str:
-    return masking.cut(text, 80)
-
-
 def check_code_layers(code: CodeLayers) -> list[Problem]:
     """Settings declared in Python code (`TaskEnvironment`, `@env.task`), checked by the file's rules
     (ranges, the cpu limit's minimum), each at the line that declares it."""

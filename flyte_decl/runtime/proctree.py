@@ -26,7 +26,6 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # prctl(2) options, from <linux/prctl.h>.
-_PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_GET_CHILD_SUBREAPER = 37
 
@@ -343,13 +342,3 @@ def is_child_subreaper() -> bool:
     value = ctypes.c_int(0)
     _prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(value))
     return bool(value.value)
-
-
-def set_pdeathsig(sig: int = signal.SIGKILL) -> None:
-    """Have the kernel send `sig` to this process when its parent dies (0 disarms it).
-
-    The trigger is the exit of the parent *thread* that forked us, so fork from a thread that
-    lives as long as the parent does. Check ``os.getppid()`` right after: the parent may have died
-    before the signal was armed.
-    """
-    _prctl(_PR_SET_PDEATHSIG, int(sig))

@@ -182,28 +182,3 @@ def test_subreaper_flag_round_trips() -> None:
         """
     )
     assert result["states"] == [False, True, False]
-
-
-def test_pdeathsig_kills_the_child_when_its_parent_dies() -> None:
-    # middle forks a child that arms SIGKILL-on-parent-death, reports its pid, then middle exits.
-    result = run_python(
-        """
-        import json, os, time
-        from flyte_decl.runtime import proctree
-        read, write = os.pipe()
-        middle = os.fork()
-        if middle == 0:
-            if os.fork() == 0:
-                proctree.set_pdeathsig()
-                os.write(write, b"%d" % os.getpid())
-                time.sleep(60)
-                os._exit(0)
-            time.sleep(0.2)
-            os._exit(0)
-        grandchild = int(os.read(read, 32))
-        os.waitpid(middle, 0)
-        gone = not proctree.wait_gone([grandchild], timeout=2.0)
-        print(json.dumps({"gone": gone}))
-        """
-    )
-    assert result["gone"] is True
