@@ -1,16 +1,13 @@
-"""The local runner: runs a task and every task it calls as isolated, limit-enforced actions.
+"""The runner: runs a task and every task it calls as isolated, limit-enforced actions.
 
-One thread runs everything (a selector over the fork servers' control sockets, each action's socket
-and log pipe, and a wake-up pipe, plus a timer heap); the limits Monitor is the only other thread and
+This module is the action lifecycle: phases, queueing (`scheduler`), retries with `on_oom` growth,
+cache hits, timeouts, nested calls, results, events and abort. Where and how an attempt's process
+starts is its backend's (`flyte_decl.backends`): the local one forks it on this machine.
+
+One thread runs everything (a selector over the backend's sockets, each action's socket and log
+stream, and a wake-up pipe, plus a timer heap); the limits Monitor is the only other thread and
 hands breaches over through the wake-up pipe. Data flows one way: TaskSpecs in, ActionRecords and a
 RunResult out.
-
-Tasks whose spec sets `reusable` run in warm workers instead of a fork per action: up to `replicas`
-long-lived processes per pool (environment, folder, limits and env vars all equal), each forked once
-by the fork server and confined by one ActionLimiter with those limits, running one action at a
-time (`concurrency` above 1 is treated as 1). Module state persists across the actions of a worker.
-A breach or timeout kills the whole worker and fails the attempt it ran; an idle worker is killed
-after `idle_ttl`; all die with the run. Each attempt is still recorded, with the worker's pid.
 
 Example::
 
@@ -30,30 +27,20 @@ import secrets
 import selectors
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flyte_decl.masking import Masker, StreamMasker
+from flyte_decl.backends import Backend, BackendFactory
+from flyte_decl.masking import Masker
 from flyte_decl.problems import UsageError, did_you_mean
 from flyte_decl.quantity import format_seconds
-from flyte_decl.runtime import leftovers, proctree
-from flyte_decl.runtime.action import Launch
+from flyte_decl.runtime import leftovers
 from flyte_decl.runtime.leftovers import RUNNER_MARK, runner_mark
-from flyte_decl.runtime.limits import (
-    ActionLimiter,
-    Breach,
-    CpuPool,
-    Limits,
-    Mechanisms,
-    Monitor,
-    Usage,
-    detect_mechanisms,
-)
+from flyte_decl.runtime.limits import Breach, CpuPool, Mechanisms, Monitor, detect_mechanisms
 from flyte_decl.runtime.records import (
     ActionEvent,
     ActionRecord,
@@ -63,14 +50,14 @@ from flyte_decl.runtime.records import (
     ReuseHit,
     RunResult,
 )
-from flyte_decl.runtime.scheduler import Scheduler, demand_of, machine_capacity
+from flyte_decl.runtime.scheduler import Scheduler, demand_of
+from flyte_decl.runtime.tracking import Action as _Action
+from flyte_decl.runtime.tracking import State as _State
 from flyte_decl.runtime.wire import Connection, dump_payload, load_payload, oversize_message
-from flyte_decl.spec import ReusePolicy, RunConfig, TaskSpec
+from flyte_decl.spec import RunConfig, TaskSpec
 
 # After SIGTERM on a timeout, how long the tree may clean up before SIGKILL.
 TIMEOUT_GRACE = 1.0
-# How long a fork server may take to kill its descendants and exit when the run ends.
-FORKSERVER_EXIT_WAIT = 5.0
 _RETRYABLE = {FailureKind.USER_ERROR, FailureKind.OOM_KILLED, FailureKind.TIMED_OUT, FailureKind.CRASHED}
 
 EventHandler = Callable[[ActionEvent], None]
@@ -96,11 +83,13 @@ class LocalRunner:
         on_event: EventHandler | None = None,
         mechanisms: Mechanisms | None = None,
         reuse: Reuse | None = None,
+        backend: BackendFactory | None = None,
     ) -> None:
         self.config = config
         self.log_dir = Path(log_dir)
         self.on_event = on_event
         self.reuse = reuse
+        self.backend = backend
         self.mechanisms = mechanisms if mechanisms is not None else detect_mechanisms()
         leftovers.sweep(self.mechanisms)  # what runners killed before they could clean up left behind
         self._cpu_pool = CpuPool()
@@ -153,89 +142,6 @@ class LocalRunner:
         raise UsageError(f"unknown task {name!r}; {did_you_mean(name, self.config.tasks)}")
 
 
-class _State:
-    """Where the current attempt of an action is."""
-
-    WAITING = "waiting"  # backing off before a retry
-    QUEUED = "queued"  # waiting for capacity or a queue slot
-    STARTING = "starting"  # reserved; its fork server is starting or forking it
-    RUNNING = "running"
-    DONE = "done"
-
-
-@dataclasses.dataclass(eq=False)
-class _Action:
-    """One action across its attempts; the attempt fields are reset for each retry."""
-
-    id: str
-    spec: TaskSpec  # this attempt's spec: memory grows after an OOM kill
-    queue: str
-    env: dict[str, str]
-    inputs: bytes
-    parent: _Action | None
-    call_id: int | None  # the parent's handle for this call
-    record: ActionRecord
-    key: int  # this attempt's handle in fork server messages and timers
-    state: str = _State.QUEUED
-    limiter: ActionLimiter | None = None
-    conn: Connection | None = None
-    log_read: int | None = None
-    log_file: int | None = None
-    log_partial: bytes = b""
-    log_mask: StreamMasker[bytes] = dataclasses.field(default_factory=lambda: Masker().stream())
-    outcome: tuple[Any, ...] | None = None
-    breach: Breach | None = None
-    timed_out: bool = False
-    aborted: str = ""  # why, once it is being aborted
-    answered: bool = False  # its caller has its result already; its process may still be running
-    children: set[_Action] = dataclasses.field(default_factory=set)  # calls it awaits
-    worker: _Worker | None = None  # the warm worker this attempt runs (or will first run) in
-    # What the caller's code context passes on (`flyte.custom_context`, `flyte.group`), for `flyte.ctx()`.
-    context: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(eq=False)
-class _ForkServer:
-    environment: str
-    process: subprocess.Popen[bytes]
-    conn: Connection
-    log_path: Path
-    ready: bool = False
-    problems: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
-    environ: dict[str, str] = dataclasses.field(default_factory=dict)  # the server's, after its imports
-    waiting: list[_Action] = dataclasses.field(default_factory=list)
-
-
-# Which warm workers an attempt may run in: same environment, folder, limits and environment
-# variables (the rest of an action's environment is the same for the whole run).
-_PoolKey = tuple[str, str, int | None, float | None, tuple[tuple[str, str], ...], tuple[str, ...]]
-
-
-def _pool_key(spec: TaskSpec) -> _PoolKey:
-    env_vars = tuple(sorted(spec.env_vars.items()))
-    return (spec.environment, str(spec.root_dir), spec.memory_limit, spec.cpu_limit, env_vars, spec.secrets)
-
-
-@dataclasses.dataclass(eq=False)
-class _Worker:
-    """A warm worker of a reusable environment: one long-lived, limited process tree, one action at a time.
-
-    Its limiter is created with the limits of the task that started it and lives as long as it;
-    only attempts with the same `_PoolKey` run in it. `current` is the attempt it runs, or, before
-    its process has started, the one it will run first.
-    """
-
-    pool: _PoolKey
-    key: int  # its handle in fork server messages, from the same counter as attempts' keys
-    policy: ReusePolicy
-    limiter: ActionLimiter
-    conn: Connection  # control socket: ("run", ...) jobs out, ("done", key) back
-    pid: int | None = None
-    current: _Action | None = None
-    alive: bool = True  # False once it is being stopped or has exited
-    idle_token: int = 0  # bumped each time it goes idle, so a stale idle timer does nothing
-
-
 class _Run:
     """The state of one run; lives for one `LocalRunner.run` call."""
 
@@ -252,9 +158,6 @@ class _Run:
         self.masker = Masker(self.secrets.values())
         # Every process of the run carries this, so the next runner can kill it should we die first.
         self.base_env[RUNNER_MARK] = runner_mark()
-        self.scheduler: Scheduler[_Action] = Scheduler(
-            machine_capacity(self.config.capacity), self.config.queues
-        )
         self.selector = selectors.DefaultSelector()
         self.wake_read, self.wake_write = os.pipe()
         os.set_blocking(self.wake_read, False)
@@ -263,12 +166,7 @@ class _Run:
         self.monitor = Monitor()
         self.breaches: deque[tuple[_Action, int, Breach]] = deque()
         self.timers: list[tuple[float, int, Callable[[], None]]] = []
-        self.forkservers: dict[str, _ForkServer] = {}
         self.by_key: dict[int, _Action] = {}
-        self.workers: dict[int, _Worker] = {}  # by key
-        self.pools: dict[_PoolKey, list[_Worker]] = {}
-        # Attempts reserved by the scheduler that wait for a busy worker of their pool.
-        self.pool_waiting: dict[_PoolKey, deque[_Action]] = {}
         self.actions: list[_Action] = []
         # Answered attempts whose process is not gone yet: the run ends only once each is recorded.
         self.answered: set[_Action] = set()
@@ -278,6 +176,13 @@ class _Run:
         self.root: _Action | None = None
         self.aborted = False
         self.abort_reason = ""  # set by `abort`, acted on by the loop's thread (`_aborting`)
+        if runner.backend is None:
+            from flyte_decl.backends.local import LocalBackend
+
+            self.backend: Backend = LocalBackend(self)
+        else:
+            self.backend = runner.backend(self)
+        self.scheduler: Scheduler[_Action] = Scheduler(self.backend.capacity(), self.config.queues)
 
     # -- the run ----------------------------------------------------------------------------------
 
@@ -297,8 +202,8 @@ class _Run:
         timeout = max(0.0, self.timers[0][0] - time.monotonic()) if self.timers else None
         events = self.selector.select(timeout)
         if len(events) > 1:
-            # Fork server news first: an action is running (its pid known) before its output is read.
-            control = {server.conn.sock.fileno() for server in self.forkservers.values()}
+            # Backend news first: an action is running (its pid known) before its output is read.
+            control = self.backend.control_fds()
             events.sort(key=lambda event: event[0].fd not in control)
         for key, mask in events:
             key.data(mask)
@@ -353,15 +258,12 @@ class _Run:
         if self.aborted:
             return
         self.aborted = True
-        for worker in list(self.workers.values()):
-            worker.limiter.kill()
+        self.backend.kill_all()
         for action in self.actions:
-            if action.state == _State.RUNNING and action.limiter is not None:
-                action.limiter.kill()
             if action.state != _State.DONE:
                 action.state = _State.DONE
                 self._set_final(action.record, Phase.ABORTED, None, action.aborted or reason)
-        self._stop_forkservers()
+        self.backend.stop()
 
     def close(self) -> None:
         """Leave nothing behind: abort what still runs, stop the monitor, close every descriptor."""
@@ -372,10 +274,7 @@ class _Run:
             if action.limiter is not None:
                 action.limiter.close()
                 action.limiter = None
-        for worker in self.workers.values():
-            worker.limiter.close()
-            worker.conn.close()
-        self.workers.clear()
+        self.backend.close()
         self.selector.close()
         os.close(self.wake_read)
         os.close(self.wake_write)
@@ -455,53 +354,20 @@ class _Run:
         if self.aborted:
             return
         action.state = _State.STARTING
-        server = self.forkservers.get(action.spec.environment) or self._start_forkserver(action.spec)
-        if not server.ready:
-            server.waiting.append(action)
-            return
-        problem = server.problems.get(action.spec.name)
-        if problem is not None:
-            self._fail_before_start(action, FailureKind.IMPORT_ERROR, *problem)
-            return
-        if action.spec.reusable is not None and self._run_in_worker(action, server):
-            return
-        self._fork_action(action, server)
-
-    def _fork_action(self, action: _Action, server: _ForkServer) -> None:
-        """Have the fork server start this attempt as a process of its own."""
-        spec = action.spec
-        limiter = ActionLimiter(
-            action.id,
-            Limits(memory=spec.memory_limit, cpu=spec.cpu_limit),
-            self.runner.mechanisms,
-            self.runner._cpu_pool,
-        )
-        action.limiter = limiter
-        launch = Launch(
-            action.key,
-            spec.name,
-            str(spec.root_dir),
-            self._env_changes(server, action.env),
-            limiter.child_setup(),
-            spec.max_inline_io_bytes,
-        )
-        theirs, log_write = self._open_io(action)
-        server.conn.send(("launch", launch), [theirs, log_write])
-        self._watch_writes(server.conn)
-
-    @staticmethod
-    def _env_changes(server: _ForkServer, env: dict[str, str]) -> dict[str, str | None]:
-        """What turns the fork server's environment into `env` (None: unset)."""
-        changes: dict[str, str | None] = {
-            name: value for name, value in env.items() if server.environ.get(name) != value
-        }
-        changes.update((name, None) for name in server.environ.keys() - env.keys())
-        return changes
+        self.backend.start(action)
 
     def _open_io(self, action: _Action) -> tuple[int, int]:
         """The attempt's socket (inputs queued on it) and log pipe; returns the process's two ends."""
         ours, theirs = socket.socketpair()
         log_read, log_write = os.pipe()
+        self._attach_io(action, ours, log_read)
+        return theirs.detach(), log_write
+
+    def _attach_io(self, action: _Action, ours: socket.socket, log_read: int) -> None:
+        """Serve the attempt's socket (inputs queued on it) and read its log stream from `log_read`.
+
+        Takes over both: `log_read` is any readable descriptor (a pipe, a socket), closed at the end.
+        """
         action.conn = Connection(ours)
         self.selector.register(ours, selectors.EVENT_READ, lambda mask: self._on_action_socket(action, mask))
         info = {"run": self.id, "action": action.id, "task": action.spec.name, "attempt": action.record.attempt,
@@ -516,21 +382,22 @@ class _Run:
         action.log_read = log_read
         action.log_mask = self.masker.stream()
         self.selector.register(log_read, selectors.EVENT_READ, lambda mask: self._on_log(action))
-        return theirs.detach(), log_write
 
     def _on_started(self, action: _Action, pid: int) -> None:
-        assert action.limiter is not None
+        """The attempt runs as `pid`; its limiter, if the backend gave it one here, confines it from now."""
         record = action.record
         record.pid = pid
         record.started_at = time.time()
         record.phase = Phase.RUNNING
         action.state = _State.RUNNING
-        action.limiter.attach(pid)
+        if action.limiter is not None:
+            action.limiter.attach(pid)
         if action.aborted:  # its caller ended while the fork was on its way
-            action.limiter.kill()
+            self.backend.kill(action)
             return
         key = action.key
-        self.monitor.add(action.limiter, lambda breach: self._on_breach(action, key, breach))
+        if action.limiter is not None:
+            self.monitor.add(action.limiter, lambda breach: self._on_breach(action, key, breach))
         if action.spec.timeout is not None:
             self._after(action.spec.timeout, lambda: self._on_timeout(action, key))
         self._emit(record)
@@ -544,16 +411,13 @@ class _Run:
         if action.key != key or action.state != _State.RUNNING or action.record.pid is None:
             return
         action.timed_out = True
-        pid = action.record.pid
-        proctree.kill_tree(pid, pgid=pid, sig=signal.SIGTERM)
+        self.backend.terminate(action)
         self._after(TIMEOUT_GRACE, lambda: self._kill_attempt(action, key))
 
     def _kill_attempt(self, action: _Action, key: int) -> None:
         if action.key != key or action.state != _State.RUNNING:
             return
-        limiter = action.limiter or (action.worker.limiter if action.worker is not None else None)
-        if limiter is not None:
-            limiter.kill()  # for a worker: the worker goes, and its exit settles the attempt
+        self.backend.kill(action)  # its exit settles the attempt
 
     def _on_call(
         self,
@@ -587,8 +451,7 @@ class _Run:
             self._fail_before_start(child, FailureKind.USER_ERROR, override_problem)
         else:
             self._submit(child)
-        if parent.worker is not None:
-            self._unstick(parent.worker.pool)
+        self.backend.waiting_on_calls(parent)
 
     def _on_exited(self, action: _Action, status: int | None) -> None:
         """The attempt's process is gone (reaped, or its fork server died): settle what happened."""
@@ -641,7 +504,7 @@ class _Run:
         elif record.exit_code is not None:
             message = f"{spec.name} exited with code {record.exit_code} without reporting a result"
         else:
-            message = f"{spec.name} lost its fork server"
+            message = f"{spec.name} {action.lost or 'lost its fork server'}"
         return Phase.FAILED, FailureKind.CRASHED, f"{message}; see {record.log_path}", ""
 
     def _take_breaches(self) -> None:
@@ -764,19 +627,9 @@ class _Run:
             return
         if action.state == _State.RUNNING:
             action.aborted = reason
-            limiter = action.limiter or (action.worker.limiter if action.worker is not None else None)
-            assert limiter is not None
-            limiter.kill()  # its exit comes back from the fork server and settles it
+            self.backend.kill(action)  # its exit comes back from the backend and settles it
             return
-        for server in self.forkservers.values():
-            if action in server.waiting:
-                server.waiting.remove(action)
-        for waiting in self.pool_waiting.values():
-            if action in waiting:
-                waiting.remove(action)
-        if action.worker is not None:  # its worker is still starting: it goes idle instead
-            action.worker.current = None
-            action.worker = None
+        self.backend.withdraw(action)
         if action.state == _State.STARTING and action.limiter is not None:
             action.aborted = reason  # launched but not yet started: the exit will settle it
             return
@@ -911,289 +764,3 @@ class _Run:
 
     def _after(self, delay: float, callback: Callable[[], None]) -> None:
         heapq.heappush(self.timers, (time.monotonic() + delay, next(self.keys), callback))
-
-    # -- warm workers (reusable environments) -------------------------------------------------------
-
-    def _run_in_worker(self, action: _Action, server: _ForkServer) -> bool:
-        """Run a reusable task's attempt in a warm worker; False: run it as an isolated action.
-
-        An idle worker of its pool takes it at once; below `replicas` a new worker starts for it;
-        otherwise it waits for a worker of its pool to finish, as long as one is making progress.
-        When every worker is busy with an attempt that itself waits for calls, waiting could
-        deadlock (the calls may need those very workers), so it runs isolated instead.
-        """
-        policy = action.spec.reusable
-        assert policy is not None
-        pool = _pool_key(action.spec)
-        workers = self.pools.setdefault(pool, [])
-        for worker in workers:
-            if worker.pid is not None and worker.current is None:
-                self._dispatch(worker, action)
-                return True
-        if len(workers) < max(1, policy.replicas):
-            self._start_worker(pool, policy, server, action)
-            return True
-        if self._progressing(pool):
-            self.pool_waiting.setdefault(pool, deque()).append(action)
-            return True
-        return False
-
-    def _progressing(self, pool: _PoolKey) -> bool:
-        """Whether a worker of `pool` will free up without waiting for other actions."""
-        return any(worker.current is not None and not worker.current.children for worker in self.pools[pool])
-
-    def _unstick(self, pool: _PoolKey) -> None:
-        """After a worker's attempt started waiting on calls: run waiters isolated if none can progress."""
-        waiting = self.pool_waiting.get(pool)
-        if not waiting or self._progressing(pool):
-            return
-        del self.pool_waiting[pool]
-        for action in waiting:
-            server = self.forkservers.get(action.spec.environment)
-            if action.state == _State.STARTING and server is not None:
-                self._fork_action(action, server)
-
-    def _start_worker(
-        self, pool: _PoolKey, policy: ReusePolicy, server: _ForkServer, action: _Action
-    ) -> None:
-        """Have the fork server start a worker, limited as `action`'s task, to run `action` first."""
-        spec = action.spec
-        key = next(self.keys)
-        limiter = ActionLimiter(
-            f"{spec.environment}-w{key}",
-            Limits(memory=spec.memory_limit, cpu=spec.cpu_limit),
-            self.runner.mechanisms,
-            self.runner._cpu_pool,
-        )
-        launch = Launch(
-            key,
-            spec.name,
-            str(spec.root_dir),
-            self._env_changes(server, action.env),
-            limiter.child_setup(),
-            spec.max_inline_io_bytes,
-            worker=True,
-        )
-        ours, theirs = socket.socketpair()
-        # What the worker prints between actions (and its own failures) lands in a log of its own.
-        log_path = self.log_dir / f"worker-{spec.environment}-w{key}.log"
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        server.conn.send(("launch", launch), [theirs.detach(), log_fd])
-        self._watch_writes(server.conn)
-        worker = _Worker(pool, key, policy, limiter, Connection(ours), current=action)
-        action.worker = worker
-        self.workers[key] = worker
-        self.pools[pool].append(worker)
-        self.selector.register(ours, selectors.EVENT_READ, lambda mask: self._on_worker(worker, mask))
-
-    def _on_worker_started(self, worker: _Worker, pid: int) -> None:
-        worker.pid = pid
-        worker.limiter.attach(pid)
-        if not worker.alive or self.aborted:
-            worker.limiter.kill()
-            return
-        # The limiter kills the worker's tree itself on a breach; its exit then settles the attempt.
-        self.monitor.add(worker.limiter, lambda _breach: self._wake())
-        action, worker.current = worker.current, None
-        if action is not None and action.state == _State.STARTING:
-            self._dispatch(worker, action)
-        else:
-            self._worker_free(worker)
-
-    def _dispatch(self, worker: _Worker, action: _Action) -> None:
-        """Hand an attempt to an idle, started worker: it is running from now on."""
-        worker.current = action
-        action.worker = worker
-        spec = action.spec
-        theirs, log_write = self._open_io(action)
-        worker.conn.send(("run", action.key, spec.name, spec.max_inline_io_bytes), [theirs, log_write])
-        self._watch_writes(worker.conn)
-        record = action.record
-        record.pid = worker.pid
-        record.started_at = time.time()
-        record.phase = Phase.RUNNING
-        action.state = _State.RUNNING
-        if spec.timeout is not None:
-            key = action.key
-            self._after(spec.timeout, lambda: self._on_timeout(action, key))
-        self._emit(record)
-
-    def _on_worker(self, worker: _Worker, mask: int) -> None:
-        if worker.key not in self.workers:  # its exit came first in the same batch of events
-            return
-        if mask & selectors.EVENT_WRITE:
-            worker.conn.flush()
-            self._watch_writes(worker.conn)
-        for message in worker.conn.receive():
-            action = worker.current
-            if message[0] == "done" and action is not None and action.key == message[1]:
-                worker.current = None
-                action.worker = None
-                self.by_key.pop(action.key, None)
-                self._on_exited(action, None)
-                if worker.alive:
-                    self._worker_free(worker)
-        if worker.conn.closed:  # it is exiting; the fork server reports how
-            with contextlib.suppress(KeyError, ValueError):
-                self.selector.unregister(worker.conn.sock)
-
-    def _worker_free(self, worker: _Worker) -> None:
-        """The worker finished an attempt: give it the next waiting one, or start its idle clock."""
-        waiting = self.pool_waiting.get(worker.pool)
-        while waiting:
-            action = waiting.popleft()
-            if action.state == _State.STARTING:
-                self._dispatch(worker, action)
-                return
-        worker.idle_token += 1
-        token = worker.idle_token
-        self._after(worker.policy.idle_ttl, lambda: self._on_idle(worker, token))
-
-    def _on_idle(self, worker: _Worker, token: int) -> None:
-        if worker.alive and worker.current is None and worker.idle_token == token:
-            self._stop_worker(worker)
-
-    def _stop_worker(self, worker: _Worker) -> None:
-        """Take the worker out of its pool and kill its tree; its exit comes back from the fork server."""
-        worker.alive = False
-        with contextlib.suppress(ValueError):
-            self.pools[worker.pool].remove(worker)
-        worker.limiter.kill()  # before it started, `_on_worker_started` kills it
-
-    def _on_worker_exited(self, worker: _Worker, status: int | None) -> None:
-        """The worker is gone: settle the attempt it ran, and let waiters start a new worker."""
-        self.monitor.remove(worker.limiter)
-        usage = self._drop_worker(worker)
-        action, worker.current = worker.current, None
-        if action is not None and action.state in (_State.STARTING, _State.RUNNING):
-            action.worker = None
-            # The worker's limits were the attempt's: a breach is this attempt's.
-            action.breach = action.breach or usage.breach
-            self.by_key.pop(action.key, None)
-            self._on_exited(action, status)
-        waiting = self.pool_waiting.pop(worker.pool, None)
-        for action in waiting or ():
-            if action.state == _State.STARTING:
-                self._launch(action)
-
-    def _drop_worker(self, worker: _Worker) -> Usage:
-        """Forget a worker that is gone: out of its pool, its socket closed, its limiter closed."""
-        worker.alive = False
-        with contextlib.suppress(ValueError):
-            self.pools[worker.pool].remove(worker)
-        self.workers.pop(worker.key, None)
-        with contextlib.suppress(KeyError, ValueError):
-            self.selector.unregister(worker.conn.sock)
-        worker.conn.close()
-        return worker.limiter.close()
-
-    def _on_worker_fork_failed(self, worker: _Worker, message: str) -> None:
-        self._drop_worker(worker)
-        action, worker.current = worker.current, None
-        if action is not None and action.state == _State.STARTING:
-            action.worker = None
-            self._fail_before_start(action, FailureKind.CRASHED, message)
-
-    # -- fork servers -------------------------------------------------------------------------------
-
-    def _start_forkserver(self, spec: TaskSpec) -> _ForkServer:
-        ours, theirs = socket.socketpair()
-        log_path = self.log_dir / f"forkserver-{spec.environment}.log"
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "flyte_decl.runtime.forkserver", str(theirs.fileno())],
-                pass_fds=[theirs.fileno()],
-                env=self.base_env,
-                cwd=spec.root_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C goes to the runner, which shuts servers down in order
-            )
-        theirs.close()
-        server = _ForkServer(spec.environment, process, Connection(ours), log_path)
-        self.forkservers[spec.environment] = server
-        self.selector.register(ours, selectors.EVENT_READ, lambda mask: self._on_forkserver(server, mask))
-        server.conn.send(("init", spec.environment, list(self.config.tasks.values())))
-        self._watch_writes(server.conn)
-        return server
-
-    def _on_forkserver(self, server: _ForkServer, mask: int) -> None:
-        if mask & selectors.EVENT_WRITE:
-            server.conn.flush()
-            self._watch_writes(server.conn)
-        for message in server.conn.receive():
-            tag = message[0]
-            if tag == "ready":
-                server.ready = True
-                server.problems, server.environ = message[1], message[2]
-                waiting, server.waiting = server.waiting, []
-                for action in waiting:
-                    self._launch(action)
-            elif tag == "started":
-                started = self.by_key.get(message[1])
-                if started is None:  # not an attempt's key: a warm worker's
-                    self._on_worker_started(self.workers[message[1]], message[2])
-                else:
-                    self._on_started(started, message[2])
-            elif tag == "exited":
-                ended = self.by_key.pop(message[1], None)
-                if ended is None:
-                    self._on_worker_exited(self.workers[message[1]], message[2])
-                else:
-                    self._on_exited(ended, message[2])
-            elif tag == "fork_failed":
-                if message[1] in self.workers:
-                    self._on_worker_fork_failed(self.workers[message[1]], message[2])
-                    continue
-                action = self.by_key.pop(message[1])
-                self._release_io(action)
-                self._close_limiter(action)
-                self._fail_before_start(action, FailureKind.CRASHED, message[2])
-        if server.conn.closed:
-            self._lost_forkserver(server)
-
-    def _lost_forkserver(self, server: _ForkServer) -> None:
-        """A fork server died under us: its actions' trees die with it (their lifeline ends)."""
-        self.selector.unregister(server.conn.sock)
-        server.conn.close()
-        del self.forkservers[server.environment]
-        code = server.process.wait()
-        for pool in [pool for pool in self.pool_waiting if pool[0] == server.environment]:
-            del self.pool_waiting[pool]  # still STARTING: settled with the others below
-        for worker in [worker for worker in self.workers.values() if worker.pool[0] == server.environment]:
-            self._on_worker_exited(worker, None)
-        for action in self._actions_of(server):
-            if action.limiter is not None:
-                action.limiter.kill()
-            self.by_key.pop(action.key, None)
-            self._on_exited(action, None)
-        for action in server.waiting:
-            message = (
-                f"the fork server of {server.environment} exited with code {code}; see {server.log_path}"
-            )
-            self._fail_before_start(action, FailureKind.CRASHED, message)
-
-    def _actions_of(self, server: _ForkServer) -> Iterable[_Action]:
-        return [
-            action
-            for action in self.actions
-            if action.spec.environment == server.environment
-            and action.state in (_State.STARTING, _State.RUNNING)
-            and action not in server.waiting
-        ]
-
-    def _stop_forkservers(self) -> None:
-        """Close every control socket, which makes each server kill its descendants, and wait."""
-        servers = list(self.forkservers.values())
-        self.forkservers.clear()
-        for server in servers:
-            with contextlib.suppress(KeyError, ValueError):
-                self.selector.unregister(server.conn.sock)
-            server.conn.close()
-        for server in servers:
-            try:
-                server.process.wait(FORKSERVER_EXIT_WAIT)
-            except subprocess.TimeoutExpired:
-                proctree.kill_tree(server.process.pid)
-                server.process.wait()
