@@ -3,8 +3,10 @@
 Two tiers, chosen once per machine by `detect_mechanisms` (measurements: research/limits.md):
 
 - **cgroups**, where a child cgroup can be created under our own: the kernel enforces
-  ``memory.limit_in_bytes`` / ``memory.max`` and the CFS quota exactly. We read the OOM-kill
-  counter to attribute a kill, then kill the rest of the tree (cgroup v1 kills only one process).
+  ``memory.limit_in_bytes`` / ``memory.max`` and the CFS quota exactly. The kernel's OOM event
+  wakes the Monitor (v1: an eventfd on ``memory.oom_control``; v2: ``POLLPRI`` on
+  ``memory.events``), which reads the OOM-kill counter to attribute the kill, then kills the rest
+  of the tree (cgroup v1 kills only one process).
 - **portable**: a /proc watchdog sums the tree's RSS every 10 ms and confirms a breach with PSS
   before killing a multi-process tree (copy-on-write pages of forked children would otherwise
   count several times); RLIMIT_DATA is a per-process backstop. CPU is pinned to ``ceil(cpu)``
@@ -34,6 +36,7 @@ import math
 import os
 import re
 import resource
+import select
 import signal
 import threading
 import time
@@ -50,6 +53,8 @@ MEMORY_POLL_INTERVAL = 0.01  # 10 ms: a 1 GiB/s allocator is caught about 10 MiB
 THROTTLE_PERIOD = 0.1  # the CFS default period
 THROTTLE_CHECK_INTERVAL = THROTTLE_PERIOD / 20  # measured: 20 checks a period lands within ~1%
 SAMPLE_INTERVAL = 0.1
+OOM_RECHECK_INTERVAL = 0.002  # after an OOM event whose kill is not counted yet, until it is
+OOM_RECHECK_WINDOW = 0.05
 MAX_SAMPLES = 1000  # then every other sample is dropped and the interval doubles
 DATA_RLIMIT_SLACK = 1 << 30  # RLIMIT_DATA counts reservations too: leave room for arenas and stacks
 _CFS_PERIOD_US = int(THROTTLE_PERIOD * 1_000_000)
@@ -409,6 +414,37 @@ class _Cgroup:
             return self._keyed("memory.events", "oom_kill") or 0
         return self._keyed("memory.oom_control", "oom_kill") or 0
 
+    def watch_oom(self) -> tuple[int, int]:
+        """A descriptor that polls ready (for the mask beside it) when the OOM killer acts here.
+
+        v1: an eventfd registered on ``memory.oom_control`` through ``cgroup.event_control``
+        (the kernel signals it when the group is out of memory, and once more when the group is
+        removed); v2: ``memory.events`` (`cgroup2.watch_events`), ready on ``POLLPRI``. Read it
+        with `oom_events`. Raises OSError where the kernel offers neither.
+        """
+        if self.version == 2:
+            return cgroup2.watch_events(self.path), select.POLLPRI
+        event = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        try:
+            control = os.open(os.path.join(self.path, "memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                self._write("cgroup.event_control", f"{event} {control}")
+            finally:
+                os.close(control)  # the registration holds the cgroup, not this descriptor
+        except OSError:
+            os.close(event)
+            raise
+        return event, select.POLLIN
+
+    def oom_events(self, fd: int) -> int:
+        """How many OOM events (the group out of memory) `fd` from `watch_oom` has seen; re-arms it."""
+        if self.version == 2:
+            return cgroup2.read_events(fd).get("oom", 0)  # cumulative: the caller compares
+        try:
+            return os.eventfd_read(fd)
+        except BlockingIOError:
+            return 0
+
     def peak_memory(self) -> int | None:
         text = self._read("memory.peak" if self.version == 2 else "memory.max_usage_in_bytes")
         return int(text) if text and text.strip().isdigit() else None
@@ -614,11 +650,47 @@ class ActionLimiter:
         self._breach: Breach | None = None
         self._killed = False
         self._usage: Usage | None = None
+        self._oom_watch: tuple[int, int] | None = None  # (fd, poll mask) of the kernel's OOM event
+        self._oom_seen = 0  # OOM events counted so far (v2 counts cumulatively)
+        self._oom_recheck_until = 0.0  # an OOM event came, its kill not counted yet: poll often
 
     @property
     def poll_interval(self) -> float:
-        """How often `poll` wants to run: 5 ms while throttling CPU, else 10 ms."""
-        return THROTTLE_CHECK_INTERVAL if self._throttle is not None else MEMORY_POLL_INTERVAL
+        """How often `poll` wants to run, in seconds.
+
+        5 ms while throttling CPU; 10 ms for the watchdog, or a memory cgroup whose OOM event cannot
+        be watched; 2 ms for a moment after an OOM event whose kill the counter does not show yet;
+        otherwise only to take samples (100 ms): the kernel's OOM event wakes the Monitor.
+        """
+        if self._throttle is not None:
+            return THROTTLE_CHECK_INTERVAL
+        if self._oom_recheck_until and time.monotonic() < self._oom_recheck_until:
+            return OOM_RECHECK_INTERVAL
+        if self._watchdog is not None or (self._memory_cgroup is not None and self._oom_watch is None):
+            return MEMORY_POLL_INTERVAL
+        return SAMPLE_INTERVAL
+
+    @property
+    def oom_watch(self) -> tuple[int, int] | None:
+        """(descriptor, poll mask) that the kernel makes ready on an OOM event; then call `oom_event`."""
+        return self._oom_watch
+
+    def oom_event(self) -> Breach | None:
+        """The OOM event descriptor polled ready: attribute and kill as `poll` does; a breach once."""
+        with self._lock:
+            memory_cgroup, watch = self._memory_cgroup, self._oom_watch
+            if memory_cgroup is None or watch is None or self._usage is not None:
+                return None
+            seen = memory_cgroup.oom_events(watch[0])
+            if memory_cgroup.version == 2:
+                seen, self._oom_seen = seen - self._oom_seen, seen
+            if self._pid is None or self._killed:
+                return None
+            if self._kernel_oom_killed():
+                return self._breached(self._cgroup_peak())
+            if seen > 0:  # the kernel says out of memory before it kills: look again soon
+                self._oom_recheck_until = time.monotonic() + OOM_RECHECK_WINDOW
+            return None
 
     @property
     def breach(self) -> Breach | None:
@@ -641,6 +713,7 @@ class ActionLimiter:
                 )
                 if limits.memory is not None:
                     self._memory_cgroup.limit_memory(limits.memory)
+                    self._watch_oom()
             cpu_root = mechanisms.cpu_cgroup_root or mechanisms.cgroup_root
             if limits.cpu is not None and mechanisms.cpu in _CGROUP_MECHANISMS and cpu_root:
                 if mechanisms.cpu == "cgroup-v2" and self._memory_cgroup and self._memory_cgroup.version == 2:
@@ -662,6 +735,13 @@ class ActionLimiter:
                 self._throttle = _Throttle(limits.cpu)
         procs = tuple(dict.fromkeys(cg.procs for cg in (self._memory_cgroup, self._cpu_cgroup) if cg))
         return ChildSetup(cgroup_procs=procs, cpus=self._cpus, data_rlimit=data_rlimit)
+
+    def _watch_oom(self) -> None:
+        assert self._memory_cgroup is not None
+        try:
+            self._oom_watch = self._memory_cgroup.watch_oom()
+        except OSError as exc:  # then the Monitor reads the OOM-kill counter every 10 ms
+            log.debug("action %s: no OOM event to watch (%s)", self.action_id, exc)
 
     def attach(self, pid: int) -> None:
         """Start watching the action's main process `pid` (a session and process-group leader)."""
@@ -816,6 +896,9 @@ class ActionLimiter:
         self._next_sample = now + self._sample_interval
 
     def _remove_cgroups(self, timeout: float) -> None:
+        if self._oom_watch is not None:  # first: v1 signals the eventfd when the group goes
+            os.close(self._oom_watch[0])
+            self._oom_watch = None
         for cgroup in dict.fromkeys(cg for cg in (self._memory_cgroup, self._cpu_cgroup) if cg):
             cgroup.remove(timeout)
         self._memory_cgroup = self._cpu_cgroup = None
@@ -829,25 +912,31 @@ def _version(mechanism: str) -> int:
 
 
 class Monitor:
-    """One background thread that polls every registered limiter every 10 ms.
+    """One background thread that polls every registered limiter, and wakes on their OOM events.
 
-    While any limiter throttles CPU, all are polled at its 5 ms check interval (a watchdog poll
-    costs about 35 us, so one interval for all keeps the loop simple).
+    Each limiter is polled as often as its `ActionLimiter.poll_interval` asks, all at the shortest
+    interval any of them asks for (a poll costs 10-35 us, so one interval for all keeps the loop
+    simple): 10 ms with the watchdog, 5 ms while one throttles CPU, and only every 100 ms to take
+    samples when every memory limit is a cgroup's. A cgroup's OOM event (`ActionLimiter.oom_watch`)
+    wakes the thread at once, so a kernel OOM kill is attributed within milliseconds, not a poll.
 
     A breach is handed to the limiter's `on_breach` exactly once, on the monitor's thread, or on
     the caller's thread by `remove` if the breach was only noticed then (e.g. the kernel OOM-killed
-    the action and it exited between two polls).
+    the action and it exited before the monitor looked).
 
     >>> monitor = Monitor()
     >>> monitor.add(limiter, lambda breach: print(breach.message))
     >>> monitor.remove(limiter); monitor.stop()
     """
 
-    def __init__(self, interval: float = MEMORY_POLL_INTERVAL) -> None:
-        self.interval = interval
+    def __init__(self, interval: float = SAMPLE_INTERVAL) -> None:
+        self.interval = interval  # the longest wait between two polls
         self._entries: dict[ActionLimiter, Callable[[Breach], None]] = {}
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        self._poll_now = False  # a limiter was added: poll all at once, whatever the interval
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -857,10 +946,11 @@ class Monitor:
             if self._stopping:
                 raise RuntimeError("Monitor.add() after stop()")
             self._entries[limiter] = on_breach
+            self._poll_now = True
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="flyte-decl-limits", daemon=True)
                 self._thread.start()
-        self._wake.set()
+        self._wake()
 
     def remove(self, limiter: ActionLimiter) -> None:
         """Stop polling `limiter`, after one last poll; delivers a breach not yet delivered."""
@@ -874,11 +964,19 @@ class Monitor:
     def stop(self) -> None:
         """Stop the thread (limiters still registered are simply no longer polled)."""
         with self._lock:
+            if self._stopping:
+                return
             self._stopping = True
             thread = self._thread
-        self._wake.set()
+        self._wake()
         if thread is not None and thread is not threading.current_thread():
             thread.join()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # a full pipe wakes the thread just as well
+            os.write(self._wake_write, b"!")
 
     def _run(self) -> None:
         deadline = time.monotonic()
@@ -887,27 +985,50 @@ class Monitor:
                 if self._stopping:
                     return
                 limiters = list(self._entries)
-            if not limiters:
-                self._wake.wait()
-                self._wake.clear()
-                deadline = time.monotonic()
-                continue
-            for limiter in limiters:
-                try:
-                    breach = limiter.poll()
-                except Exception:  # one broken limiter must not stop the others' enforcement
-                    log.exception("polling the limits of action %s failed", limiter.action_id)
-                    continue
-                if breach is not None:
-                    with self._lock:
-                        entry = self._entries.pop(limiter, None)
-                    if entry is not None:  # else remove() got there first and delivers it
-                        self._deliver(entry, breach)
-            interval = min([self.interval, *(limiter.poll_interval for limiter in limiters)])
-            # Fixed-rate ticks, but never a burst of catch-up polls after a stall.
-            deadline = max(deadline + interval, time.monotonic())
-            self._wake.wait(deadline - time.monotonic())
-            self._wake.clear()
+                poll_now, self._poll_now = self._poll_now, False
+            if poll_now or time.monotonic() >= deadline:
+                for limiter in limiters:
+                    self._check(limiter, limiter.poll)
+                interval = min([self.interval, *(limiter.poll_interval for limiter in limiters)])
+                # Fixed-rate ticks, but never a burst of catch-up polls after a stall.
+                deadline = max(deadline + interval, time.monotonic())
+            watched = {watch: limiter for limiter in limiters if (watch := limiter.oom_watch) is not None}
+            for limiter in self._wait(deadline if limiters else None, watched):
+                self._check(limiter, limiter.oom_event)
+                # An OOM event whose kill is not counted yet asks for a look again soon.
+                deadline = min(deadline, time.monotonic() + limiter.poll_interval)
+
+    def _wait(
+        self, deadline: float | None, watched: dict[tuple[int, int], ActionLimiter]
+    ) -> list[ActionLimiter]:
+        """Sleep until `deadline` (None: until woken), a wake-up, or an OOM event; the limiters with one."""
+        poller = select.poll()
+        poller.register(self._wake_read, select.POLLIN)
+        by_fd: dict[int, ActionLimiter] = {}
+        for (fd, mask), limiter in watched.items():
+            poller.register(fd, mask)
+            by_fd[fd] = limiter
+        timeout = None if deadline is None else max(0, math.ceil((deadline - time.monotonic()) * 1000))
+        ready: list[ActionLimiter] = []
+        for fd, _events in poller.poll(timeout):
+            if fd == self._wake_read:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake_read, 4096)
+            elif fd in by_fd:
+                ready.append(by_fd[fd])
+        return ready
+
+    def _check(self, limiter: ActionLimiter, look: Callable[[], Breach | None]) -> None:
+        try:
+            breach = look()
+        except Exception:  # one broken limiter must not stop the others' enforcement
+            log.exception("polling the limits of action %s failed", limiter.action_id)
+            return
+        if breach is not None:
+            with self._lock:
+                entry = self._entries.pop(limiter, None)
+            if entry is not None:  # else remove() got there first and delivers it
+                self._deliver(entry, breach)
 
     @staticmethod
     def _deliver(on_breach: Callable[[Breach], None], breach: Breach) -> None:

@@ -24,6 +24,10 @@ import pytest
 from flyte_decl.runtime import proctree
 from flyte_decl.runtime.limits import (
     ENV_NO_CGROUPS,
+    MEMORY_POLL_INTERVAL,
+    OOM_RECHECK_INTERVAL,
+    SAMPLE_INTERVAL,
+    THROTTLE_CHECK_INTERVAL,
     ActionLimiter,
     Breach,
     ChildSetup,
@@ -225,6 +229,53 @@ def test_kernel_oom_kill_noticed_only_after_exit_is_still_reported(mechanisms: M
     assert len(late) == 1 and late[0].kind == "oom_killed"
     assert usage.breach == late[0]
     assert usage.peak_memory == 100 * MiB  # the kernel's high-water mark: exactly the limit
+
+
+def test_kernel_oom_kill_wakes_its_watch_and_is_attributed_from_it() -> None:
+    # The OOM event, not a poll: the watched descriptor polls ready, and oom_event() attributes it.
+    mechanisms = detect_mechanisms()
+    if mechanisms.memory == "watchdog":
+        pytest.skip("no writable memory cgroup here (needs a v2 memory controller or v1 memory mount)")
+    limiter = ActionLimiter("watched", Limits(memory=100 * MiB), mechanisms, CpuPool())
+    setup = limiter.child_setup()
+    assert limiter.oom_watch is not None
+    assert limiter.poll_interval == SAMPLE_INTERVAL  # no memory poll: the kernel's event wakes the Monitor
+    fd, mask = limiter.oom_watch
+    read, write = os.pipe()
+    os.set_inheritable(write, True)
+    pid = spawn(ALLOCATE, setup, write)
+    os.close(write)
+    limiter.attach(pid)
+    poller = select.poll()
+    poller.register(fd, mask)
+    assert poller.poll(15_000), "no OOM event within 15 s"
+    breach = limiter.oom_event()
+    if breach is None:  # out of memory, the kill not counted yet: the Monitor looks again every 2 ms
+        assert limiter.poll_interval == OOM_RECHECK_INTERVAL
+        deadline = time.monotonic() + 1
+        while breach is None and time.monotonic() < deadline:
+            time.sleep(OOM_RECHECK_INTERVAL)
+            breach = limiter.poll()
+    os.waitpid(pid, 0)
+    os.close(read)
+    usage = limiter.close()
+    assert breach == Breach("oom_killed", "memory limit 100Mi exceeded (peak 100.0Mi)", 100 * MiB, 100 * MiB)
+    assert usage.breach == breach
+    assert limiter.oom_watch is None  # closed with the cgroup
+    assert limiter.oom_event() is None  # after close: nothing, once
+
+
+def test_only_an_unwatched_memory_limit_is_polled_every_10_ms(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_NO_CGROUPS, "1")
+    watchdog = ActionLimiter("portable", Limits(memory=100 * MiB), detect_mechanisms(), CpuPool())
+    watchdog.child_setup()
+    assert watchdog.oom_watch is None
+    assert watchdog.poll_interval == MEMORY_POLL_INTERVAL
+    throttled = ActionLimiter("throttled", Limits(cpu=0.5), detect_mechanisms(), CpuPool())
+    throttled.child_setup()
+    assert throttled.poll_interval == THROTTLE_CHECK_INTERVAL
+    for limiter in (watchdog, throttled):
+        limiter.close()
 
 
 def test_copy_on_write_fork_tree_is_not_killed(mechanisms: Mechanisms, monitor: Monitor) -> None:
