@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from flyte_decl.runtime import cgroup2, proctree
+from flyte_decl.runtime import cgpool, cgroup2, proctree
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ MAX_SAMPLES = 1000  # then every other sample is dropped and the interval double
 DATA_RLIMIT_SLACK = 1 << 30  # RLIMIT_DATA counts reservations too: leave room for arenas and stacks
 _CFS_PERIOD_US = int(THROTTLE_PERIOD * 1_000_000)
 _CGROUP_MECHANISMS = ("cgroup-v2", "cgroup-v1")
+_REUSE_RESIDUAL = 1 << 20  # a v1 memory cgroup still charged with more than this is not reused
+_FORCE_EMPTY_ABOVE = 256 << 10  # and one charged with more than this is emptied first
 _cgroup_sequence = itertools.count(1)
 
 
@@ -355,13 +357,34 @@ def _remove_stale_cgroups(root: str) -> None:
 
 
 class _Cgroup:
-    """One per-action cgroup directory (v1: for one controller; v2: for all)."""
+    """One per-action cgroup directory (v1: for one controller; v2: for all).
+
+    On cgroup v1 it may serve one action after another (`cgpool`): `reset` makes it as good as
+    new, and the settings an earlier action wrote are remembered so that unchanged ones are not
+    written again. Its name carries the first action's id.
+    """
 
     def __init__(self, root: str, version: int, action_id: str) -> None:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", action_id)[:64]
         self.version = version
+        self.parent = root
         self.path = os.path.join(root, f"{CGROUP_PREFIX}{os.getpid()}-{next(_cgroup_sequence)}-{safe}")
+        self.oom_watch: tuple[int, int] | None = None  # see `watch_oom`
+        self._settings: dict[str, str] = {}  # what was written, by file name
         os.mkdir(self.path)
+
+    @classmethod
+    def take(cls, root: str, version: int, action_id: str) -> _Cgroup:
+        """A cgroup for an action: a reset one from the pool (cgroup v1), else a new one."""
+        reused = cgpool.POOL.take(root) if version == 1 else None
+        return reused if isinstance(reused, _Cgroup) else cls(root, version, action_id)
+
+    def _set(self, name: str, value: str) -> None:
+        """Write a setting, unless this cgroup already holds that value."""
+        if self._settings.get(name) != value:
+            self._settings.pop(name, None)  # unknown until the write succeeds
+            self._write(name, value)
+            self._settings[name] = value
 
     @property
     def procs(self) -> str:
@@ -386,28 +409,40 @@ class _Cgroup:
                 return int(parts[1])
         return None
 
-    def limit_memory(self, limit: int) -> None:
+    def limit_memory(self, limit: int | None) -> None:
+        """Set the memory limit in bytes; None: none (only a reused v1 cgroup has one to lift)."""
         if self.version == 2:
+            if limit is None:
+                return  # a v2 cgroup is never reused: a new one has no limit
             self._write("memory.max", str(limit))
             # No swap, and kill the whole group on OOM, not just one process.
             for name, value in (("memory.swap.max", "0"), ("memory.oom.group", "1")):
                 with contextlib.suppress(FileNotFoundError):
                     self._write(name, value)
             return
-        self._write("memory.limit_in_bytes", str(limit))
+        if limit is None and "memory.limit_in_bytes" not in self._settings:
+            return
+        value = "-1" if limit is None else str(limit)
+        # The kernel keeps memory <= memory+swap: raise memory+swap first, lower it last.
+        previous = self._settings.get("memory.limit_in_bytes")
+        raising = previous not in (None, "-1") and (limit is None or int(str(previous)) < limit)
+        if not raising:
+            self._set("memory.limit_in_bytes", value)
         try:  # memory+swap equal to memory: the tree cannot dodge the limit by swapping
-            self._write("memory.memsw.limit_in_bytes", str(limit))
+            self._set("memory.memsw.limit_in_bytes", value)
         except OSError:  # no swap accounting on this kernel
             with contextlib.suppress(OSError):
-                self._write("memory.swappiness", "0")
+                self._set("memory.swappiness", "0")
+        if raising:
+            self._set("memory.limit_in_bytes", value)
 
     def limit_cpu(self, cores: float) -> None:
         quota = max(1000, round(cores * _CFS_PERIOD_US))  # the kernel's minimum quota is 1 ms
         if self.version == 2:
             self._write("cpu.max", f"{quota} {_CFS_PERIOD_US}")
         else:
-            self._write("cpu.cfs_period_us", str(_CFS_PERIOD_US))
-            self._write("cpu.cfs_quota_us", str(quota))
+            self._set("cpu.cfs_period_us", str(_CFS_PERIOD_US))
+            self._set("cpu.cfs_quota_us", str(quota))
 
     def oom_kills(self) -> int:
         if self.version == 2:
@@ -420,8 +455,14 @@ class _Cgroup:
         v1: an eventfd registered on ``memory.oom_control`` through ``cgroup.event_control``
         (the kernel signals it when the group is out of memory, and once more when the group is
         removed); v2: ``memory.events`` (`cgroup2.watch_events`), ready on ``POLLPRI``. Read it
-        with `oom_events`. Raises OSError where the kernel offers neither.
+        with `oom_events`. Raises OSError where the kernel offers neither. Opened once per cgroup
+        (kept while it is reused), closed by `remove`.
         """
+        if self.oom_watch is None:
+            self.oom_watch = self._open_oom_watch()
+        return self.oom_watch
+
+    def _open_oom_watch(self) -> tuple[int, int]:
         if self.version == 2:
             return cgroup2.watch_events(self.path), select.POLLPRI
         event = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -449,6 +490,35 @@ class _Cgroup:
         text = self._read("memory.peak" if self.version == 2 else "memory.max_usage_in_bytes")
         return int(text) if text and text.strip().isdigit() else None
 
+    def reset(self) -> bool:
+        """Make this (empty) cgroup as good as new for another action; False if it cannot be.
+
+        Only on cgroup v1, where a new cgroup costs most (v2's ``memory.peak`` can be reset only
+        from Linux 6.12, per open file). Refused if a process is still inside or the kernel ever
+        OOM-killed in it (``oom_kill`` cannot be reset, and attribution reads it). A memory
+        cgroup's leftover charge (page cache, shared memory the action left) above 256 KiB is
+        reclaimed with ``memory.force_empty``, and the cgroup refused if more than 1 MiB stays;
+        then its peak is reset (``memory.max_usage_in_bytes``, to that leftover) and its OOM event
+        read, so the next action starts as in a new cgroup, give or take that leftover.
+        """
+        if self.version != 1 or proctree.cgroup_members(self.procs):
+            return False
+        if self._read("memory.oom_control") is None:
+            return os.path.isdir(self.path)  # a cpu cgroup: its quota is written again
+        try:
+            if self.oom_kills() > 0:
+                return False
+            if int(self._read("memory.usage_in_bytes") or _REUSE_RESIDUAL + 1) > _FORCE_EMPTY_ABOVE:
+                self._write("memory.force_empty", "0")
+                if int(self._read("memory.usage_in_bytes") or _REUSE_RESIDUAL + 1) > _REUSE_RESIDUAL:
+                    return False
+            self._write("memory.max_usage_in_bytes", "0")
+        except (OSError, ValueError):
+            return False
+        if self.oom_watch is not None:
+            self.oom_events(self.oom_watch[0])
+        return True
+
     def kill(self) -> None:
         """cgroup v2's atomic kill of every member (kernel 5.14+); v1 has none, see `proctree.kill_tree`."""
         if self.version == 2:
@@ -457,6 +527,9 @@ class _Cgroup:
 
     def remove(self, timeout: float) -> bool:
         """Kill what is left inside, then rmdir (retried while the dying processes leave)."""
+        if self.oom_watch is not None:  # first: v1 signals the eventfd when the group goes
+            os.close(self.oom_watch[0])
+            self.oom_watch = None
         deadline = time.monotonic() + timeout
         while True:
             members = proctree.cgroup_members(self.procs)
@@ -666,7 +739,10 @@ class ActionLimiter:
             return THROTTLE_CHECK_INTERVAL
         if self._oom_recheck_until and time.monotonic() < self._oom_recheck_until:
             return OOM_RECHECK_INTERVAL
-        if self._watchdog is not None or (self._memory_cgroup is not None and self._oom_watch is None):
+        unwatched = (
+            self._memory_cgroup is not None and self.limits.memory is not None and self._oom_watch is None
+        )
+        if self._watchdog is not None or unwatched:
             return MEMORY_POLL_INTERVAL
         return SAMPLE_INTERVAL
 
@@ -708,18 +784,18 @@ class ActionLimiter:
         limits, mechanisms = self.limits, self.mechanisms
         try:
             if mechanisms.memory in _CGROUP_MECHANISMS and mechanisms.cgroup_root:
-                self._memory_cgroup = _Cgroup(
+                self._memory_cgroup = _Cgroup.take(
                     mechanisms.cgroup_root, _version(mechanisms.memory), self.action_id
                 )
+                self._memory_cgroup.limit_memory(limits.memory)
                 if limits.memory is not None:
-                    self._memory_cgroup.limit_memory(limits.memory)
                     self._watch_oom()
             cpu_root = mechanisms.cpu_cgroup_root or mechanisms.cgroup_root
             if limits.cpu is not None and mechanisms.cpu in _CGROUP_MECHANISMS and cpu_root:
                 if mechanisms.cpu == "cgroup-v2" and self._memory_cgroup and self._memory_cgroup.version == 2:
                     self._cpu_cgroup = self._memory_cgroup  # one v2 cgroup holds both controllers
                 else:
-                    self._cpu_cgroup = _Cgroup(cpu_root, _version(mechanisms.cpu), self.action_id)
+                    self._cpu_cgroup = _Cgroup.take(cpu_root, _version(mechanisms.cpu), self.action_id)
                 self._cpu_cgroup.limit_cpu(limits.cpu)
         except OSError as exc:
             # Fall back to the portable mechanisms for this action rather than run it unconfined.
@@ -896,11 +972,13 @@ class ActionLimiter:
         self._next_sample = now + self._sample_interval
 
     def _remove_cgroups(self, timeout: float) -> None:
-        if self._oom_watch is not None:  # first: v1 signals the eventfd when the group goes
-            os.close(self._oom_watch[0])
-            self._oom_watch = None
+        """Remove the cgroups; with a `timeout` (the action is over), v1's go back to the pool."""
+        self._oom_watch = None  # the cgroup's own: closed when the cgroup is removed
         for cgroup in dict.fromkeys(cg for cg in (self._memory_cgroup, self._cpu_cgroup) if cg):
-            cgroup.remove(timeout)
+            if timeout > 0 and cgroup.version == 1:
+                cgpool.POOL.give_back(cgroup.parent, cgroup)
+            else:
+                cgroup.remove(timeout)
         self._memory_cgroup = self._cpu_cgroup = None
 
 
@@ -936,7 +1014,7 @@ class Monitor:
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
-        self._poll_now = False  # a limiter was added: poll all at once, whatever the interval
+        self._added: list[ActionLimiter] = []  # to poll at once, whatever the interval
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -946,7 +1024,7 @@ class Monitor:
             if self._stopping:
                 raise RuntimeError("Monitor.add() after stop()")
             self._entries[limiter] = on_breach
-            self._poll_now = True
+            self._added.append(limiter)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="flyte-decl-limits", daemon=True)
                 self._thread.start()
@@ -985,13 +1063,18 @@ class Monitor:
                 if self._stopping:
                     return
                 limiters = list(self._entries)
-                poll_now, self._poll_now = self._poll_now, False
-            if poll_now or time.monotonic() >= deadline:
+                added, self._added = [limiter for limiter in self._added if limiter in self._entries], []
+            if time.monotonic() >= deadline:
                 for limiter in limiters:
                     self._check(limiter, limiter.poll)
                 interval = min([self.interval, *(limiter.poll_interval for limiter in limiters)])
-                # Fixed-rate ticks, but never a burst of catch-up polls after a stall.
-                deadline = max(deadline + interval, time.monotonic())
+                # Fixed-rate ticks, but never a burst of catch-up polls after a stall (or idleness).
+                now = time.monotonic()
+                deadline = deadline + interval if deadline + interval > now else now + interval
+            elif added:  # a first look at the new ones; the others keep their ticks
+                for limiter in added:
+                    self._check(limiter, limiter.poll)
+                deadline = min(deadline, time.monotonic() + min(limiter.poll_interval for limiter in added))
             watched = {watch: limiter for limiter in limiters if (watch := limiter.oom_watch) is not None}
             for limiter in self._wait(deadline if limiters else None, watched):
                 self._check(limiter, limiter.oom_event)

@@ -41,7 +41,7 @@ from typing import Any
 from flyte_decl.masking import Masker, StreamMasker
 from flyte_decl.problems import UsageError, did_you_mean
 from flyte_decl.quantity import format_seconds
-from flyte_decl.runtime import leftovers, proctree
+from flyte_decl.runtime import cgpool, leftovers, proctree
 from flyte_decl.runtime.action import Launch
 from flyte_decl.runtime.leftovers import RUNNER_MARK, runner_mark
 from flyte_decl.runtime.limits import (
@@ -376,6 +376,7 @@ class _Run:
             worker.limiter.close()
             worker.conn.close()
         self.workers.clear()
+        cgpool.POOL.drain()  # the actions' cgroups kept for reuse
         self.selector.close()
         os.close(self.wake_read)
         os.close(self.wake_write)
