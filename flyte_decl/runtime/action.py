@@ -20,6 +20,7 @@ Flyte error class of that failure kind (`flyte_decl.errors.child_failure`).
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import contextlib
 import dataclasses
@@ -230,7 +231,9 @@ def _hold_lifeline(lifeline: int) -> None:
             proctree.kill_tree(os.getpid(), include_root=False)
             os._exit(_EXIT_ORPHANED)
 
-    threading.Thread(target=watch, name="flyte-decl-lifeline", daemon=True).start()
+    # Not threading.Thread: its start() waits until the new thread has run, a hand-over between
+    # threads on every action's way to its task. This thread needs no join: actions end by _exit.
+    _thread.start_new_thread(watch, ())
 
 
 def run_action(

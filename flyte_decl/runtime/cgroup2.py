@@ -255,6 +255,28 @@ def destroy(path: str, timeout: float = _SWEEP_WAIT) -> bool:
         time.sleep(0.01)
 
 
+def watch_events(cgroup: str) -> int:
+    """A descriptor on `cgroup`'s ``memory.events`` that polls ``POLLPRI`` once a counter changes.
+
+    The kernel raises ``POLLPRI`` (and ``POLLERR``) on a changed cgroup file; ``POLLIN`` is always
+    set, so wait for ``POLLPRI`` only. Read it with `read_events`, which also re-arms it. Raises
+    OSError if the file cannot be opened (no memory controller in `cgroup`).
+    """
+    fd = os.open(os.path.join(cgroup, "memory.events"), os.O_RDONLY | os.O_CLOEXEC)
+    read_events(fd)  # a descriptor polls as changed until it has been read once
+    return fd
+
+
+def read_events(fd: int) -> dict[str, int]:
+    """The counters of a ``memory.events`` descriptor from `watch_events`: {"oom_kill": 1, ...}."""
+    counters: dict[str, int] = {}
+    for line in os.pread(fd, 4096, 0).decode().splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().isdigit():
+            counters[key] = int(value)
+    return counters
+
+
 def _write(path: str, value: str) -> None:
     with open(path, "w") as handle:
         handle.write(value)

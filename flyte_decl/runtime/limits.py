@@ -3,8 +3,10 @@
 Two tiers, chosen once per machine by `detect_mechanisms` (measurements: research/limits.md):
 
 - **cgroups**, where a child cgroup can be created under our own: the kernel enforces
-  ``memory.limit_in_bytes`` / ``memory.max`` and the CFS quota exactly. We read the OOM-kill
-  counter to attribute a kill, then kill the rest of the tree (cgroup v1 kills only one process).
+  ``memory.limit_in_bytes`` / ``memory.max`` and the CFS quota exactly. The kernel's OOM event
+  wakes the Monitor (v1: an eventfd on ``memory.oom_control``; v2: ``POLLPRI`` on
+  ``memory.events``), which reads the OOM-kill counter to attribute the kill, then kills the rest
+  of the tree (cgroup v1 kills only one process).
 - **portable**: a /proc watchdog sums the tree's RSS every 10 ms and confirms a breach with PSS
   before killing a multi-process tree (copy-on-write pages of forked children would otherwise
   count several times); RLIMIT_DATA is a per-process backstop. CPU is pinned to ``ceil(cpu)``
@@ -34,13 +36,14 @@ import math
 import os
 import re
 import resource
+import select
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from flyte_decl.runtime import cgroup2, proctree
+from flyte_decl.runtime import cgpool, cgroup2, proctree
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +53,14 @@ MEMORY_POLL_INTERVAL = 0.01  # 10 ms: a 1 GiB/s allocator is caught about 10 MiB
 THROTTLE_PERIOD = 0.1  # the CFS default period
 THROTTLE_CHECK_INTERVAL = THROTTLE_PERIOD / 20  # measured: 20 checks a period lands within ~1%
 SAMPLE_INTERVAL = 0.1
+OOM_RECHECK_INTERVAL = 0.002  # after an OOM event whose kill is not counted yet, until it is
+OOM_RECHECK_WINDOW = 0.05
 MAX_SAMPLES = 1000  # then every other sample is dropped and the interval doubles
 DATA_RLIMIT_SLACK = 1 << 30  # RLIMIT_DATA counts reservations too: leave room for arenas and stacks
 _CFS_PERIOD_US = int(THROTTLE_PERIOD * 1_000_000)
 _CGROUP_MECHANISMS = ("cgroup-v2", "cgroup-v1")
+_REUSE_RESIDUAL = 1 << 20  # a v1 memory cgroup still charged with more than this is not reused
+_FORCE_EMPTY_ABOVE = 256 << 10  # and one charged with more than this is emptied first
 _cgroup_sequence = itertools.count(1)
 
 
@@ -350,13 +357,34 @@ def _remove_stale_cgroups(root: str) -> None:
 
 
 class _Cgroup:
-    """One per-action cgroup directory (v1: for one controller; v2: for all)."""
+    """One per-action cgroup directory (v1: for one controller; v2: for all).
+
+    On cgroup v1 it may serve one action after another (`cgpool`): `reset` makes it as good as
+    new, and the settings an earlier action wrote are remembered so that unchanged ones are not
+    written again. Its name carries the first action's id.
+    """
 
     def __init__(self, root: str, version: int, action_id: str) -> None:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", action_id)[:64]
         self.version = version
+        self.parent = root
         self.path = os.path.join(root, f"{CGROUP_PREFIX}{os.getpid()}-{next(_cgroup_sequence)}-{safe}")
+        self.oom_watch: tuple[int, int] | None = None  # see `watch_oom`
+        self._settings: dict[str, str] = {}  # what was written, by file name
         os.mkdir(self.path)
+
+    @classmethod
+    def take(cls, root: str, version: int, action_id: str) -> _Cgroup:
+        """A cgroup for an action: a reset one from the pool (cgroup v1), else a new one."""
+        reused = cgpool.POOL.take(root) if version == 1 else None
+        return reused if isinstance(reused, _Cgroup) else cls(root, version, action_id)
+
+    def _set(self, name: str, value: str) -> None:
+        """Write a setting, unless this cgroup already holds that value."""
+        if self._settings.get(name) != value:
+            self._settings.pop(name, None)  # unknown until the write succeeds
+            self._write(name, value)
+            self._settings[name] = value
 
     @property
     def procs(self) -> str:
@@ -381,37 +409,115 @@ class _Cgroup:
                 return int(parts[1])
         return None
 
-    def limit_memory(self, limit: int) -> None:
+    def limit_memory(self, limit: int | None) -> None:
+        """Set the memory limit in bytes; None: none (only a reused v1 cgroup has one to lift)."""
         if self.version == 2:
+            if limit is None:
+                return  # a v2 cgroup is never reused: a new one has no limit
             self._write("memory.max", str(limit))
             # No swap, and kill the whole group on OOM, not just one process.
             for name, value in (("memory.swap.max", "0"), ("memory.oom.group", "1")):
                 with contextlib.suppress(FileNotFoundError):
                     self._write(name, value)
             return
-        self._write("memory.limit_in_bytes", str(limit))
+        if limit is None and "memory.limit_in_bytes" not in self._settings:
+            return
+        value = "-1" if limit is None else str(limit)
+        # The kernel keeps memory <= memory+swap: raise memory+swap first, lower it last.
+        previous = self._settings.get("memory.limit_in_bytes")
+        raising = previous not in (None, "-1") and (limit is None or int(str(previous)) < limit)
+        if not raising:
+            self._set("memory.limit_in_bytes", value)
         try:  # memory+swap equal to memory: the tree cannot dodge the limit by swapping
-            self._write("memory.memsw.limit_in_bytes", str(limit))
+            self._set("memory.memsw.limit_in_bytes", value)
         except OSError:  # no swap accounting on this kernel
             with contextlib.suppress(OSError):
-                self._write("memory.swappiness", "0")
+                self._set("memory.swappiness", "0")
+        if raising:
+            self._set("memory.limit_in_bytes", value)
 
     def limit_cpu(self, cores: float) -> None:
         quota = max(1000, round(cores * _CFS_PERIOD_US))  # the kernel's minimum quota is 1 ms
         if self.version == 2:
             self._write("cpu.max", f"{quota} {_CFS_PERIOD_US}")
         else:
-            self._write("cpu.cfs_period_us", str(_CFS_PERIOD_US))
-            self._write("cpu.cfs_quota_us", str(quota))
+            self._set("cpu.cfs_period_us", str(_CFS_PERIOD_US))
+            self._set("cpu.cfs_quota_us", str(quota))
 
     def oom_kills(self) -> int:
         if self.version == 2:
             return self._keyed("memory.events", "oom_kill") or 0
         return self._keyed("memory.oom_control", "oom_kill") or 0
 
+    def watch_oom(self) -> tuple[int, int]:
+        """A descriptor that polls ready (for the mask beside it) when the OOM killer acts here.
+
+        v1: an eventfd registered on ``memory.oom_control`` through ``cgroup.event_control``
+        (the kernel signals it when the group is out of memory, and once more when the group is
+        removed); v2: ``memory.events`` (`cgroup2.watch_events`), ready on ``POLLPRI``. Read it
+        with `oom_events`. Raises OSError where the kernel offers neither. Opened once per cgroup
+        (kept while it is reused), closed by `remove`.
+        """
+        if self.oom_watch is None:
+            self.oom_watch = self._open_oom_watch()
+        return self.oom_watch
+
+    def _open_oom_watch(self) -> tuple[int, int]:
+        if self.version == 2:
+            return cgroup2.watch_events(self.path), select.POLLPRI
+        event = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        try:
+            control = os.open(os.path.join(self.path, "memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                self._write("cgroup.event_control", f"{event} {control}")
+            finally:
+                os.close(control)  # the registration holds the cgroup, not this descriptor
+        except OSError:
+            os.close(event)
+            raise
+        return event, select.POLLIN
+
+    def oom_events(self, fd: int) -> int:
+        """How many OOM events (the group out of memory) `fd` from `watch_oom` has seen; re-arms it."""
+        if self.version == 2:
+            return cgroup2.read_events(fd).get("oom", 0)  # cumulative: the caller compares
+        try:
+            return os.eventfd_read(fd)
+        except BlockingIOError:
+            return 0
+
     def peak_memory(self) -> int | None:
         text = self._read("memory.peak" if self.version == 2 else "memory.max_usage_in_bytes")
         return int(text) if text and text.strip().isdigit() else None
+
+    def reset(self) -> bool:
+        """Make this (empty) cgroup as good as new for another action; False if it cannot be.
+
+        Only on cgroup v1, where a new cgroup costs most (v2's ``memory.peak`` can be reset only
+        from Linux 6.12, per open file). Refused if a process is still inside or the kernel ever
+        OOM-killed in it (``oom_kill`` cannot be reset, and attribution reads it). A memory
+        cgroup's leftover charge (page cache, shared memory the action left) above 256 KiB is
+        reclaimed with ``memory.force_empty``, and the cgroup refused if more than 1 MiB stays;
+        then its peak is reset (``memory.max_usage_in_bytes``, to that leftover) and its OOM event
+        read, so the next action starts as in a new cgroup, give or take that leftover.
+        """
+        if self.version != 1 or proctree.cgroup_members(self.procs):
+            return False
+        if self._read("memory.oom_control") is None:
+            return os.path.isdir(self.path)  # a cpu cgroup: its quota is written again
+        try:
+            if self.oom_kills() > 0:
+                return False
+            if int(self._read("memory.usage_in_bytes") or _REUSE_RESIDUAL + 1) > _FORCE_EMPTY_ABOVE:
+                self._write("memory.force_empty", "0")
+                if int(self._read("memory.usage_in_bytes") or _REUSE_RESIDUAL + 1) > _REUSE_RESIDUAL:
+                    return False
+            self._write("memory.max_usage_in_bytes", "0")
+        except (OSError, ValueError):
+            return False
+        if self.oom_watch is not None:
+            self.oom_events(self.oom_watch[0])
+        return True
 
     def kill(self) -> None:
         """cgroup v2's atomic kill of every member (kernel 5.14+); v1 has none, see `proctree.kill_tree`."""
@@ -421,6 +527,9 @@ class _Cgroup:
 
     def remove(self, timeout: float) -> bool:
         """Kill what is left inside, then rmdir (retried while the dying processes leave)."""
+        if self.oom_watch is not None:  # first: v1 signals the eventfd when the group goes
+            os.close(self.oom_watch[0])
+            self.oom_watch = None
         deadline = time.monotonic() + timeout
         while True:
             members = proctree.cgroup_members(self.procs)
@@ -614,11 +723,50 @@ class ActionLimiter:
         self._breach: Breach | None = None
         self._killed = False
         self._usage: Usage | None = None
+        self._oom_watch: tuple[int, int] | None = None  # (fd, poll mask) of the kernel's OOM event
+        self._oom_seen = 0  # OOM events counted so far (v2 counts cumulatively)
+        self._oom_recheck_until = 0.0  # an OOM event came, its kill not counted yet: poll often
 
     @property
     def poll_interval(self) -> float:
-        """How often `poll` wants to run: 5 ms while throttling CPU, else 10 ms."""
-        return THROTTLE_CHECK_INTERVAL if self._throttle is not None else MEMORY_POLL_INTERVAL
+        """How often `poll` wants to run, in seconds.
+
+        5 ms while throttling CPU; 10 ms for the watchdog, or a memory cgroup whose OOM event cannot
+        be watched; 2 ms for a moment after an OOM event whose kill the counter does not show yet;
+        otherwise only to take samples (100 ms): the kernel's OOM event wakes the Monitor.
+        """
+        if self._throttle is not None:
+            return THROTTLE_CHECK_INTERVAL
+        if self._oom_recheck_until and time.monotonic() < self._oom_recheck_until:
+            return OOM_RECHECK_INTERVAL
+        unwatched = (
+            self._memory_cgroup is not None and self.limits.memory is not None and self._oom_watch is None
+        )
+        if self._watchdog is not None or unwatched:
+            return MEMORY_POLL_INTERVAL
+        return SAMPLE_INTERVAL
+
+    @property
+    def oom_watch(self) -> tuple[int, int] | None:
+        """(descriptor, poll mask) that the kernel makes ready on an OOM event; then call `oom_event`."""
+        return self._oom_watch
+
+    def oom_event(self) -> Breach | None:
+        """The OOM event descriptor polled ready: attribute and kill as `poll` does; a breach once."""
+        with self._lock:
+            memory_cgroup, watch = self._memory_cgroup, self._oom_watch
+            if memory_cgroup is None or watch is None or self._usage is not None:
+                return None
+            seen = memory_cgroup.oom_events(watch[0])
+            if memory_cgroup.version == 2:
+                seen, self._oom_seen = seen - self._oom_seen, seen
+            if self._pid is None or self._killed:
+                return None
+            if self._kernel_oom_killed():
+                return self._breached(self._cgroup_peak())
+            if seen > 0:  # the kernel says out of memory before it kills: look again soon
+                self._oom_recheck_until = time.monotonic() + OOM_RECHECK_WINDOW
+            return None
 
     @property
     def breach(self) -> Breach | None:
@@ -636,17 +784,18 @@ class ActionLimiter:
         limits, mechanisms = self.limits, self.mechanisms
         try:
             if mechanisms.memory in _CGROUP_MECHANISMS and mechanisms.cgroup_root:
-                self._memory_cgroup = _Cgroup(
+                self._memory_cgroup = _Cgroup.take(
                     mechanisms.cgroup_root, _version(mechanisms.memory), self.action_id
                 )
+                self._memory_cgroup.limit_memory(limits.memory)
                 if limits.memory is not None:
-                    self._memory_cgroup.limit_memory(limits.memory)
+                    self._watch_oom()
             cpu_root = mechanisms.cpu_cgroup_root or mechanisms.cgroup_root
             if limits.cpu is not None and mechanisms.cpu in _CGROUP_MECHANISMS and cpu_root:
                 if mechanisms.cpu == "cgroup-v2" and self._memory_cgroup and self._memory_cgroup.version == 2:
                     self._cpu_cgroup = self._memory_cgroup  # one v2 cgroup holds both controllers
                 else:
-                    self._cpu_cgroup = _Cgroup(cpu_root, _version(mechanisms.cpu), self.action_id)
+                    self._cpu_cgroup = _Cgroup.take(cpu_root, _version(mechanisms.cpu), self.action_id)
                 self._cpu_cgroup.limit_cpu(limits.cpu)
         except OSError as exc:
             # Fall back to the portable mechanisms for this action rather than run it unconfined.
@@ -662,6 +811,13 @@ class ActionLimiter:
                 self._throttle = _Throttle(limits.cpu)
         procs = tuple(dict.fromkeys(cg.procs for cg in (self._memory_cgroup, self._cpu_cgroup) if cg))
         return ChildSetup(cgroup_procs=procs, cpus=self._cpus, data_rlimit=data_rlimit)
+
+    def _watch_oom(self) -> None:
+        assert self._memory_cgroup is not None
+        try:
+            self._oom_watch = self._memory_cgroup.watch_oom()
+        except OSError as exc:  # then the Monitor reads the OOM-kill counter every 10 ms
+            log.debug("action %s: no OOM event to watch (%s)", self.action_id, exc)
 
     def attach(self, pid: int) -> None:
         """Start watching the action's main process `pid` (a session and process-group leader)."""
@@ -816,8 +972,13 @@ class ActionLimiter:
         self._next_sample = now + self._sample_interval
 
     def _remove_cgroups(self, timeout: float) -> None:
+        """Remove the cgroups; with a `timeout` (the action is over), v1's go back to the pool."""
+        self._oom_watch = None  # the cgroup's own: closed when the cgroup is removed
         for cgroup in dict.fromkeys(cg for cg in (self._memory_cgroup, self._cpu_cgroup) if cg):
-            cgroup.remove(timeout)
+            if timeout > 0 and cgroup.version == 1:
+                cgpool.POOL.give_back(cgroup.parent, cgroup)
+            else:
+                cgroup.remove(timeout)
         self._memory_cgroup = self._cpu_cgroup = None
 
 
@@ -829,25 +990,31 @@ def _version(mechanism: str) -> int:
 
 
 class Monitor:
-    """One background thread that polls every registered limiter every 10 ms.
+    """One background thread that polls every registered limiter, and wakes on their OOM events.
 
-    While any limiter throttles CPU, all are polled at its 5 ms check interval (a watchdog poll
-    costs about 35 us, so one interval for all keeps the loop simple).
+    Each limiter is polled as often as its `ActionLimiter.poll_interval` asks, all at the shortest
+    interval any of them asks for (a poll costs 10-35 us, so one interval for all keeps the loop
+    simple): 10 ms with the watchdog, 5 ms while one throttles CPU, and only every 100 ms to take
+    samples when every memory limit is a cgroup's. A cgroup's OOM event (`ActionLimiter.oom_watch`)
+    wakes the thread at once, so a kernel OOM kill is attributed within milliseconds, not a poll.
 
     A breach is handed to the limiter's `on_breach` exactly once, on the monitor's thread, or on
     the caller's thread by `remove` if the breach was only noticed then (e.g. the kernel OOM-killed
-    the action and it exited between two polls).
+    the action and it exited before the monitor looked).
 
     >>> monitor = Monitor()
     >>> monitor.add(limiter, lambda breach: print(breach.message))
     >>> monitor.remove(limiter); monitor.stop()
     """
 
-    def __init__(self, interval: float = MEMORY_POLL_INTERVAL) -> None:
-        self.interval = interval
+    def __init__(self, interval: float = SAMPLE_INTERVAL) -> None:
+        self.interval = interval  # the longest wait between two polls
         self._entries: dict[ActionLimiter, Callable[[Breach], None]] = {}
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        self._added: list[ActionLimiter] = []  # to poll at once, whatever the interval
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -857,10 +1024,11 @@ class Monitor:
             if self._stopping:
                 raise RuntimeError("Monitor.add() after stop()")
             self._entries[limiter] = on_breach
+            self._added.append(limiter)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="flyte-decl-limits", daemon=True)
                 self._thread.start()
-        self._wake.set()
+        self._wake()
 
     def remove(self, limiter: ActionLimiter) -> None:
         """Stop polling `limiter`, after one last poll; delivers a breach not yet delivered."""
@@ -874,11 +1042,19 @@ class Monitor:
     def stop(self) -> None:
         """Stop the thread (limiters still registered are simply no longer polled)."""
         with self._lock:
+            if self._stopping:
+                return
             self._stopping = True
             thread = self._thread
-        self._wake.set()
+        self._wake()
         if thread is not None and thread is not threading.current_thread():
             thread.join()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # a full pipe wakes the thread just as well
+            os.write(self._wake_write, b"!")
 
     def _run(self) -> None:
         deadline = time.monotonic()
@@ -887,27 +1063,55 @@ class Monitor:
                 if self._stopping:
                     return
                 limiters = list(self._entries)
-            if not limiters:
-                self._wake.wait()
-                self._wake.clear()
-                deadline = time.monotonic()
-                continue
-            for limiter in limiters:
-                try:
-                    breach = limiter.poll()
-                except Exception:  # one broken limiter must not stop the others' enforcement
-                    log.exception("polling the limits of action %s failed", limiter.action_id)
-                    continue
-                if breach is not None:
-                    with self._lock:
-                        entry = self._entries.pop(limiter, None)
-                    if entry is not None:  # else remove() got there first and delivers it
-                        self._deliver(entry, breach)
-            interval = min([self.interval, *(limiter.poll_interval for limiter in limiters)])
-            # Fixed-rate ticks, but never a burst of catch-up polls after a stall.
-            deadline = max(deadline + interval, time.monotonic())
-            self._wake.wait(deadline - time.monotonic())
-            self._wake.clear()
+                added, self._added = [limiter for limiter in self._added if limiter in self._entries], []
+            if time.monotonic() >= deadline:
+                for limiter in limiters:
+                    self._check(limiter, limiter.poll)
+                interval = min([self.interval, *(limiter.poll_interval for limiter in limiters)])
+                # Fixed-rate ticks, but never a burst of catch-up polls after a stall (or idleness).
+                now = time.monotonic()
+                deadline = deadline + interval if deadline + interval > now else now + interval
+            elif added:  # a first look at the new ones; the others keep their ticks
+                for limiter in added:
+                    self._check(limiter, limiter.poll)
+                deadline = min(deadline, time.monotonic() + min(limiter.poll_interval for limiter in added))
+            watched = {watch: limiter for limiter in limiters if (watch := limiter.oom_watch) is not None}
+            for limiter in self._wait(deadline if limiters else None, watched):
+                self._check(limiter, limiter.oom_event)
+                # An OOM event whose kill is not counted yet asks for a look again soon.
+                deadline = min(deadline, time.monotonic() + limiter.poll_interval)
+
+    def _wait(
+        self, deadline: float | None, watched: dict[tuple[int, int], ActionLimiter]
+    ) -> list[ActionLimiter]:
+        """Sleep until `deadline` (None: until woken), a wake-up, or an OOM event; the limiters with one."""
+        poller = select.poll()
+        poller.register(self._wake_read, select.POLLIN)
+        by_fd: dict[int, ActionLimiter] = {}
+        for (fd, mask), limiter in watched.items():
+            poller.register(fd, mask)
+            by_fd[fd] = limiter
+        timeout = None if deadline is None else max(0, math.ceil((deadline - time.monotonic()) * 1000))
+        ready: list[ActionLimiter] = []
+        for fd, _events in poller.poll(timeout):
+            if fd == self._wake_read:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake_read, 4096)
+            elif fd in by_fd:
+                ready.append(by_fd[fd])
+        return ready
+
+    def _check(self, limiter: ActionLimiter, look: Callable[[], Breach | None]) -> None:
+        try:
+            breach = look()
+        except Exception:  # one broken limiter must not stop the others' enforcement
+            log.exception("polling the limits of action %s failed", limiter.action_id)
+            return
+        if breach is not None:
+            with self._lock:
+                entry = self._entries.pop(limiter, None)
+            if entry is not None:  # else remove() got there first and delivers it
+                self._deliver(entry, breach)
 
     @staticmethod
     def _deliver(on_breach: Callable[[Breach], None], breach: Breach) -> None:

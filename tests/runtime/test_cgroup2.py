@@ -171,3 +171,23 @@ def test_sweep_kills_and_removes_the_subtree_of_a_runner_that_is_gone() -> None:
         orphan.wait()
         if os.path.exists(stale):
             cgroup2.destroy(stale)
+
+
+def test_memory_events_are_read_and_re_read_from_one_descriptor(tmp_path: Path) -> None:
+    # The kernel file's format; the descriptor is re-read from its start, which also re-arms POLLPRI.
+    events = tmp_path / "memory.events"
+    events.write_text("low 0\nhigh 0\nmax 3\noom 0\noom_kill 0\noom_group_kill 0\n")
+    fd = cgroup2.watch_events(str(tmp_path))
+    try:
+        assert cgroup2.read_events(fd) == {
+            "low": 0, "high": 0, "max": 3, "oom": 0, "oom_kill": 0, "oom_group_kill": 0,
+        }  # fmt: skip
+        events.write_text("low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\noom_group_kill 1\n")
+        assert cgroup2.read_events(fd)["oom_kill"] == 1
+    finally:
+        os.close(fd)
+
+
+def test_watching_memory_events_needs_the_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        cgroup2.watch_events(str(tmp_path))

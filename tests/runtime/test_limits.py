@@ -21,9 +21,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from flyte_decl.runtime import proctree
+from flyte_decl.runtime import cgpool, proctree
 from flyte_decl.runtime.limits import (
     ENV_NO_CGROUPS,
+    MEMORY_POLL_INTERVAL,
+    OOM_RECHECK_INTERVAL,
+    SAMPLE_INTERVAL,
+    THROTTLE_CHECK_INTERVAL,
     ActionLimiter,
     Breach,
     ChildSetup,
@@ -173,6 +177,11 @@ class Action:
 
 
 def assert_cleaned_up(outcome: Outcome) -> None:
+    """Nothing is left once the run ends: a cgroup kept for reuse is empty, and the drain removes it."""
+    for directory in outcome.cgroup_dirs:
+        if os.path.exists(directory):
+            assert proctree.cgroup_members(os.path.join(directory, "cgroup.procs")) == []
+    cgpool.POOL.drain()
     for directory in outcome.cgroup_dirs:
         assert not os.path.exists(directory), f"cgroup {directory} left behind"
 
@@ -225,6 +234,53 @@ def test_kernel_oom_kill_noticed_only_after_exit_is_still_reported(mechanisms: M
     assert len(late) == 1 and late[0].kind == "oom_killed"
     assert usage.breach == late[0]
     assert usage.peak_memory == 100 * MiB  # the kernel's high-water mark: exactly the limit
+
+
+def test_kernel_oom_kill_wakes_its_watch_and_is_attributed_from_it() -> None:
+    # The OOM event, not a poll: the watched descriptor polls ready, and oom_event() attributes it.
+    mechanisms = detect_mechanisms()
+    if mechanisms.memory == "watchdog":
+        pytest.skip("no writable memory cgroup here (needs a v2 memory controller or v1 memory mount)")
+    limiter = ActionLimiter("watched", Limits(memory=100 * MiB), mechanisms, CpuPool())
+    setup = limiter.child_setup()
+    assert limiter.oom_watch is not None
+    assert limiter.poll_interval == SAMPLE_INTERVAL  # no memory poll: the kernel's event wakes the Monitor
+    fd, mask = limiter.oom_watch
+    read, write = os.pipe()
+    os.set_inheritable(write, True)
+    pid = spawn(ALLOCATE, setup, write)
+    os.close(write)
+    limiter.attach(pid)
+    poller = select.poll()
+    poller.register(fd, mask)
+    assert poller.poll(15_000), "no OOM event within 15 s"
+    breach = limiter.oom_event()
+    if breach is None:  # out of memory, the kill not counted yet: the Monitor looks again every 2 ms
+        assert limiter.poll_interval == OOM_RECHECK_INTERVAL
+        deadline = time.monotonic() + 1
+        while breach is None and time.monotonic() < deadline:
+            time.sleep(OOM_RECHECK_INTERVAL)
+            breach = limiter.poll()
+    os.waitpid(pid, 0)
+    os.close(read)
+    usage = limiter.close()
+    assert breach == Breach("oom_killed", "memory limit 100Mi exceeded (peak 100.0Mi)", 100 * MiB, 100 * MiB)
+    assert usage.breach == breach
+    assert limiter.oom_watch is None  # closed with the cgroup
+    assert limiter.oom_event() is None  # after close: nothing, once
+
+
+def test_only_an_unwatched_memory_limit_is_polled_every_10_ms(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_NO_CGROUPS, "1")
+    watchdog = ActionLimiter("portable", Limits(memory=100 * MiB), detect_mechanisms(), CpuPool())
+    watchdog.child_setup()
+    assert watchdog.oom_watch is None
+    assert watchdog.poll_interval == MEMORY_POLL_INTERVAL
+    throttled = ActionLimiter("throttled", Limits(cpu=0.5), detect_mechanisms(), CpuPool())
+    throttled.child_setup()
+    assert throttled.poll_interval == THROTTLE_CHECK_INTERVAL
+    for limiter in (watchdog, throttled):
+        limiter.close()
 
 
 def test_copy_on_write_fork_tree_is_not_killed(mechanisms: Mechanisms, monitor: Monitor) -> None:
@@ -355,6 +411,7 @@ def test_close_is_idempotent_and_releases_cores(mechanisms: Mechanisms) -> None:
     first = limiter.close()
     assert limiter.close() is first
     assert first.breach is None and first.cpu_seconds == 0.0
+    cgpool.POOL.drain()  # the end of a run
     assert not any(os.path.exists(directory) for directory in dirs)
     # Whatever was pinned went back to the pool: two single cores are free again.
     assert {next(iter(pool.acquire(1))), next(iter(pool.acquire(1)))} == {0, 1}
@@ -383,3 +440,99 @@ def test_mechanisms_describe_every_combination() -> None:
         for cpu in ("cgroup-v2", "cgroup-v1", "quota-throttle"):
             lines = Mechanisms(memory, cpu, "/sys/fs/cgroup/x").describe()
             assert set(lines) == {"memory", "cpu"} and all(lines.values())
+
+
+# -- reuse of per-action cgroups (cgroup v1) ------------------------------------------------------
+
+HOLD = """
+import os
+data = b"x" * (MEGABYTES << 20)
+os.write(REPORT, b"held\\n")
+"""
+
+
+def run_to_end(mechanisms: Mechanisms, limits: Limits, script: str) -> tuple[ChildSetup, Usage, int]:
+    """One action from its cgroups' creation to its close; (setup, usage, wait status)."""
+    limiter = ActionLimiter("reuse", limits, mechanisms, CpuPool())
+    setup = limiter.child_setup()
+    read, write = os.pipe()
+    os.set_inheritable(write, True)
+    pid = spawn(script, setup, write)
+    os.close(write)
+    limiter.attach(pid)
+    _, status = os.waitpid(pid, 0)
+    os.close(read)
+    return setup, limiter.close(), status
+
+
+def v1_only() -> Mechanisms:
+    mechanisms = detect_mechanisms()
+    if mechanisms.memory != "cgroup-v1" or mechanisms.cpu != "cgroup-v1":
+        pytest.skip("per-action cgroups are reused on cgroup v1 only")
+    return mechanisms
+
+
+def read(cgroup: str, name: str) -> str:
+    with open(os.path.join(cgroup, name)) as handle:
+        return handle.read().strip()
+
+
+def test_a_cgroup_is_reused_reset_with_the_next_actions_limits() -> None:
+    mechanisms = v1_only()
+    cgpool.POOL.drain()
+    first, usage, _ = run_to_end(
+        mechanisms, Limits(memory=200 * MiB, cpu=0.5), HOLD.replace("MEGABYTES", "60")
+    )
+    assert usage.breach is None and usage.peak_memory > 60 * MiB
+    # The next action (a higher memory limit, another CPU quota) gets the same, reset cgroups.
+    second, usage, status = run_to_end(
+        mechanisms, Limits(memory=300 * MiB, cpu=1.0), HOLD.replace("MEGABYTES", "1")
+    )
+    assert second.cgroup_procs == first.cgroup_procs and os.waitstatus_to_exitcode(status) == 0
+    memory, cpu = (os.path.dirname(procs) for procs in second.cgroup_procs)
+    assert usage.peak_memory < 40 * MiB  # its own peak, not the first action's 60 MiB
+    assert read(memory, "memory.limit_in_bytes") == str(300 * MiB)
+    assert read(cpu, "cpu.cfs_quota_us") == "100000"
+    # A lower limit again, then none: each takes.
+    third, usage, _ = run_to_end(
+        mechanisms, Limits(memory=100 * MiB, cpu=0.5), HOLD.replace("MEGABYTES", "1")
+    )
+    assert third.cgroup_procs == first.cgroup_procs
+    assert read(memory, "memory.limit_in_bytes") == str(100 * MiB)
+    assert cgpool.POOL.drain() == 2
+    assert not os.path.exists(memory) and not os.path.exists(cpu)
+
+
+def test_a_cgroup_the_kernel_oom_killed_in_is_removed_not_reused() -> None:
+    mechanisms = v1_only()
+    cgpool.POOL.drain()
+    setup, usage, status = run_to_end(mechanisms, Limits(memory=64 * MiB), ALLOCATE)
+    assert os.WTERMSIG(status) == signal.SIGKILL
+    assert usage.breach is not None and usage.breach.message == "memory limit 64Mi exceeded (peak 64.0Mi)"
+    (memory,) = (os.path.dirname(procs) for procs in setup.cgroup_procs)
+    assert not os.path.exists(memory)  # its oom_kill counter cannot be reset
+    # So the next action's attribution starts from zero, in a new cgroup.
+    after, usage, status = run_to_end(mechanisms, Limits(memory=64 * MiB), HOLD.replace("MEGABYTES", "1"))
+    assert os.waitstatus_to_exitcode(status) == 0 and usage.breach is None
+    assert after.cgroup_procs != setup.cgroup_procs
+    cgpool.POOL.drain()
+
+
+def test_a_cgroup_still_charged_with_shared_memory_is_removed_not_reused() -> None:
+    mechanisms = v1_only()
+    cgpool.POOL.drain()
+    # 8 MiB in /dev/shm outlive the action and stay charged to its cgroup: not "as good as new".
+    name = f"/dev/shm/flyte-decl-test-{os.getpid()}"
+    script = f"""
+    with open({name!r}, "wb") as handle:
+        handle.write(b"x" * (8 << 20))
+    """
+    try:
+        setup, usage, status = run_to_end(mechanisms, Limits(memory=64 * MiB), script)
+        assert os.waitstatus_to_exitcode(status) == 0
+        (memory,) = (os.path.dirname(procs) for procs in setup.cgroup_procs)
+        assert not os.path.exists(memory) or cgpool.POOL.take(mechanisms.cgroup_root or "") is None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+        cgpool.POOL.drain()

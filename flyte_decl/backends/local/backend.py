@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flyte_decl.runtime import proctree
+from flyte_decl.runtime import cgpool, proctree
 from flyte_decl.runtime.action import Launch
 from flyte_decl.runtime.limits import ActionLimiter, Limits, Usage
 from flyte_decl.runtime.records import FailureKind, Phase
@@ -162,6 +162,7 @@ class LocalBackend:
             worker.limiter.close()
             worker.conn.close()
         self.workers.clear()
+        cgpool.POOL.drain()  # the actions' cgroups kept for reuse
 
     # -- isolated attempts --------------------------------------------------------------------------
 
