@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from flyte_decl import masking
 from flyte_decl.cli.history import open_store, replay_options
 from flyte_decl.cli.run import execute
 from flyte_decl.config.read import display_path
@@ -76,6 +77,8 @@ def replay(
 ) -> tuple[PreparedRun, dict[str, Any], RunRequest]:
     """The recorded run prepared again: its target, config (snapshot or current), flags and inputs."""
     request = RunRequest.from_json(run.snapshot)
+    # An `-e NAME=value` whose whole value was a secret was stored masked: today's environment gives it.
+    request.env = {name: value for name, value in request.env.items() if value != masking.MASK}
     texts = {} if current_config else dict(request.texts)
     target, *params = request.target
     prepared = prepare_run(target, params, configs=list(request.texts), profiles=request.profiles, sets=request.sets,
