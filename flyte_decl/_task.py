@@ -242,6 +242,10 @@ class TaskTemplate:
     with_overrides = override
 
 
+# Flyte's class of the task `@env.task` makes of a function, sync or async (`flyte._task`).
+AsyncFunctionTaskTemplate = TaskTemplate
+
+
 _MISSING: Any = object()
 _OVERRIDABLE = {"resources", "env_vars", "secrets", "cache", "retries", "timeout", "max_inline_io_bytes", "queue",
                 "interruptible", "reusable"}  # fmt: skip
