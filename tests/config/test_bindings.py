@@ -184,6 +184,8 @@ def test_static_and_class_methods_can_be_bound_and_run(write, flyte_decl, tmp_pa
         ("from helpers import *\n", "shapes makes names at import time"),
         ("def __getattr__(name):\n    return print\n", "shapes makes names at import time"),
         ("globals()['okk'] = print\n", "shapes makes names at import time"),
+        ("def make():\n    return len\n\n\nokk = make()\n", "okk is what make(...) returns at import time"),
+        ("def g():\n    return 1\n\n\nokk = [g][0]\n", "okk is computed at import time"),
     ],
 )
 def test_names_made_at_import_time_are_left_to_check_imports(write, flyte_decl, source, note):
@@ -235,21 +237,3 @@ def test_validate_refuses_from_the_source_what_run_refuses(write, flyte_decl, so
     assert flyte_decl("validate", "--check-imports").out.splitlines() == [line, "1 error"]
     result = flyte_decl("run", "t")
     assert (result.code, result.err.splitlines()) == (1, [line])
-
-
-@pytest.mark.parametrize(
-    ("source", "note"),
-    [
-        ("def make():\n    return len\n\n\nt = make()\n", "t is what make(...) returns at import time"),
-        ("def g():\n    return 1\n\n\nt = [g][0]\n", "t is computed at import time"),
-    ],
-)
-def test_a_value_made_at_import_time_is_left_to_check_imports(write, flyte_decl, source, note):
-    write(source, "shapes.py")
-    write('version: 1\nenvironments:\n  env1:\n    tasks:\n      t: {fn: "shapes:t"}\n')
-    result = flyte_decl("validate")
-    assert (result.code, result.out) == (0, "ok: 1 task in 1 environment\n")
-    assert (
-        result.err
-        == f"note: not checked without importing: shapes:t ({note}); --check-imports imports them\n"
-    )
