@@ -160,6 +160,11 @@ def _check_source(fn: str, root_dir: Path, modules: dict[str, _Module | Exceptio
         if len(parts) == 2:
             _check_method(fn, node, parts[1])
     elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and len(parts) == 1:
+        unknown = [d for d in node.decorator_list if _origin(_callee(d), names) not in _KEEPS_A_FUNCTION]
+        if unknown:  # a decorator is a call at import time: what it returns is known only by running it
+            raise _Unchecked(
+                f"{parts[0]} is what @{ast.unparse(_callee(unknown[0]))} makes of it at import time"
+            )
         if not node.decorator_list and _yields(node):
             raise Unbindable(
                 f"{fn!r} is a generator function: an action's outputs are one value",
@@ -184,6 +189,15 @@ def _check_source(fn: str, root_dir: Path, modules: dict[str, _Module | Exceptio
         _check_value(fn, node, names, parts)
 
 
+# Decorators that give back a function (`run` binds what is under them).
+_KEEPS_A_FUNCTION = {"functools.wraps", "functools.lru_cache", "functools.cache", "functools.singledispatch"}
+
+
+def _callee(decorator: ast.expr) -> ast.expr:
+    """`@name` and `@name(...)` alike: the name."""
+    return decorator.func if isinstance(decorator, ast.Call) else decorator
+
+
 # The type of what a literal evaluates to, for "is not callable (it is 'dict')".
 _LITERALS = {ast.List: "list", ast.ListComp: "list", ast.Dict: "dict", ast.DictComp: "dict", ast.Set: "set",
              ast.SetComp: "set", ast.Tuple: "tuple", ast.JoinedStr: "str", ast.GeneratorExp: "generator"}  # fmt: skip
@@ -201,7 +215,7 @@ def _check_value(fn: str, node: ast.AST, names: dict[str, ast.AST], parts: list[
             raise a_partial(fn)
         instance_of = _plain_class(node, names)
         if instance_of is not None:
-            if _method(instance_of, "__call__"):
+            if _binds(instance_of, "__call__"):
                 raise callable_object(fn, instance_of.name)
             raise not_callable(fn, instance_of.name)
         if isinstance(node, ast.Attribute):
@@ -229,13 +243,19 @@ def _origin(node: ast.expr, names: dict[str, ast.AST]) -> str:
 
 def _plain_class(node: ast.AST, names: dict[str, ast.AST]) -> ast.ClassDef | None:
     """The module's class that the call `node` instantiates, when nothing can make it return other
-    than an instance (no bases, decorators, metaclass or `__new__`)."""
+    than an instance (no bases, decorators, metaclass, `__new__`, or `__wrapped__` for run to follow)."""
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
         return None
     cls = names.get(node.func.id)
     if not isinstance(cls, ast.ClassDef) or cls.bases or cls.keywords or cls.decorator_list:
         return None
-    return None if _method(cls, "__new__") else cls
+    return None if _binds(cls, "__new__") or _binds(cls, "__wrapped__") else cls
+
+
+def _binds(cls: ast.ClassDef, name: str) -> bool:
+    """Whether the class body binds `name` in any way (def, assignment, import, ...)."""
+    body_names, dynamic = _top_level(cls.body)
+    return dynamic or name in body_names
 
 
 def _method(cls: ast.ClassDef, name: str) -> bool:

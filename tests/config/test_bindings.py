@@ -186,6 +186,10 @@ def test_static_and_class_methods_can_be_bound_and_run(write, flyte_decl, tmp_pa
         ("globals()['okk'] = print\n", "shapes makes names at import time"),
         ("def make():\n    return len\n\n\nokk = make()\n", "okk is what make(...) returns at import time"),
         ("def g():\n    return 1\n\n\nokk = [g][0]\n", "okk is computed at import time"),
+        (
+            "import click\n\n\n@click.command()\ndef okk():\n    pass\n",
+            "okk is what @click.command makes of it at import time",
+        ),
     ],
 )
 def test_names_made_at_import_time_are_left_to_check_imports(write, flyte_decl, source, note):
@@ -226,6 +230,10 @@ PARTIAL = "'shapes:t' is a functools.partial, not a function (bind a module-leve
             "class C:\n    pass\n\n\nt = C()\n",
             "'shapes:t' is not callable (it is 'C') (bind the task to a function)",
         ),
+        (
+            "class C:\n    @staticmethod\n    def __call__():\n        return 1\n\n\nt = C()\n",
+            f"'shapes:t' is a C object, not a function {WRAP}",
+        ),
     ],
 )
 def test_validate_refuses_from_the_source_what_run_refuses(write, flyte_decl, source, error):
@@ -237,3 +245,11 @@ def test_validate_refuses_from_the_source_what_run_refuses(write, flyte_decl, so
     assert flyte_decl("validate", "--check-imports").out.splitlines() == [line, "1 error"]
     result = flyte_decl("run", "t")
     assert (result.code, result.err.splitlines()) == (1, [line])
+
+
+def test_a_function_under_a_decorator_that_keeps_it_is_checked(write, flyte_decl):
+    write("import functools\n\n\n@functools.lru_cache\ndef t():\n    return 1\n", "shapes.py")
+    write('version: 1\nenvironments:\n  env1:\n    tasks:\n      t: {fn: "shapes:t"}\n')
+    result = flyte_decl("validate")
+    assert (result.code, result.out, result.err) == (0, "ok: 1 task in 1 environment\n", "")
+    assert flyte_decl("run", "t").out == "1\n"
