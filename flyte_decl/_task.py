@@ -94,6 +94,19 @@ def module_name(func: Callable[..., Any]) -> str:
     return name
 
 
+def _declared(name: str) -> Any:
+    """Flyte's task attribute `name` as a property (the value declared in code, see _task_attributes)."""
+
+    def get(self: TaskTemplate) -> Any:
+        from flyte_decl._task_attributes import declared
+
+        return declared(self, name)
+
+    return property(
+        get, doc=f"Flyte's `task.{name}`, as declared in code (environments.yaml applies at run time)."
+    )
+
+
 @dataclass
 class TaskTemplate:
     """A task declared with `@env.task`; call it like the function."""
@@ -105,6 +118,24 @@ class TaskTemplate:
     call_settings: dict[str, Any] = field(default_factory=dict)  # .override() arguments (layer 6)
     mark: Mark = field(default_factory=lambda: Mark("<code>"))
     report: bool = False  # `@env.task(report=True)`: `flyte.report` writes the action's report.html
+    given: dict[str, Any] = field(
+        default_factory=dict
+    )  # decorator and override arguments as given (attributes)
+
+    # Flyte's task attributes: the task's own argument, else its environment's, else Flyte's default.
+    resources = _declared("resources")
+    cache = _declared("cache")
+    retries = _declared("retries")
+    timeout = _declared("timeout")
+    reusable = _declared("reusable")
+    pod_template = _declared("pod_template")
+    interruptible = _declared("interruptible")
+    queue = _declared("queue")
+    env_vars = _declared("env_vars")
+    secrets = _declared("secrets")
+    max_inline_io_bytes = _declared("max_inline_io_bytes")
+    service_account = _declared("service_account")
+    plugin_config = _declared("plugin_config")
 
     def __post_init__(self) -> None:
         self.__name__ = getattr(self.func, "__name__", self.short_name)
@@ -163,6 +194,7 @@ class TaskTemplate:
         env_vars, secrets or service_account only together with `reusable="off"` (ValueError).
         Flyte's arguments with no local meaning (`pod_template`, `links`, ...) are accepted.
         """
+        from flyte_decl._task_attributes import with_arguments
         from flyte_decl._task_environment import environment_settings
 
         forbidden = {"name", "image", "docs", "interface"} & set(kwargs)
@@ -173,10 +205,11 @@ class TaskTemplate:
             raise TypeError(f"override() got an unexpected keyword argument {unknown[0]!r}")
         self._check_reuse_override(kwargs)
         label = kwargs.pop("short_name", None)
+        given = with_arguments(self.given, kwargs)
         for name in _NOT_LOCAL:
             kwargs.pop(name, None)
         settings = _merge(self.call_settings, environment_settings(**kwargs))
-        return replace(self, call_settings=settings, short_name=label or self.short_name)
+        return replace(self, call_settings=settings, short_name=label or self.short_name, given=given)
 
     def _check_reuse_override(self, kwargs: dict[str, Any]) -> None:
         """Flyte's rule: a reusable task's pod-shaping settings change only with reuse turned off."""
@@ -184,13 +217,12 @@ class TaskTemplate:
         changed = sorted({"resources", "env_vars", "secrets", "service_account"} & set(kwargs))
         if not changed or reusable == "off":
             return
-        env_reusable = self.env is not None and self.env.settings.get("reusable") not in (None, "off")
         if reusable is not _MISSING and reusable is not None:
             raise ValueError(
                 f"Cannot override {changed[0]} together with a new reuse policy: a pool's workers all share "
                 f"one {changed[0]} (set reusable='off' to change {changed[0]} for this call)"
             )
-        if env_reusable and reusable is _MISSING:
+        if self.reusable is not None:
             raise ValueError(
                 f"Cannot override {changed[0]} when reusable is set: a reusable task's {changed[0]} come from "
                 "its environment (set reusable='off' in the same override to change them)"
@@ -208,6 +240,10 @@ class TaskTemplate:
         )
 
     with_overrides = override
+
+
+# Flyte's class of the task `@env.task` makes of a function, sync or async (`flyte._task`).
+AsyncFunctionTaskTemplate = TaskTemplate
 
 
 _MISSING: Any = object()

@@ -258,7 +258,7 @@ def timeout_settings(timeout: Any) -> float | None:
 def cache_settings(cache: Any) -> str:
     behavior = getattr(cache, "behavior", cache)
     if not isinstance(behavior, str):
-        raise ValueError(f"cache must be 'auto', 'override' or 'disable', got {cache!r}")
+        raise TypeError(f"Expected cache to be of type str or Cache, got {type(cache)}")
     behavior = _CACHE_ALIASES.get(behavior.lower(), behavior.lower())
     if behavior not in _CACHE:
         raise ValueError(f"Invalid cache behavior {cache!r}: use 'auto', 'override' or 'disable'")
@@ -266,7 +266,10 @@ def cache_settings(cache: Any) -> str:
 
 
 def secrets_settings(secrets: Any) -> list[str]:
-    items = [secrets] if isinstance(secrets, str) else list(secrets)
+    """Variable names from Flyte's SecretRequest: a name, a `Secret`, or a list of them."""
+    if not isinstance(secrets, (str, Secret, list, tuple)):
+        raise TypeError(f"Expected secrets to be of type SecretRequest, got {type(secrets)}")
+    items = [secrets] if isinstance(secrets, (str, Secret)) else list(secrets)
     names: list[str] = []
     for item in items:
         if isinstance(item, str) and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", item):
@@ -299,11 +302,11 @@ def environment_settings(**kwargs: Any) -> dict[str, Any]:
             out[key] = None  # an explicit None resets the field (layer semantics)
         elif key == "resources":
             if not isinstance(value, Resources):
-                raise TypeError(f"Expected resources to be of type Resources, got {type(value).__name__}")
+                raise TypeError(f"Expected resources to be of type Resources, got {type(value)}")
             out[key] = value.to_settings()
         elif key == "env_vars":
             if not isinstance(value, dict):
-                raise TypeError(f"env_vars must be a dict, got {type(value).__name__}")
+                raise TypeError(f"Expected env_vars to be of type Dict[str, str], got {type(value)}")
             out[key] = {str(k): (None if v is None else str(v)) for k, v in value.items()}
         elif key == "secrets":
             out[key] = secrets_settings(value)
@@ -314,6 +317,8 @@ def environment_settings(**kwargs: Any) -> dict[str, Any]:
         elif key == "timeout":
             out[key] = timeout_settings(value)
         elif key == "reusable":
+            if value != "off" and not isinstance(value, ReusePolicy):
+                raise TypeError(f"Expected reusable to be of type ReusePolicy, got {type(value)}")
             out[key] = "off" if value == "off" else value.to_settings()
         elif key == "max_inline_io_bytes":
             if isinstance(value, bool) or not isinstance(value, (int, str)):
@@ -363,8 +368,9 @@ class TaskEnvironment:
     ) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(f"Environment name {name!r} must be in snake_case or kebab-case format.")
-        if depends_on is not None and not all(isinstance(e, TaskEnvironment) for e in depends_on):
-            raise TypeError("depends_on must be a list of TaskEnvironment")
+        for dep in depends_on or []:
+            if not isinstance(dep, TaskEnvironment):
+                raise TypeError(f"Expected depends_on to be of type List[Environment], got {type(dep)}")
         if isinstance(include, str):
             raise TypeError("include must be a sequence of str paths, not a single str")
         include = tuple(include or ())
@@ -437,7 +443,7 @@ class TaskEnvironment:
             if other is self:
                 raise ValueError("Cannot add self as a dependency")
             if not isinstance(other, TaskEnvironment):
-                raise TypeError(f"Expected TaskEnvironment, got {type(other).__name__}")
+                raise TypeError(f"Expected Environment, got {type(other)}")
             self.depends_on.append(other)
 
     def clone_with(
@@ -509,14 +515,13 @@ class TaskEnvironment:
         produces_artifacts: bool = False,
     ) -> Any:
         """Declare a task: `@env.task` or `@env.task(retries=3, timeout=30, ...)`."""
-        settings = environment_settings(
-            cache=cache,
-            retries=retries,
-            timeout=timeout,
-            interruptible=interruptible,
-            max_inline_io_bytes=max_inline_io_bytes,
-            queue=queue,
-        )
+        arguments = {"cache": cache, "retries": retries, "timeout": timeout, "interruptible": interruptible,
+                     "max_inline_io_bytes": max_inline_io_bytes, "queue": queue}  # fmt: skip
+        settings = environment_settings(**arguments)
+        arguments.update(pod_template=pod_template, service_account=service_account)
+        given = {
+            name: value for name, value in arguments.items() if value is not _UNSET and value is not None
+        }
 
         if pod_template is not None and self.settings.get("reusable") not in (None, "off"):
             raise ValueError(
@@ -534,6 +539,7 @@ class TaskEnvironment:
                 settings=settings,
                 mark=_function_mark(func),
                 report=report,
+                given=given,
             )
             self._tasks[template.full_name] = template
             return template

@@ -141,15 +141,11 @@ def check_bindable(fn: str, target: Any, owner: Any, attribute: str) -> Binding:
     if isinstance(target, TaskTemplate):
         return Binding(fn, _innermost(fn, target.func), template=target)
     if not callable(target):
-        raise Unbindable(
-            f"{fn!r} is not callable (it is {type(target).__name__!r})", "bind the task to a function"
-        )
+        raise not_callable(fn, type(target).__name__)
     if isinstance(target, type):
         raise Unbindable(f"{fn!r} is a class, not a function", "bind a module-level function that uses it")
     if isinstance(target, functools.partial):
-        raise Unbindable(
-            f"{fn!r} is a functools.partial, not a function", "bind a module-level function that calls it"
-        )
+        raise a_partial(fn)
     owner_class = None
     if isinstance(owner, type):
         static = inspect.getattr_static(owner, attribute, None)
@@ -162,11 +158,29 @@ def check_bindable(fn: str, target: Any, owner: Any, attribute: str) -> Binding:
                 "make it a @staticmethod or a module-level function",
             )
     if isinstance(target, types.MethodType):
-        raise Unbindable(
-            f"{fn!r} is a method bound to a {type(target.__self__).__name__} instance",
-            "bind a module-level function that calls it",
-        )
+        raise bound_method(fn, type(target.__self__).__name__)
     return Binding(fn, _innermost(fn, target), owner_class=owner_class)
+
+
+# What `fn` is instead of a function: one message each, whether the object or its source told.
+def not_callable(fn: str, type_name: str) -> Unbindable:
+    return Unbindable(f"{fn!r} is not callable (it is {type_name!r})", "bind the task to a function")
+
+
+def a_partial(fn: str) -> Unbindable:
+    return Unbindable(
+        f"{fn!r} is a functools.partial, not a function", "bind a module-level function that calls it"
+    )
+
+
+def bound_method(fn: str, class_name: str) -> Unbindable:
+    return Unbindable(
+        f"{fn!r} is a method bound to a {class_name} instance", "bind a module-level function that calls it"
+    )
+
+
+def callable_object(fn: str, type_name: str) -> Unbindable:
+    return Unbindable(f"{fn!r} is a {type_name} object, not a function", _WRAP_HINT)
 
 
 def _innermost(fn: str, target: Any) -> types.FunctionType:
@@ -176,7 +190,7 @@ def _innermost(fn: str, target: Any) -> types.FunctionType:
                              types.MethodDescriptorType, types.ClassMethodDescriptorType)):  # fmt: skip
         raise Unbindable(f"{fn!r} is the built-in function {_qualified(function)}", _WRAP_HINT)
     if not isinstance(function, types.FunctionType):
-        raise Unbindable(f"{fn!r} is a {type(function).__name__} object, not a function", _WRAP_HINT)
+        raise callable_object(fn, type(function).__name__)
     filename = Path(function.__code__.co_filename)
     if is_flyte_decl(filename):
         raise Unbindable(f"{fn!r} is {_qualified(function)} from flyte-decl itself", _WRAP_HINT)

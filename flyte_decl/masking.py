@@ -228,18 +228,34 @@ def _held_from(data: AnyStr, literals: list[AnyStr]) -> int:
 # --------------------------------------------------------------------------- the CLI's console
 
 _lock = threading.RLock()
-_declared: set[str] = set()
+_declared: set[str] = set()  # secret values
+_names: set[str] = set()  # secret names
+_given: dict[str, str] = {}  # the command's own environment values (`run -e NAME=value`)
 _current = Masker()
 
 
 def declare(names: Iterable[str]) -> None:
-    """Add these secret names: from now on the console masks their values (from os.environ)."""
-    global _current
-    values = {os.environ.get(name, "") for name in names} - {""}
+    """Add these secret names: from now on the console masks their values (from os.environ, and
+    from `declare_environment`)."""
     with _lock:
-        if not values <= _current.values:
-            _declared.update(values)
-            _current = Masker(_declared)
+        _names.update(names)
+        _refresh()
+
+
+def declare_environment(env: Mapping[str, str]) -> None:
+    """Values the command gives its actions' environment (`run -e NAME=value`): the value of a
+    declared secret name given this way is masked like one from os.environ, whichever is declared first."""
+    with _lock:
+        _given.update(env)
+        _refresh()
+
+
+def _refresh() -> None:
+    global _current
+    values = {source.get(name, "") for name in _names for source in (os.environ, _given)} - {""}
+    if not values <= _current.values:
+        _declared.update(values)
+        _current = Masker(_declared)
 
 
 def current() -> Masker:
@@ -358,4 +374,6 @@ def console() -> Iterator[None]:
         sys.stdout, sys.stderr = stdout, stderr
         with _lock:
             _declared.clear()
+            _names.clear()
+            _given.clear()
             _current = Masker()

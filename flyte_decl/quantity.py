@@ -180,7 +180,8 @@ def parse_memory(value: object, *, field: str = "memory") -> int:
 def _parse_memory(value: int | float | str, field: str) -> int:
     if isinstance(value, (int, float)) or re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)", value):
         raise QuantityError(
-            f"{field} {_shown(value, quote=False)} is a bare number, which means {_shown(value, quote=False)} bytes",
+            f"{field} {_shown(value, quote=False)} is a bare number, which means {_shown(value, quote=False)} "
+            + ("byte" if float(value) == 1 else "bytes"),
             "write a unit, e.g. '1Gi' or '512Mi'",
         )
     amount, suffix = parse_quantity(value)

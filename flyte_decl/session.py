@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flyte_decl import _alias, _task_environment
+from flyte_decl import _alias, _task_environment, masking
 from flyte_decl._task import TaskTemplate, declaration_error
 from flyte_decl.binding import Binding
 from flyte_decl.config.imports import bind_all
@@ -140,6 +140,7 @@ def prepare_run(
     """
     params = list(params)
     env = parse_env(env_items)
+    masking.declare_environment(env)  # `-e API_TOKEN=...` of a declared secret is masked too
     name, resolved = resolve_target(target, params, configs=configs, profiles=profiles, sets=sets,
                                     queue=queue, snapshot=snapshot)  # fmt: skip
     declared = sum(len(envs) for envs in _task_environment.ENVIRONMENTS.values())

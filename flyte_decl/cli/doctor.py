@@ -16,6 +16,7 @@ from flyte_decl.runtime import cgroup2
 from flyte_decl.runtime.limits import Mechanisms, detect_mechanisms, systemd_scope_for_run
 from flyte_decl.runtime.scheduler import machine_capacity
 from flyte_decl.spec import Capacity
+from flyte_decl.words import counted
 
 
 @click.command()
@@ -47,7 +48,8 @@ def doctor(fmt: str) -> None:
         return
     click.echo(f"flyte-decl {report['flyte_decl']} on Python {report['python']} ({report['platform']})")
     click.echo(
-        f"capacity: {capacity.cpu / 1000:g} CPUs, {format_bytes(capacity.memory)} memory, {capacity.gpu} GPUs"
+        f"capacity: {capacity.cpu / 1000:g} CPU{'s' * (capacity.cpu != 1000)}, {format_bytes(capacity.memory)} memory, "
+        f"{counted(capacity.gpu, 'GPU')}"
     )
     for what, how in enforcement.items():
         click.echo(f"{what + ':':22} {how}")

@@ -12,6 +12,7 @@ import click
 
 from flyte_decl.cli.options import config_options, output_option
 from flyte_decl.problems import UsageError
+from flyte_decl.words import counted
 
 
 @click.group()
@@ -56,6 +57,6 @@ def export_flyte(
     envs = len(plan.environments)
     tasks = sum(len(e.tasks) for e in plan.environments)
     click.echo(
-        f"wrote {output}: {envs} environments, {tasks} tasks; deploy with: flyte deploy --all {output}",
+        f"wrote {output}: {counted(envs, 'environment')}, {counted(tasks, 'task')}; deploy with: flyte deploy --all {output}",
         err=True,
     )

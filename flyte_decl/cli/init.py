@@ -12,6 +12,7 @@ import yaml
 
 from flyte_decl.cli.options import output_option
 from flyte_decl.problems import UsageError
+from flyte_decl.words import counted
 
 STARTER_CONFIG = """\
 # Task environments for tasks.py. Try: flyte-decl validate; flyte-decl explain main;
@@ -95,7 +96,10 @@ def init(program: Path | None, output: Path, force: bool) -> None:
         click.echo(f"warning: {note}", err=True)
     envs = data["environments"]
     tasks = sum(len(e.get("tasks") or {}) for e in envs.values())
-    click.echo(f"wrote {output}: {len(envs)} environments, {tasks} tasks from {program}", err=True)
+    click.echo(
+        f"wrote {output}: {counted(len(envs), 'environment')}, {counted(tasks, 'task')} from {program}",
+        err=True,
+    )
 
 
 def _refuse_existing(paths: list[Path], force: bool) -> None:

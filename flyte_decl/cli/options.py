@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+
+from flyte_decl.problems import UsageError
+from flyte_decl.render.run import NORMAL, QUIET, VERBOSE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,3 +58,19 @@ def output_option(help: str, default: Path | None = None) -> Callable[[F], F]:
         show_default=default is not None,
         help=help,
     )
+
+
+def verbosity_options(func: F) -> F:
+    """-q/--quiet and -v/--verbose of a command that runs tasks (run, rerun, recover), passed to it as
+    one `verbosity` argument (QUIET, NORMAL or VERBOSE); both together are a usage error."""
+
+    @functools.wraps(func)
+    def command(*args: Any, quiet: bool, verbose: bool, **kwargs: Any) -> Any:
+        if quiet and verbose:
+            raise UsageError("-q/--quiet and -v/--verbose cannot be used together")
+        return func(*args, verbosity=QUIET if quiet else VERBOSE if verbose else NORMAL, **kwargs)
+
+    command = click.option("-v", "--verbose", is_flag=True, help="Print every phase change of every action.")(
+        command
+    )
+    return click.option("-q", "--quiet", is_flag=True, help="Print only the result and errors.")(command)  # type: ignore[return-value]

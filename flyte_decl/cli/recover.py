@@ -13,15 +13,20 @@ from __future__ import annotations
 import click
 
 from flyte_decl.cli.history import open_store, replay_options
+from flyte_decl.cli.options import verbosity_options
 from flyte_decl.cli.rerun import replay, reuse_lines
 from flyte_decl.cli.run import execute
 from flyte_decl.problems import UsageError
+from flyte_decl.render.run import QUIET
 from flyte_decl.store.store import RUNNING
 
 
 @click.command()
 @replay_options
-def recover(run: str, config: str | None, current_config: bool, overwrite_cache: bool, as_json: bool) -> int:
+@verbosity_options
+def recover(
+    run: str, config: str | None, current_config: bool, overwrite_cache: bool, as_json: bool, verbosity: int
+) -> int:
     """Re-run RUN (an id like r12, or `last`), reusing the outputs of its actions that succeeded."""
     store = open_store(config)
     try:
@@ -38,7 +43,7 @@ def recover(run: str, config: str | None, current_config: bool, overwrite_cache:
         prepared, inputs, request = replay(store, found, current_config=current_config)
     finally:
         store.close()
-    for line in reuse_lines(found, request, current_config=current_config):
-        click.echo(line, err=True)
+    if verbosity > QUIET:
+        click.echo("\n".join(reuse_lines(found, request, current_config=current_config)), err=True)
     return execute(prepared, inputs, request, as_json=as_json, overwrite_cache=overwrite_cache,
-                   origin="recover", source_run=found.id, recover_from=found.id)  # fmt: skip
+                   origin="recover", source_run=found.id, recover_from=found.id, verbosity=verbosity)  # fmt: skip

@@ -14,10 +14,13 @@ from typing import Any
 
 import click
 
+from flyte_decl import masking
 from flyte_decl.cli.history import open_store, replay_options
+from flyte_decl.cli.options import verbosity_options
 from flyte_decl.cli.run import execute
 from flyte_decl.config.read import display_path
 from flyte_decl.problems import UsageError
+from flyte_decl.render.run import QUIET
 from flyte_decl.runtime.wire import load_payload
 from flyte_decl.session import PreparedRun, prepare_run
 from flyte_decl.store.recorder import RunRequest
@@ -27,7 +30,10 @@ from flyte_decl.store.store import Store, StoredRun
 
 @click.command()
 @replay_options
-def rerun(run: str, config: str | None, current_config: bool, overwrite_cache: bool, as_json: bool) -> int:
+@verbosity_options
+def rerun(
+    run: str, config: str | None, current_config: bool, overwrite_cache: bool, as_json: bool, verbosity: int
+) -> int:
     """Run RUN's task again (RUN: an id like r12, or `last`) with the same inputs and config."""
     store = open_store(config)
     try:
@@ -35,10 +41,10 @@ def rerun(run: str, config: str | None, current_config: bool, overwrite_cache: b
         prepared, inputs, request = replay(store, found, current_config=current_config)
     finally:
         store.close()
-    for line in reuse_lines(found, request, current_config=current_config):
-        click.echo(line, err=True)
+    if verbosity > QUIET:
+        click.echo("\n".join(reuse_lines(found, request, current_config=current_config)), err=True)
     return execute(prepared, inputs, request, as_json=as_json, overwrite_cache=overwrite_cache, origin="rerun",
-                   source_run=found.id)  # fmt: skip
+                   source_run=found.id, verbosity=verbosity)  # fmt: skip
 
 
 def reuse_lines(run: StoredRun, request: RunRequest, *, current_config: bool) -> list[str]:
@@ -76,6 +82,8 @@ def replay(
 ) -> tuple[PreparedRun, dict[str, Any], RunRequest]:
     """The recorded run prepared again: its target, config (snapshot or current), flags and inputs."""
     request = RunRequest.from_json(run.snapshot)
+    # An `-e NAME=value` whose whole value was a secret was stored masked: today's environment gives it.
+    request.env = {name: value for name, value in request.env.items() if value != masking.MASK}
     texts = {} if current_config else dict(request.texts)
     target, *params = request.target
     prepared = prepare_run(target, params, configs=list(request.texts), profiles=request.profiles, sets=request.sets,

@@ -20,14 +20,14 @@ from typing import Any
 import click
 
 from flyte_decl import masking
-from flyte_decl.cli.options import config_options
+from flyte_decl.cli.options import config_options, verbosity_options
 from flyte_decl.cli.params import task_command
 from flyte_decl.config.load import load
 from flyte_decl.plan import plan_run
 from flyte_decl.problems import FlyteDeclError, UsageError
 from flyte_decl.render.history import render_removed, table
 from flyte_decl.render.plan import render_plan
-from flyte_decl.render.run import NORMAL, QUIET, VERBOSE, RunView, render_result
+from flyte_decl.render.run import NORMAL, QUIET, RunView, render_result
 from flyte_decl.runtime.cgroup2 import exec_in_systemd_scope
 from flyte_decl.runtime.limits import detect_mechanisms, systemd_scope_for_run
 from flyte_decl.runtime.records import ActionEvent, Phase, RunResult
@@ -57,8 +57,7 @@ from flyte_decl.store.store import Store
 @click.option(
     "--overwrite-cache", is_flag=True, help="Run tasks with cache: auto even on a hit; record anew."
 )
-@click.option("-q", "--quiet", is_flag=True, help="Print only the result and errors.")
-@click.option("-v", "--verbose", is_flag=True, help="Print every phase change of every action.")
+@verbosity_options
 @click.option("--local", is_flag=True, help="Accepted as `flyte run --local` takes it: every run is local.")
 @click.option("-h", "--help", "show_help", is_flag=True, help="Show this help, or a task's parameters.")
 @click.pass_context
@@ -74,8 +73,7 @@ def run(
     as_json: bool,
     dry_run: bool,
     overwrite_cache: bool,
-    quiet: bool,
-    verbose: bool,
+    verbosity: int,
     local: bool,
     show_help: bool,
 ) -> int:
@@ -106,9 +104,6 @@ def run(
     if dry_run:
         return dry(prepared, as_json=as_json)
     request = RunRequest.of(target, extras, snapshot, profiles, sets, queue, prepared.env, configs)
-    if quiet and verbose:
-        raise UsageError("-q/--quiet and -v/--verbose cannot be used together")
-    verbosity = QUIET if quiet else VERBOSE if verbose else NORMAL
     return execute(
         prepared, inputs, request, as_json=as_json, overwrite_cache=overwrite_cache, verbosity=verbosity
     )

@@ -21,6 +21,7 @@ from flyte_decl.render.history import render_removed, render_run, render_runs
 from flyte_decl.runtime.records import Phase
 from flyte_decl.store.retention import Retention, remove, select
 from flyte_decl.store.store import RUNNING
+from flyte_decl.words import counted
 
 STATUSES = ["running", *(phase.value for phase in Phase if phase.final and phase is not Phase.CACHED)]
 
@@ -111,7 +112,9 @@ def prune(
     store = open_store(config)
     chosen = select(store, policy)
     if dry_run:
-        click.echo(f"would remove {len(chosen)} runs" + (f": {', '.join(chosen)}" if chosen else ""))
+        click.echo(
+            f"would remove {counted(len(chosen), 'run')}" + (f": {', '.join(chosen)}" if chosen else "")
+        )
         return
     click.echo(render_removed(remove(store, chosen)))
 

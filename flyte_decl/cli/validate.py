@@ -8,6 +8,7 @@ from flyte_decl.cli.options import config_options, format_option
 from flyte_decl.config import imports
 from flyte_decl.config.load import check
 from flyte_decl.render.problems import count_summary, render_problems
+from flyte_decl.words import counted
 
 
 @click.command()
@@ -48,7 +49,7 @@ def validate(
         resolved = checked.resolved
         n_tasks = len(resolved.tasks) if resolved else 0
         n_envs = len(resolved.environments) if resolved else 0
-        summary = f"ok: {n_tasks} task{'s' * (n_tasks != 1)} in {n_envs} environment{'s' * (n_envs != 1)}"
+        summary = f"ok: {counted(n_tasks, 'task')} in {counted(n_envs, 'environment')}"
         if problems:
             summary += f" ({count_summary(problems)})"
     output = render_problems(problems, fmt, summary=summary)

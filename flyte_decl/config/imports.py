@@ -24,7 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flyte_decl.binding import Binding, Unbindable, bind, check_bindable, is_flyte_decl, is_standard_library
+from flyte_decl.binding import (
+    Binding,
+    Unbindable,
+    a_partial,
+    bind,
+    bound_method,
+    callable_object,
+    check_bindable,
+    is_flyte_decl,
+    is_standard_library,
+    not_callable,
+)
 from flyte_decl.config.read import dotted
 from flyte_decl.config.resolve import Resolved, ResolvedTask
 from flyte_decl.problems import Mark, Problem, did_you_mean
@@ -132,6 +143,10 @@ def _check_source(fn: str, root_dir: Path, modules: dict[str, _Module | Exceptio
         raise module
     names = module.names
     node = names.get(parts[0])
+    seen: set[int] = set()
+    while isinstance(node, ast.Name) and len(parts) == 1 and node.id in names and id(node) not in seen:
+        seen.add(id(node))
+        node = names[node.id]  # `alias = other`: judge what `other` is
     if node is None:
         if module.dynamic:
             raise _Unchecked(f"{module_name} makes names at import time")
@@ -145,6 +160,11 @@ def _check_source(fn: str, root_dir: Path, modules: dict[str, _Module | Exceptio
         if len(parts) == 2:
             _check_method(fn, node, parts[1])
     elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and len(parts) == 1:
+        unknown = [d for d in node.decorator_list if _origin(_callee(d), names) not in _KEEPS_A_FUNCTION]
+        if unknown:  # a decorator is a call at import time: what it returns is known only by running it
+            raise _Unchecked(
+                f"{parts[0]} is what @{ast.unparse(_callee(unknown[0]))} makes of it at import time"
+            )
         if not node.decorator_list and _yields(node):
             raise Unbindable(
                 f"{fn!r} is a generator function: an action's outputs are one value",
@@ -164,6 +184,88 @@ def _check_source(fn: str, root_dir: Path, modules: dict[str, _Module | Exceptio
                 f"{fn!r} is {node.module}.{imported} from the standard library",
                 "wrap it in a module-level function",
             )
+    elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Name, ast.Import,
+                               ast.ImportFrom, ast.Lambda)):  # fmt: skip
+        _check_value(fn, node, names, parts)
+
+
+# Decorators that give back a function (`run` binds what is under them).
+_KEEPS_A_FUNCTION = {"functools.wraps", "functools.lru_cache", "functools.cache", "functools.singledispatch"}
+
+
+def _callee(decorator: ast.expr) -> ast.expr:
+    """`@name` and `@name(...)` alike: the name."""
+    return decorator.func if isinstance(decorator, ast.Call) else decorator
+
+
+# The type of what a literal evaluates to, for "is not callable (it is 'dict')".
+_LITERALS = {ast.List: "list", ast.ListComp: "list", ast.Dict: "dict", ast.DictComp: "dict", ast.Set: "set",
+             ast.SetComp: "set", ast.Tuple: "tuple", ast.JoinedStr: "str", ast.GeneratorExp: "generator"}  # fmt: skip
+
+
+def _check_value(fn: str, node: ast.AST, names: dict[str, ast.AST], parts: list[str]) -> None:
+    """A name the module assigns from an expression: refused when the source shows what run refuses
+    (a literal, a `functools.partial(...)`, an instance or bound method of a plain class of the
+    module), else _Unchecked: what a call returns is known only by running it."""
+    if len(parts) == 1:
+        literal = type(node.value).__name__ if isinstance(node, ast.Constant) else _LITERALS.get(type(node))
+        if literal:
+            raise not_callable(fn, literal)
+        if isinstance(node, ast.Call) and _origin(node.func, names) == "functools.partial":
+            raise a_partial(fn)
+        instance_of = _plain_class(node, names)
+        if instance_of is not None:
+            if _binds(instance_of, "__call__"):
+                raise callable_object(fn, instance_of.name)
+            raise not_callable(fn, instance_of.name)
+        if isinstance(node, ast.Attribute):
+            owner = _plain_class(node.value, names)
+            if owner is not None and _method(owner, node.attr):
+                raise bound_method(fn, owner.name)
+    if isinstance(node, ast.Call):
+        raise _Unchecked(f"{parts[0]} is what {ast.unparse(node.func)}(...) returns at import time")
+    raise _Unchecked(f"{parts[0]} is computed at import time")
+
+
+def _origin(node: ast.expr, names: dict[str, ast.AST]) -> str:
+    """The dotted name an expression refers to, through the module's imports ("functools.partial")."""
+    text = ast.unparse(node)
+    first, _, rest = text.partition(".")
+    binding = names.get(first)
+    if isinstance(binding, ast.Import):
+        alias = next(a for a in binding.names if (a.asname or a.name.split(".")[0]) == first)
+        first = alias.name if alias.asname else first
+    elif isinstance(binding, ast.ImportFrom) and binding.level == 0:
+        alias = next(a for a in binding.names if (a.asname or a.name) == first)
+        first = f"{binding.module}.{alias.name}"
+    return f"{first}.{rest}" if rest else first
+
+
+def _plain_class(node: ast.AST, names: dict[str, ast.AST]) -> ast.ClassDef | None:
+    """The module's class that the call `node` instantiates, when nothing can make it return other
+    than an instance (no bases, decorators, metaclass, `__new__`, or `__wrapped__` for run to follow)."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+        return None
+    cls = names.get(node.func.id)
+    if not isinstance(cls, ast.ClassDef) or cls.bases or cls.keywords or cls.decorator_list:
+        return None
+    return None if _binds(cls, "__new__") or _binds(cls, "__wrapped__") else cls
+
+
+def _binds(cls: ast.ClassDef, name: str) -> bool:
+    """Whether the class body binds `name` in any way (def, assignment, import, ...)."""
+    body_names, dynamic = _top_level(cls.body)
+    return dynamic or name in body_names
+
+
+def _method(cls: ast.ClassDef, name: str) -> bool:
+    """Whether the class body defines `name` as a plain (undecorated) method."""
+    return any(
+        isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and stmt.name == name
+        and not stmt.decorator_list
+        for stmt in cls.body
+    )
 
 
 def _check_method(fn: str, cls: ast.ClassDef, name: str) -> None:

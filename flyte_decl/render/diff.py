@@ -11,6 +11,7 @@ from flyte_decl import masking
 from flyte_decl.config.resolve import Origin
 from flyte_decl.render.explain import field_order
 from flyte_decl.review.changes import Change, ConfigDiff
+from flyte_decl.words import counted
 
 MARKDOWN_MARKER = "<!-- flyte-decl diff -->"  # lets a CI job find and update its earlier comment
 _KIND_ORDER = ("task", "environment", "queue", "capacity")
@@ -65,9 +66,9 @@ def summary(diff: ConfigDiff) -> str:
     kinds = Counter(c.kind for c in diff.changes)
     for kind in _KIND_ORDER:
         if kinds[kind]:
-            part = _count(kinds[kind], f"{kind} setting") + " changed"
+            part = counted(kinds[kind], f"{kind} setting") + " changed"
             if kind == "task":
-                part += " in " + _count(len({c.subject for c in diff.changes if c.kind == "task"}), "task")
+                part += " in " + counted(len({c.subject for c in diff.changes if c.kind == "task"}), "task")
             parts.append(part)
     for count, noun, verb in (
         (len(diff.renamed), "environment", "renamed"),
@@ -78,12 +79,8 @@ def summary(diff: ConfigDiff) -> str:
         (len(diff.risks), "risk", "to review"),
     ):
         if count:
-            parts.append(f"{_count(count, noun)} {verb}")
+            parts.append(f"{counted(count, noun)} {verb}")
     return "; ".join(parts)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def _ordered(changes: list[Change]) -> list[Change]:

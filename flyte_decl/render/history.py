@@ -18,6 +18,7 @@ from flyte_decl.quantity import format_bytes, format_cpu
 from flyte_decl.render.failure import caused_by_child
 from flyte_decl.store.retention import Removed
 from flyte_decl.store.store import StoredAction, StoredRun
+from flyte_decl.words import counted
 
 
 def render_runs(runs: Sequence[StoredRun], counts: dict[str, Counter[str]]) -> str:
@@ -84,8 +85,9 @@ def render_removed(removed: Removed) -> str:
         return f"no runs removed; store {format_bytes(removed.store_after)}B"
     rows = removed.rows
     return (
-        f"removed {len(removed.runs)} runs ({', '.join(removed.runs)}): {rows.get('actions', 0)} actions, "
-        f"{rows.get('samples', 0)} samples, {rows.get('payloads', 0)} payloads, "
+        f"removed {counted(len(removed.runs), 'run')} ({', '.join(removed.runs)}): "
+        f"{counted(rows.get('actions', 0), 'action')}, {counted(rows.get('samples', 0), 'sample')}, "
+        f"{counted(rows.get('payloads', 0), 'payload')}, "
         f"{format_bytes(removed.file_bytes)}B of log files; "
         f"store {format_bytes(removed.store_before)}B -> {format_bytes(removed.store_after)}B"
     )

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from flyte_decl import masking
 from flyte_decl.problems import Problem
+from flyte_decl.words import counted
 
 
 def _escape(text: str, *, prop: bool = False) -> str:
@@ -52,7 +53,7 @@ def render_problems(problems: Sequence[Problem], fmt: str, *, summary: str = "")
 def count_summary(problems: Sequence[Problem]) -> str:
     errors = sum(p.severity == "error" for p in problems)
     warnings = len(problems) - errors
-    parts = [f"{errors} error{'s' * (errors != 1)}"] if errors else []
+    parts = [counted(errors, "error")] if errors else []
     if warnings:
-        parts.append(f"{warnings} warning{'s' * (warnings != 1)}")
+        parts.append(counted(warnings, "warning"))
     return ", ".join(parts)

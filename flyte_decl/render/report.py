@@ -30,6 +30,7 @@ from flyte_decl.quantity import format_bytes, format_cpu
 from flyte_decl.render.failure import caused_by_child, describe
 from flyte_decl.render.history import last_attempts, seconds, short, when
 from flyte_decl.store.store import StoredAction, StoredRun
+from flyte_decl.words import counted
 
 PHASE_COLOURS = {
     "queued": "#c9ced6",
@@ -95,7 +96,7 @@ def render_report(
         ("status", status + (f": {run.message}" if run.message else "")),
         ("started", when(run.created_at)),
         ("duration", seconds(run.duration) if run.duration is not None else "still running"),
-        ("actions", f"{len({a.id for a in actions})} ({len(actions)} attempts)"),
+        ("actions", f"{len({a.id for a in actions})} ({counted(len(actions), 'attempt')})"),
         ("config", run.sources.describe()),
         ("inputs", short(run.inputs_json, 160)),
         ("outputs", short(run.outputs_json, 160) if run.status == "succeeded" else "-"),
@@ -178,10 +179,12 @@ def _failures(actions: Sequence[StoredAction], log_tails: Mapping[tuple[str, int
         if action.traceback:
             block += f"<pre class='traceback'>{_e(action.traceback.rstrip())}</pre>"
         if tail:
-            block += f"<div class='note'>last {len(tail)} lines of its log</div><pre>{_e(chr(10).join(tail))}</pre>"
+            block += f"<div class='note'>last {counted(len(tail), 'line')} of its log</div><pre>{_e(chr(10).join(tail))}</pre>"
         parts.append(block + "</div>")
     if len(failed) > MAX_FAILURES:
-        parts.append(f"<p>and {len(failed) - MAX_FAILURES} more failed attempts (see the table)</p>")
+        parts.append(
+            f"<p>and {len(failed) - MAX_FAILURES} more failed {'attempt' if len(failed) - MAX_FAILURES == 1 else 'attempts'} (see the table)</p>"
+        )
     return "".join(parts)
 
 

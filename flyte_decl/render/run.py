@@ -29,6 +29,7 @@ from flyte_decl.quantity import format_bytes
 from flyte_decl.render.failure import failure_lines, root_cause
 from flyte_decl.render.history import seconds as human_seconds
 from flyte_decl.runtime.records import ActionEvent, ActionRecord, Phase, RunResult
+from flyte_decl.words import counted
 
 _FAILED = {Phase.FAILED, Phase.TIMED_OUT, Phase.ABORTED}
 COLUMNS = ("queued", "running", "succeeded", "failed", "cached", "retried")
@@ -183,7 +184,7 @@ def render_result(result: RunResult, seconds: float) -> tuple[str, str]:
     counts = Counter(record.phase.value for record in _last_attempts(result.actions))
     summary = ", ".join(f"{n} {phase}" for phase, n in counts.items())
     lines = [f"run {result.run_id} {result.status.value} in {seconds:.2f}s: "
-             f"{len(_last_attempts(result.actions))} actions ({summary}); logs in {result.log_dir}"]  # fmt: skip
+             f"{counted(len(_last_attempts(result.actions)), 'action')} ({summary}); logs in {result.log_dir}"]  # fmt: skip
     out = ""
     if result.status is Phase.SUCCEEDED:
         out = _show(result.outputs)

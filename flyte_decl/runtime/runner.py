@@ -150,9 +150,12 @@ class _Run:
         self.config = runner.config
         self.id = "r" + secrets.token_hex(4)
         self.log_dir = runner.log_dir
-        self.run_env = run_env
         declared = {name for spec in self.config.tasks.values() for name in spec.secrets}
-        self.secrets = {name: os.environ[name] for name in declared if name in os.environ}
+        # A declared secret given with the run's env (`-e API_TOKEN=...`) is a secret like one from
+        # os.environ: only its tasks see it.
+        self.run_env = {name: value for name, value in run_env.items() if name not in declared}
+        given = {**os.environ, **run_env}
+        self.secrets = {name: given[name] for name in declared if name in given}
         # No process sees a secret unless its task declares it: not even the fork servers.
         self.base_env = {name: value for name, value in os.environ.items() if name not in declared}
         self.masker = Masker(self.secrets.values())

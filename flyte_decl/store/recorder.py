@@ -20,10 +20,12 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import os
 import sqlite3
 import sys
 import threading
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,13 +106,14 @@ class Recorder:
         *,
         overwrite_cache: bool = False,
         recover_from: str | None = None,
+        run_env: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.run = run
         self.config = config
         self.overwrite_cache = overwrite_cache
         self.recover_from = recover_from
-        self.masker = _masker(config)
+        self.masker = _masker(config, run_env or {})
         self.error: Exception | None = None  # the first failed write; the run goes on without history
         self._specs: dict[str, tuple[str, str]] = {}
         self._written_specs: set[str] = set()  # by the writer thread, which alone reads this
@@ -138,7 +141,7 @@ class Recorder:
         recover_from: str | None = None,
     ) -> Recorder:
         """Record the start of a run of `prepared` with these inputs; the run gets its id here."""
-        masker = _masker(prepared.config)
+        masker = _masker(prepared.config, prepared.env)
         run = store.create_run(
             task=prepared.task,
             environment=prepared.spec.environment,
@@ -148,7 +151,8 @@ class Recorder:
             origin=origin,
             source_run=source_run,
         )
-        return cls(store, run, prepared.config, overwrite_cache=overwrite_cache, recover_from=recover_from)
+        return cls(store, run, prepared.config, overwrite_cache=overwrite_cache, recover_from=recover_from,
+                   run_env=prepared.env)  # fmt: skip
 
     @property
     def log_dir(self) -> Path:
@@ -324,5 +328,8 @@ def _keepable(payload: bytes | None, masker: Masker) -> bytes | None:
     return payload
 
 
-def _masker(config: RunConfig) -> Masker:
-    return Masker.of_names({name for spec in config.tasks.values() for name in spec.secrets})
+def _masker(config: RunConfig, run_env: Mapping[str, str]) -> Masker:
+    """The declared secrets' values, from the environment and the run's own (`-e NAME=value`)."""
+    return Masker.of_names(
+        {name for spec in config.tasks.values() for name in spec.secrets}, {**os.environ, **run_env}
+    )

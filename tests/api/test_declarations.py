@@ -92,13 +92,37 @@ def test_resources_to_settings():
         (
             lambda: TaskEnvironment(name="e", resources={"cpu": 1}),
             TypeError,
-            "Expected resources to be of type Resources, got dict",
+            "Expected resources to be of type Resources, got <class 'dict'>",
         ),
-        (lambda: TaskEnvironment(name="e", env_vars=["A"]), TypeError, "env_vars must be a dict, got list"),
+        (
+            lambda: TaskEnvironment(name="e", env_vars=["A"]),
+            TypeError,
+            "Expected env_vars to be of type Dict[str, str], got <class 'list'>",
+        ),
+        (
+            lambda: TaskEnvironment(name="e", secrets=123),
+            TypeError,
+            "Expected secrets to be of type SecretRequest, got <class 'int'>",
+        ),
+        (
+            lambda: TaskEnvironment(name="e", cache=123),
+            TypeError,
+            "Expected cache to be of type str or Cache, got <class 'int'>",
+        ),
+        (
+            lambda: TaskEnvironment(name="e", reusable=2),
+            TypeError,
+            "Expected reusable to be of type ReusePolicy, got <class 'int'>",
+        ),
+        (
+            lambda: TaskEnvironment(name="e").add_dependency(3),
+            TypeError,
+            "Expected Environment, got <class 'int'>",
+        ),
         (
             lambda: TaskEnvironment(name="e", depends_on=["x"]),
             TypeError,
-            "depends_on must be a list of TaskEnvironment",
+            "Expected depends_on to be of type List[Environment], got <class 'str'>",
         ),
         (
             lambda: TaskEnvironment(name="e", queue="a", task_queue="b"),

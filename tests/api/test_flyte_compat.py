@@ -153,6 +153,21 @@ def test_alias_maps_flyte_private_paths_to_their_homes() -> None:
     assert _alias.target_of("flyte.io._file") == "flyte_decl.io._file"
 
 
+def test_a_task_is_an_instance_of_flytes_function_task_class() -> None:
+    _alias.install()  # the autouse fixture puts the real flyte back after the test
+    import flyte
+    from flyte._task import AsyncFunctionTaskTemplate
+
+    env = flyte.TaskEnvironment(name="task-class")
+
+    @env.task
+    def one() -> int:
+        return 1
+
+    assert isinstance(one, AsyncFunctionTaskTemplate)
+    assert AsyncFunctionTaskTemplate.__module__ == "flyte_decl._task"
+
+
 # -- `python prog.py` with only the import changed ------------------------------------------------
 
 

@@ -72,6 +72,10 @@ def test_off_a_terminal_lines_stream_with_one_summary_line(ws) -> None:
     assert lines[-1].startswith("run r1 succeeded in ") and lines[-1].endswith(
         f"(3 succeeded); logs in {ws.root}/.flyte-decl/logs/r1"
     )
+    one = ws.cli("run", "greet").err.splitlines()[-1]
+    assert re.fullmatch(
+        rf"run r2 succeeded in \d+\.\d+s: 1 action \(1 succeeded\); logs in {ws.root}/\S+/r2", one
+    )
 
 
 def test_verbose_prints_every_phase_change(ws) -> None:

@@ -69,7 +69,7 @@ def test_the_report_summarises_tasks_failures_and_calls(mixed_run: Path) -> None
     assert "wf.cpiece[2] (a4) failed: user_error: ValueError: piece 2 failed on purpose" in failures
     assert (
         "Traceback (most recent call last):" in failures
-        and "last 1 lines of its log</div><pre>piece 2</pre>" in failures
+        and "last 1 line of its log</div><pre>piece 2</pre>" in failures
     )
     assert "wf.fan[0] (a1)" not in failures  # it failed only because a4 did: its traceback is a4's
     calls = html.unescape(page[page.index("<h2>Calls</h2>") :])

@@ -47,3 +47,19 @@ def test_rerun_of_a_failed_run_fails_the_same_way(ws) -> None:
     result = ws.cli("rerun", "r1")
     assert result.code == 1
     assert "error: wf.piece[0] (a1) failed: user_error: ValueError: piece 3 failed on purpose" in result.err
+
+
+def test_rerun_and_recover_take_q_and_v_as_run_does(ws) -> None:
+    ws.cli("run", "fan", "--n", "1")
+    quiet = ws.cli("rerun", "r1", "-q")
+    assert (quiet.code, quiet.out, quiet.err) == (0, "[0]\n", "")
+    verbose = ws.cli("rerun", "r1", "--verbose")
+    assert verbose.code == 0 and "wf.piece[0] (a2) running, pid " in verbose.err, verbose.err
+    for command in ("rerun", "recover"):
+        both = ws.cli(command, "r1", "-q", "-v")
+        assert (both.code, both.err) == (2, "error: -q/--quiet and -v/--verbose cannot be used together\n")
+    ws.touch("fail-0")
+    assert ws.cli("run", "fan", "--n", "1").code == 1
+    (ws.root / "fail-0").unlink()
+    recovered = ws.cli("recover", "r4", "--quiet")
+    assert (recovered.code, recovered.out, recovered.err) == (0, "[0]\n", "")

@@ -55,14 +55,14 @@ def test_prune_by_status_and_age(ws) -> None:
     ws.touch("fail-0")
     ws.cli("run", "fan", "--n", "1")
     ws.cli("run", "greet")
-    assert ws.cli("runs", "prune", "--status", "failed", "--dry-run").out == "would remove 1 runs: r2\n"
-    assert ws.cli("runs", "prune", "--status", "failed").out.startswith("removed 1 runs (r2): 2 actions")
+    assert ws.cli("runs", "prune", "--status", "failed", "--dry-run").out == "would remove 1 run: r2\n"
+    assert ws.cli("runs", "prune", "--status", "failed").out.startswith("removed 1 run (r2): 2 actions")
     assert _ids(ws) == ["r3", "r1"]
     assert ws.cli("runs", "prune", "--older-than", "30d").out.startswith("no runs removed; store ")
     assert ws.cli("runs", "list", "--since", "40d").out.count("\n") == 3  # ages past 24d are no timeout
     with sqlite3.connect(ws.root / ".flyte-decl" / "runs.db") as conn:
         conn.execute("UPDATE runs SET created_at = ? WHERE id = 'r1'", (time.time() - 31 * 86400,))
-    assert ws.cli("runs", "prune", "--older-than", "30d").out.startswith("removed 1 runs (r1): ")
+    assert ws.cli("runs", "prune", "--older-than", "30d").out.startswith("removed 1 run (r1): ")
     assert _ids(ws) == ["r3"]
     _consistent(ws)
 
@@ -71,7 +71,7 @@ def test_delete_keeps_payloads_another_run_still_uses(ws) -> None:
     ws.cli("run", "fan", "--n", "2", "--cached")
     second = ws.cli("run", "fan", "--n", "2", "--cached", "--json")
     assert [a["phase"] for a in json.loads(second.out)["actions"]][1:] == ["cached", "cached"]
-    assert ws.cli("runs", "delete", "r1").out.startswith("removed 1 runs (r1): 3 actions")
+    assert ws.cli("runs", "delete", "r1").out.startswith("removed 1 run (r1): 3 actions")
     _consistent(ws)
     third = ws.cli("run", "fan", "--n", "2", "--cached", "--json")
     assert [a["phase"] for a in json.loads(third.out)["actions"]][1:] == ["cached", "cached"]
@@ -85,7 +85,7 @@ def test_the_config_retention_applies_after_each_run(ws) -> None:
     ws.cli("run", "fan", "--n", "1")
     os.remove(ws.root / "fail-0")
     third = ws.cli("run", "greet")  # r1 is now past the newest 2
-    assert third.err.splitlines()[-2].startswith("retention: removed 1 runs (r1): 1 actions, ")
+    assert third.err.splitlines()[-2].startswith("retention: removed 1 run (r1): 1 action, ")
     assert "retention:" not in ws.cli("run", "greet").err  # r2 failed: the policy removes only succeeded runs
     assert _ids(ws) == ["r4", "r3", "r2"]
     _consistent(ws)

@@ -54,6 +54,7 @@ def test_memory_values_are_exact(text, size):
         ("250MB", "'250MB' is not a quantity", "suffixes are case-sensitive: use M or Mi"),
         ("2 Gi", "'2 Gi' is not a quantity", "remove the spaces, e.g. '2Gi'"),
         (1024, "memory 1024 is a bare number, which means 1024 bytes", "write a unit, e.g. '1Gi' or '512Mi'"),
+        (1, "memory 1 is a bare number, which means 1 byte", "write a unit, e.g. '1Gi' or '512Mi'"),
         (
             "1024",
             "memory 1024 is a bare number, which means 1024 bytes",
