@@ -270,7 +270,13 @@ class ActionFailed(Exception):
 
 
 def _jsonable(value: Any) -> Any:
-    """The value itself when JSON can carry it, else its repr, so `run --json` never fails on outputs."""
+    """The value itself when JSON can carry it, else its repr, so `run --json` never fails on outputs.
+
+    A NamedTuple is Flyte's several outputs (o0..oN), so it is shown as the plain tuple of them, as a
+    JSON list, or the tuple's repr.
+    """
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        value = tuple(value)
     try:
         json.dumps(value)
     except (TypeError, ValueError):
