@@ -216,3 +216,30 @@ def test_python_prog_failure_raises_and_is_recorded_failed(tmp_path: Path) -> No
     assert [(r["run"], r["status"], r["kind"], r["message"]) for r in runs] == [
         ("r1", "failed", "user_error", "ValueError: no")
     ]
+
+
+def test_a_store_of_schema_2_gains_the_label_columns_and_keeps_its_rows(tmp_path: Path) -> None:
+    import sqlite3
+
+    from flyte_decl.store import schema
+    from flyte_decl.store.store import Store
+
+    conn = sqlite3.connect(tmp_path / "runs.db", isolation_level=None)
+    for number in range(2):
+        for statement in schema._statements(schema.MIGRATIONS[number]):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute(
+        "INSERT INTO runs (id, task, environment, status, created_at, host, pid, pid_started_at, snapshot, log_dir)"
+        " VALUES ('r1', 'e.t', 'e', 'succeeded', 0, 'h', 1, 0, '{}', '/logs/r1')"
+    )
+    conn.execute(
+        "INSERT INTO actions (run_id, action, attempt, task, environment, idx, queue, limits, phase, queued_at)"
+        " VALUES ('r1', 'a1', 1, 'e.t', 'e', 0, 'default', '{}', 'succeeded', 0)"
+    )
+    conn.close()
+    store = Store.open(tmp_path)
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+    [action] = store.actions("r1")
+    assert (action.label, action.group, action.short_name, action.display) == ("e.t[0]", None, None, "e.t[0]")
+    store.close()
