@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import inspect
-import itertools
 import logging
 import os
 import sys
@@ -28,10 +28,13 @@ from typing import Any
 from flyte_decl import _context, _task_environment, errors
 from flyte_decl._task import TaskTemplate, module_name
 from flyte_decl.config.load import find_task, load
-from flyte_decl.runtime.records import ActionRecord, Failure, RunResult
-from flyte_decl.runtime.runner import LocalRunner
+from flyte_decl.render.history import render_removed
+from flyte_decl.runtime.records import ActionEvent, ActionRecord, Failure, RunResult
 from flyte_decl.runtime.wire import ENV_MAIN_MODULE
-from flyte_decl.session import home_dir, preflight
+from flyte_decl.session import PreparedRun, home_dir, preflight
+from flyte_decl.store.recorder import Recorder, RunRequest
+from flyte_decl.store.retention import apply_retention
+from flyte_decl.store.store import Store
 
 
 class ActionOutputs(tuple):  # type: ignore[type-arg]
@@ -180,11 +183,12 @@ class RunContext:
         """
         if not isinstance(task, TaskTemplate):
             raise TypeError(f"run() takes a task declared with @env.task, got {type(task).__name__}")
-        inputs = inspect.signature(task.func).bind(*args, **kwargs).arguments
+        inputs = dict(inspect.signature(task.func).bind(*args, **kwargs).arguments)
         code = _task_environment.code_layers()
+        texts: dict[str, str] = {}  # the config files read, with their texts, kept with the run
         # The environments.yaml beside the program (not the working directory's) layers over its code.
         resolved = load(self.configs or None, profile=self.profile, queue=self.queue, root_task=task.full_name,
-                        code=code, cwd=code.root_dir)  # fmt: skip
+                        code=code, cwd=code.root_dir, snapshot=texts)  # fmt: skip
         name = find_task(resolved, task.full_name)
         # The program's own tasks are bound (it declared them); its env_vars may carry a secret, as -e does.
         preflight(resolved, {**os.environ, **self.env_vars}, include_code=False)
@@ -192,15 +196,45 @@ class RunContext:
         _task_environment.admit_code_queues(config)
         if task.call_settings:
             config.tasks[name] = config.spec_for(name, task.call_settings)
-        log_dir = home_dir(config.tasks[name].root_dir) / "logs"
-        runner = LocalRunner(config, log_dir=log_dir / f"api-{id(self):x}-{next(_counter)}")
         env = {**self.env_vars, **_context.context_env(self.custom_context)}
+        prepared = PreparedRun(name, task.func, resolved, config, env)
+        # As `flyte-decl run FILE.py TASK` records it, so `flyte-decl rerun` can run it again.
+        request = RunRequest([str(Path(inspect.getfile(task.func)).resolve()), task.func.__name__], texts,
+                             [self.profile] if self.profile else [], queue=self.queue, env=env,
+                             configs=[str(Path(c).resolve()) for c in self.configs])  # fmt: skip
         if task.func.__module__ == "__main__":  # its classes live in the script the fork servers import
-            env[ENV_MAIN_MODULE] = module_name(task.func)
-        run = Run.of(runner.run(name, dict(inputs), env=env))
+            env = {**env, ENV_MAIN_MODULE: module_name(task.func)}
+        run = Run.of(_recorded(prepared, inputs, request, env, task.display_name, self.overwrite_cache))
         if run.status != "succeeded":
             raise _run_failure(run)
         return run
+
+
+def _recorded(prepared: PreparedRun, inputs: dict[str, Any], request: RunRequest, env: dict[str, str],
+              short_name: str | None, overwrite_cache: bool) -> RunResult:  # fmt: skip
+    """Run the root task, recorded in the run store as `flyte-decl run` records it (so `runs`, `logs`,
+    `report`, `rerun` see it, and `cache: auto` hits). What actions print goes to stdout line by line,
+    unprefixed: in Flyte's local mode tasks run in the program's own process and print there."""
+    store = Store.open(home_dir(prepared.spec.root_dir))
+    recorder = Recorder.start(store, prepared, inputs, request, overwrite_cache=overwrite_cache)
+
+    def on_event(event: ActionEvent) -> None:
+        recorder.on_event(event)
+        if event.line is not None:
+            print(event.line, flush=True)
+
+    try:
+        runner = prepared.runner(on_event=on_event, log_dir=recorder.log_dir, reuse=recorder.reuse)
+        result = recorder.finish(runner.run(prepared.task, inputs, env=env, short_name=short_name))
+        removed = apply_retention(store, prepared.resolved.document.data.get("retention"), recorder.run.id)
+        if removed is not None and removed.runs:
+            print(f"flyte-decl: retention: {render_removed(removed)}", file=sys.stderr)
+    except BaseException as exc:
+        recorder.abandon(f"the runner failed: {type(exc).__name__}: {exc}")
+        raise
+    finally:
+        store.close()
+    return result
 
 
 def _run_failure(run: Run) -> BaseException:
@@ -211,9 +245,6 @@ def _run_failure(run: Run) -> BaseException:
     failure = errors.child_failure(root.task if root else "", root.id if root else "", kind, message)
     failure.run = run  # type: ignore[attr-defined]
     return failure
-
-
-_counter = itertools.count(1)
 
 
 def with_runcontext(mode: str | None = None, **settings: Any) -> RunContext:
@@ -244,7 +275,7 @@ class _Map:
 
     def __call__(self, func: TaskTemplate | Callable[..., Any], *iterables: Iterable[Any], group_name: str | None = None,
                  concurrency: int = 0, return_exceptions: bool = True) -> Iterator[Any]:  # fmt: skip
-        gather = self._gather(func, iterables, concurrency, return_exceptions)
+        gather = self._gather(func, iterables, concurrency, return_exceptions, group_name)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -257,11 +288,20 @@ class _Map:
     async def aio(self, func: TaskTemplate | Callable[..., Any], *iterables: Iterable[Any],
                   group_name: str | None = None, concurrency: int = 0,
                   return_exceptions: bool = True) -> AsyncIterator[Any]:  # fmt: skip
-        for result in await self._gather(func, iterables, concurrency, return_exceptions):
+        for result in await self._gather(func, iterables, concurrency, return_exceptions, group_name):
             yield result
 
     async def _gather(self, func: Any, iterables: tuple[Iterable[Any], ...], concurrency: int,
-                      return_exceptions: bool) -> list[Any]:  # fmt: skip
+                      return_exceptions: bool, group_name: str | None) -> list[Any]:  # fmt: skip
+        task = func.func if isinstance(func, functools.partial) else func
+        if not isinstance(task, TaskTemplate):
+            return await self._calls(func, iterables, concurrency, return_exceptions)
+        # The calls form one group, named as Flyte names it: `env.task_map`, or `env.task_GROUP`.
+        with _context.group(f"{task.name}_{group_name or 'map'}"):
+            return await self._calls(func, iterables, concurrency, return_exceptions)
+
+    async def _calls(self, func: Any, iterables: tuple[Iterable[Any], ...], concurrency: int,
+                     return_exceptions: bool) -> list[Any]:  # fmt: skip
         limit = asyncio.Semaphore(concurrency) if concurrency > 0 else None
 
         async def one(args: tuple[Any, ...]) -> Any:

@@ -152,6 +152,11 @@ class TaskTemplate:
         return f"{self.env.name}.{name}" if self.env else name
 
     @property
+    def display_name(self) -> str | None:
+        """The `short_name` when it is not the function's own name: a label shown beside the action's."""
+        return self.short_name if self.short_name != getattr(self.func, "__name__", None) else None
+
+    @property
     def fn(self) -> str:
         """The dotted path the runtime imports: "module:qualname" (a script run as __main__ by its file name)."""
         return f"{module_name(self.func)}:{self.func.__qualname__}"

@@ -573,6 +573,15 @@ def declared_environments() -> dict[str, TaskEnvironment]:
     return out
 
 
+def short_name_of(function: Any) -> str | None:
+    """The display `short_name` code gave the task bound to `function` (None: none, or not code-declared)."""
+    for env in declared_environments().values():
+        for template in env.tasks.values():
+            if template.func is function:
+                return template.display_name
+    return None
+
+
 def code_layers() -> CodeLayers:
     """Every environment and task declared in code so far, as resolution layers beneath the YAML file."""
     layers = CodeLayers()

@@ -50,6 +50,11 @@ class PreparedRun:
     def spec(self) -> TaskSpec:
         return self.config.tasks[self.task]
 
+    @property
+    def short_name(self) -> str | None:
+        """The root task's Flyte `short_name`, when code gave it one (a display label)."""
+        return _task_environment.short_name_of(self.function)
+
     def runner(
         self,
         on_event: Callable[[ActionEvent], None] | None = None,

@@ -15,6 +15,7 @@ import click
 from flyte_decl.cli.history import open_store, run_actions, store_option
 from flyte_decl.render.failure import caused_by_child
 from flyte_decl.render.history import last_attempts
+from flyte_decl.runtime.records import display_label
 from flyte_decl.store.ids import pick_action
 from flyte_decl.store.store import RUNNING, StoredAction
 
@@ -72,7 +73,7 @@ class _Tail:
         self.offsets[path] = self.offsets.get(path, 0) + len(data)
         prefix = self._prefix(attempt)
         if not self.labelled and several and (attempt.id, attempt.attempt) not in self.shown:
-            click.echo(f"--- {attempt.id} {attempt.label} attempt {attempt.attempt} ---")
+            click.echo(f"--- {attempt.id} {attempt.display} attempt {attempt.attempt} ---")
         self.shown.add((attempt.id, attempt.attempt))
         data = self.partial.pop(path, ("", b""))[1] + data
         *lines, rest = data.split(b"\n")
@@ -97,7 +98,8 @@ class _Tail:
     def _prefix(self, attempt: StoredAction) -> str:
         if not self.labelled:
             return ""
-        return attempt.label + (f"#{attempt.attempt}" if attempt.attempt > 1 else "") + " | "
+        label = attempt.label + (f"#{attempt.attempt}" if attempt.attempt > 1 else "")
+        return display_label(label, attempt.group, attempt.short_name) + " | "
 
     def close(self) -> None:
         """The end: a last line without a newline is printed too."""
@@ -121,4 +123,4 @@ def _explain_silence(attempts: list[StoredAction]) -> None:
         reason = f"has no log file left at {last.log_path}"
     else:
         reason = "printed nothing"
-    click.echo(f"note: {last.id} {last.label} {reason}", err=True)
+    click.echo(f"note: {last.id} {last.display} {reason}", err=True)

@@ -170,7 +170,7 @@ def execute(
             click.echo(f"run {recorder.run.id}: {header}", err=True)
             click.echo(f"config: {recorder.run.sources.describe()}", err=True)
         with view, _aborting_on_signals(runner.abort) as interrupted:
-            result = runner.run(prepared.task, inputs, env=prepared.env)
+            result = runner.run(prepared.task, inputs, env=prepared.env, short_name=prepared.short_name)
         result = recorder.finish(result)
         removed = apply_retention(store, prepared.resolved.document.data.get("retention"), recorder.run.id)
         if removed is not None and removed.runs and not quiet:

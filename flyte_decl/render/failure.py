@@ -3,7 +3,7 @@
 A task that awaits a failed child fails in turn with `RuntimeUserError: TASK (aN) failed: ...`; the
 error worth showing is at the end of that chain, in the action that raised on its own. Works on
 the runner's `ActionRecord`s and on the store's `StoredAction`s alike (both have id, attempt,
-label, phase, kind, message and traceback).
+label, display, phase, kind, message and traceback).
 
     cause = root_cause(result.actions)     # the child action whose ValueError failed the run
     print(describe(cause))                 # "wf.piece[2] (a4) failed: user_error, attempt 2: ..."
@@ -52,7 +52,7 @@ def describe(action: Any) -> str:
     """One line: `wf.piece[2] (a4) failed: user_error, attempt 2: ValueError: boom`."""
     kind = _value(action.kind) or _value(action.phase)
     attempt = f", attempt {action.attempt}" if action.attempt > 1 else ""
-    return f"{action.label} ({action.id}) failed: {kind}{attempt}: {action.message}"
+    return f"{action.display} ({action.id}) failed: {kind}{attempt}: {action.message}"
 
 
 def failure_lines(action: Any) -> list[str]:

@@ -53,19 +53,24 @@ def render_run(run: StoredRun, actions: Sequence[StoredAction]) -> str:
         lines.append(f"  outputs {short(run.outputs_json)}")
     lines.append(f"  logs    {run.log_dir}")
     lines.append("")
+    # Flyte's display labels get columns of their own when a run has any (`flyte.group`, `short_name`).
+    labels = [("NAME", "short_name"), ("GROUP", "group")]
+    labels = [(title, name) for title, name in labels if any(getattr(a, name) for a in actions)]
     rows = []
     for prefix, action in _tree(actions):
         rows.append(
             [
                 action.id + (f" #{action.attempt}" if action.attempt > 1 else ""),
                 prefix + action.label,
+                *(getattr(action, name) or "-" for _, name in labels),
                 action.phase + (f" ({action.kind})" if action.kind and action.kind != action.phase else ""),
                 seconds(action.duration) if action.duration is not None else "-",
                 memory_use(action),
                 cpu_use(action),
             ]
         )
-    lines.append(table(["ACTION", "TASK", "PHASE", "DURATION", "MEMORY PEAK/LIMIT", "CPU AVG/LIMIT"], rows))
+    headers = ["ACTION", "TASK", *(title for title, _ in labels), "PHASE", "DURATION", "MEMORY PEAK/LIMIT"]
+    lines.append(table([*headers, "CPU AVG/LIMIT"], rows))
     failures = [a for a in actions if a.kind is not None or a.phase == "aborted"]
     if failures:
         lines.append("")
@@ -73,7 +78,7 @@ def render_run(run: StoredRun, actions: Sequence[StoredAction]) -> str:
         for action in failures:
             attempt = f" attempt {action.attempt}" if action.attempt > 1 else ""
             kind = action.kind or action.phase
-            lines.append(f"  {action.id} {action.label}{attempt}: {kind}: {action.message}")
+            lines.append(f"  {action.id} {action.display}{attempt}: {kind}: {action.message}")
             if action.traceback and not caused_by_child(action):
                 lines += ["    " + line for line in action.traceback.rstrip("\n").splitlines()]
     return "\n".join(lines)

@@ -69,6 +69,8 @@ def render_report(
     tasks = sorted({a.task for a in actions})
     task_index = {task: i for i, task in enumerate(tasks)}
     phases = list(PHASE_COLOURS)
+    names = sorted({a.group for a in actions if a.group} | {a.short_name for a in actions if a.short_name})
+    name_index = {name: i for i, name in enumerate(names)}
     rows = []
     for a in actions:
         peak, source = memory_figure(a)
@@ -79,12 +81,14 @@ def render_report(
             None if a.ended_at is None else round(a.ended_at - run.created_at, 3),
             peak, int(source == ENFORCER), a.limits.get("memory"),
             None if a.cpu_seconds is None else round(a.cpu_seconds, 3), a.limits.get("cpu"),
+            name_index.get(a.group or ""), name_index.get(a.short_name or ""),
         ])  # fmt: skip
     data = {
         "run": {"id": run.id, "start": run.created_at, "span": max(end - run.created_at, 1e-3)},
         "colours": PHASE_COLOURS,
         "phases": phases,
         "tasks": tasks,
+        "names": names,  # groups and short names (Flyte's display labels), by index from the rows
         "rows": rows,
         "lanes": len(actions) > ROW_PER_ATTEMPT,
         "plots": [_plotted(a, why, run.created_at) for a, why in _worth_plotting(actions)],
@@ -238,7 +242,7 @@ def _plotted(action: StoredAction, why: str, start: float) -> dict[str, Any]:
     return {
         "id": action.id,
         "attempt": action.attempt,
-        "label": action.label + (f" #{action.attempt}" if action.attempt > 1 else ""),
+        "label": action.display + (f" #{action.attempt}" if action.attempt > 1 else ""),
         "why": why,
         "phase": action.phase,
         "started": (action.started_at or action.queued_at) - start,
@@ -310,11 +314,15 @@ _SCRIPT = r"""
     return out;
   };
   const colour = (phase) => data.colours[phase] || "#888";
-  // rows: [id, attempt, task, index, phase, kind, queued, started, ended, peak, enforcerPeak, memLimit, cpuSeconds, cpuLimit]
+  // rows: [id, attempt, task, index, phase, kind, queued, started, ended, peak, enforcerPeak, memLimit, cpuSeconds,
+  //        cpuLimit, group, shortName] (group and shortName index data.names, or null)
   const rows = data.rows.map((r) => {
     const duration = r[7] != null && r[8] != null ? r[8] - r[7] : null;
+    const label = data.tasks[r[2]] + "[" + r[3] + "]";
+    const group = r[14] != null ? data.names[r[14]] : "", shortName = r[15] != null ? data.names[r[15]] : "";
     return {
-      id: r[0], attempt: r[1], task: data.tasks[r[2]], label: data.tasks[r[2]] + "[" + r[3] + "]",
+      id: r[0], attempt: r[1], task: data.tasks[r[2]], label: label, group: group, shortName: shortName,
+      display: (group ? group + "/" : "") + label + (shortName ? ' "' + shortName + '"' : ""),
       phase: data.phases[r[4]], kind: r[5], queued: r[6], started: r[7], ended: r[8], duration: duration,
       peak: r[9], enforcer: r[10], memLimit: r[11], cpu: r[12] != null && duration ? r[12] / duration : null,
       cpuLimit: r[13], wait: r[7] != null ? r[7] - r[6] : null,
@@ -338,7 +346,7 @@ _SCRIPT = r"""
   const fragment = document.createDocumentFragment(), paths = {};
   rows.forEach((a, i) => {
     const y = top + (lanes ? data.tasks.indexOf(a.task) : i) * row;
-    if (!lanes) text(fragment, 4, y + 13, a.id + "  " + a.label + (a.attempt > 1 ? " #" + a.attempt : ""));
+    if (!lanes) text(fragment, 4, y + 13, a.id + "  " + a.display + (a.attempt > 1 ? " #" + a.attempt : ""));
     const began = a.started != null ? a.started : a.ended != null ? a.ended : a.queued;
     const finished = a.ended != null ? a.ended : span;
     if (!lanes) el("rect", {x: x(a.queued), y: y + 6, width: Math.max(1, x(began) - x(a.queued)), height: 6,
@@ -363,6 +371,7 @@ _SCRIPT = r"""
   // The table of every attempt, sorted by a click on a column.
   const columns = [
     ["id", "action", (a) => a.id], ["label", "task", (a) => a.label + (a.attempt > 1 ? " #" + a.attempt : "")],
+    ...(data.names.length ? [["shortName", "name", (a) => a.shortName || "-"], ["group", "group", (a) => a.group || "-"]] : []),
     ["phase", "phase", (a) => '<span class="phase" style="background:' + colour(a.phase) + '">' + a.phase +
       (a.kind && a.kind !== a.phase ? " (" + a.kind + ")" : "") + "</span>"],
     ["wait", "queued", (a) => fmtSeconds(a.wait)], ["duration", "duration", (a) => fmtSeconds(a.duration)],
@@ -391,7 +400,7 @@ _SCRIPT = r"""
     th.textContent = title;
     th.dataset.key = key;
     th.addEventListener("click", () => {
-      descending = sortKey === key ? !descending : key !== "id" && key !== "label" && key !== "phase";
+      descending = sortKey === key ? !descending : !["id", "label", "shortName", "group", "phase"].includes(key);
       sortKey = key;
       first = 0;
       rows.sort((a, b) => {

@@ -64,7 +64,7 @@ class Board:
             record = event.record
             limit = record.limits.get("memory") if record else None
             self.running[event.action] = (
-                event.label,
+                event.display,
                 time.monotonic(),
                 record.pid if record else None,
                 limit,
@@ -149,14 +149,14 @@ class RunView:
         if self.verbosity == QUIET:
             return
         if event.line is not None:
-            self.console.print(Text(f"{event.label} | ").append(event.line.rstrip("\n")), markup=False)
+            self.console.print(Text(f"{event.display} | ").append(event.line.rstrip("\n")), markup=False)
             return
         self.board.update(event)
         if event.phase in _FAILED:
             kind = f" ({event.kind.value})" if event.kind and event.kind.value != event.phase.value else ""
             retry = f", attempt {event.attempt}" if event.attempt > 1 else ""
             self.console.print(
-                f"{event.label} {event.phase.value}{kind}{retry}: {event.message}", markup=False
+                f"{event.display} {event.phase.value}{kind}{retry}: {event.message}", markup=False
             )
         elif self.verbosity >= VERBOSE:
             self.console.print(_phase_line(event), markup=False)
@@ -165,7 +165,7 @@ class RunView:
 def _phase_line(event: ActionEvent) -> str:
     """`-v`: `env2.square[3] (a5) running, pid 4242` and the like."""
     record = event.record
-    text = f"{event.label} ({event.action}) {event.phase.value}"
+    text = f"{event.display} ({event.action}) {event.phase.value}"
     if event.attempt > 1:
         text += f", attempt {event.attempt}"
     if record is not None and event.phase is Phase.RUNNING and record.pid:

@@ -95,10 +95,19 @@ class Channel:
         return args, kwargs
 
     def submit(
-        self, task: str, args: tuple[Any, ...], kwargs: dict[str, Any], settings: dict[str, Any] | None = None
+        self,
+        task: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        settings: dict[str, Any] | None = None,
+        short_name: str | None = None,
     ) -> Future[Any]:
-        """Ask the runner for a new action of `task` (with `.override` settings); resolves with its outputs."""
+        """Ask the runner for a new action of `task` (with `.override` settings and the task's Flyte
+        `short_name`, a display label); resolves with its outputs."""
         payload = dump_payload((args, kwargs))
+        context = _context.call_context()
+        if short_name:
+            context["short_name"] = short_name
         future: Future[Any] = Future()
         with self._send_lock:
             self._next_call += 1
@@ -109,9 +118,7 @@ class Channel:
                     target=self._read_replies, name="flyte-decl-replies", daemon=True
                 )
                 self._reader.start()
-            send_message(
-                self._sock, ("call", call_id, task, payload, settings or {}, _context.call_context())
-            )
+            send_message(self._sock, ("call", call_id, task, payload, settings or {}, context))
         return future
 
     def report(self, message: tuple[Any, ...]) -> None:
@@ -171,7 +178,7 @@ class _Submitter:
         # The config may bind the function under another name than the decorator's environment gave it.
         known = self._names.get(id(task.func))
         name = known[1] if known else task.full_name
-        return self._channel.submit(name, args, kwargs, task.call_settings)
+        return self._channel.submit(name, args, kwargs, task.call_settings, task.display_name)
 
     def submit(self, task: TaskTemplate, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         return self._submit(task, args, kwargs).result()

@@ -88,11 +88,18 @@ class ActionRecord:
     cpu_seconds: float | None = None
     log_path: Path | None = None
     samples: list[tuple[float, int, float]] = field(default_factory=list)  # (time, rss, cpu seconds)
+    group: str | None = None  # the `flyte.group(name)` its caller started it in
+    short_name: str | None = None  # Flyte's `short_name`, when it differs from the function's name
 
     @property
     def label(self) -> str:
-        """How output lines are prefixed: "env2.square[3]"."""
+        """What names the action in commands (`logs RUN env2.square[3]`): "env2.square[3]"."""
         return f"{self.task}[{self.index}]"
+
+    @property
+    def display(self) -> str:
+        """How output lines are prefixed: the label with its group and short name (`display_label`)."""
+        return display_label(self.label, self.group, self.short_name)
 
     def to_json(self) -> dict[str, Any]:
         """The record as JSON-ready data (enums as their values, paths as text)."""
@@ -118,7 +125,20 @@ class ActionRecord:
             "limits": self.limits,
             "log_path": str(self.log_path) if self.log_path else None,
             "samples": [list(sample) for sample in self.samples],
+            "group": self.group,
+            "short_name": self.short_name,
         }
+
+
+def display_label(label: str, group: str | None, short_name: str | None) -> str:
+    """An action as people read it: `label` after its group and before its short name, if any.
+
+    `display_label("env2.square[3]", "squares", None)` is `squares/env2.square[3]`, and
+    `display_label("env.child[1]", None, "renamed")` is `env.child[1] "renamed"`. Both are labels
+    only, as in Flyte's UI: commands still name the action by its id or by `label`.
+    """
+    shown = f"{group}/{label}" if group else label
+    return f'{shown} "{short_name}"' if short_name else shown
 
 
 @dataclass(frozen=True)
@@ -143,11 +163,18 @@ class ActionEvent:
     record: ActionRecord | None = field(default=None, repr=False, compare=False)
     inputs: bytes | None = field(default=None, repr=False, compare=False)
     outputs: bytes | None = field(default=None, repr=False, compare=False)
+    group: str | None = None
+    short_name: str | None = None
 
     @property
     def label(self) -> str:
-        """How output lines are prefixed: "env2.square[3]"."""
+        """What names the action in commands: "env2.square[3]"."""
         return f"{self.task}[{self.index}]"
+
+    @property
+    def display(self) -> str:
+        """How output lines are prefixed: the label with its group and short name (`display_label`)."""
+        return display_label(self.label, self.group, self.short_name)
 
     @classmethod
     def of(
@@ -174,6 +201,8 @@ class ActionEvent:
             record=copy.copy(record) if line is None else None,
             inputs=inputs,
             outputs=outputs,
+            group=record.group,
+            short_name=record.short_name,
         )
 
 
@@ -241,7 +270,13 @@ class ActionFailed(Exception):
 
 
 def _jsonable(value: Any) -> Any:
-    """The value itself when JSON can carry it, else its repr, so `run --json` never fails on outputs."""
+    """The value itself when JSON can carry it, else its repr, so `run --json` never fails on outputs.
+
+    A NamedTuple is Flyte's several outputs (o0..oN), so it is shown as the plain tuple of them, as a
+    JSON list, or the tuple's repr.
+    """
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        value = tuple(value)
     try:
         json.dumps(value)
     except (TypeError, ValueError):

@@ -103,8 +103,12 @@ class LocalRunner:
         *,
         queue: str | None = None,
         env: dict[str, str] | None = None,
+        short_name: str | None = None,
     ) -> RunResult:
-        """Run a task to its end; `queue` applies to this root action only, `env` to every action."""
+        """Run a task to its end; `queue` applies to this root action only, `env` to every action.
+
+        `short_name` is the root task's display label (Flyte's), shown beside its label.
+        """
         spec = self.task(task_name)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         run = _Run(self, env or {})
@@ -112,7 +116,8 @@ class LocalRunner:
         try:
             if self._abort_requested:  # asked for while this run was being set up
                 run.abort("run aborted")
-            return run.execute(spec, inputs, queue or spec.queue)
+            context = {"short_name": short_name} if short_name else {}
+            return run.execute(spec, inputs, queue or spec.queue, context)
         finally:
             run.close()
             self._current = None
@@ -189,8 +194,10 @@ class _Run:
 
     # -- the run ----------------------------------------------------------------------------------
 
-    def execute(self, spec: TaskSpec, inputs: dict[str, Any], queue: str) -> RunResult:
-        root = self._new_action(spec, queue, dump_payload(((), inputs)), parent=None, call_id=None)
+    def execute(
+        self, spec: TaskSpec, inputs: dict[str, Any], queue: str, context: dict[str, Any]
+    ) -> RunResult:
+        root = self._new_action(spec, queue, dump_payload(((), inputs)), None, None, context)
         self.root = root
         self._submit(root)
         while (root.state != _State.DONE or self.answered) and not self._aborting():
@@ -285,8 +292,15 @@ class _Run:
     # -- actions ----------------------------------------------------------------------------------
 
     def _new_action(
-        self, spec: TaskSpec, queue: str, inputs: bytes, parent: _Action | None, call_id: int | None
+        self,
+        spec: TaskSpec,
+        queue: str,
+        inputs: bytes,
+        parent: _Action | None,
+        call_id: int | None,
+        context: dict[str, Any],
     ) -> _Action:
+        """A new action, queued; `context` is what its caller's code passes on (group, short name, ...)."""
         index = self.task_counts.get(spec.name, 0)
         self.task_counts[spec.name] = index + 1
         env = {**self.base_env, **spec.env_vars}
@@ -294,7 +308,9 @@ class _Run:
         env.update(self.run_env)
         action_id = f"a{len(self.actions) + 1}"
         record = self._record(action_id, parent.id if parent else None, spec, index, 1, queue)
+        record.group, record.short_name = context.get("group"), context.get("short_name")
         action = _Action(action_id, spec, queue, env, inputs, parent, call_id, record, next(self.keys))
+        action.context = context
         self.actions.append(action)
         self.by_key[action.key] = action
         self._emit(record, inputs=inputs)
@@ -445,8 +461,7 @@ class _Run:
         except Exception as exc:  # settings the config layer rejects, e.g. a malformed quantity
             spec = self.config.tasks[task]
             override_problem = f"{task}.override(...) is invalid: {exc}"
-        child = self._new_action(spec, spec.queue, payload, parent=parent, call_id=call_id)
-        child.context = context or {}
+        child = self._new_action(spec, spec.queue, payload, parent, call_id, context or {})
         parent.children.add(child)
         if len(parent.children) == 1:
             self.scheduler.block(parent)
@@ -609,7 +624,9 @@ class _Run:
             spec = dataclasses.replace(spec, memory_limit=grown, memory_request=request)
         attempt = action.record.attempt + 1
         parent = action.parent.id if action.parent else None
+        labels = action.record.group, action.record.short_name
         action.record = self._record(action.id, parent, spec, action.record.index, attempt, action.queue)
+        action.record.group, action.record.short_name = labels
         action.spec = spec
         action.key = next(self.keys)
         self.by_key[action.key] = action

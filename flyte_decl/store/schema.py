@@ -112,6 +112,11 @@ MIGRATIONS: list[str] = [
         FOREIGN KEY (run_id, action, attempt) REFERENCES actions (run_id, action, attempt) ON DELETE CASCADE
     ) WITHOUT ROWID;
     """,
+    # 3: an action's display labels (Flyte's `flyte.group` and `short_name`); NULL in older rows.
+    """
+    ALTER TABLE actions ADD COLUMN group_name TEXT;
+    ALTER TABLE actions ADD COLUMN short_name TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

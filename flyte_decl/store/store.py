@@ -31,7 +31,7 @@ from typing import Any
 import psutil
 
 from flyte_decl.problems import UsageError
-from flyte_decl.runtime.records import ActionRecord, Phase
+from flyte_decl.runtime.records import ActionRecord, Phase, display_label
 from flyte_decl.store import ids
 from flyte_decl.store.schema import migrate
 from flyte_decl.store.series import pack as series_pack
@@ -131,12 +131,19 @@ class StoredAction:
     outputs_digest: str | None
     cache_key: str | None
     spec: dict[str, Any] | None
+    group: str | None = None  # the `flyte.group` its caller started it in
+    short_name: str | None = None  # Flyte's `short_name`, when it is not the function's name
     samples: list[tuple[float, int, float]] = field(default_factory=list)
 
     @property
     def label(self) -> str:
         """`env2.square[3]`: the task and its ordinal among the run's calls of it."""
         return f"{self.task}[{self.index}]"
+
+    @property
+    def display(self) -> str:
+        """The label with its group and short name (`records.display_label`), as output shows it."""
+        return display_label(self.label, self.group, self.short_name)
 
     @property
     def duration(self) -> float | None:
@@ -154,6 +161,8 @@ class StoredAction:
             "task": self.task,
             "environment": self.environment,
             "label": self.label,
+            "group": self.group,
+            "short_name": self.short_name,
             "queue": self.queue,
             "phase": self.phase,
             "kind": self.kind,
@@ -541,15 +550,15 @@ class AttemptRow:
             record.kind.value if record.kind else None, record.message, record.traceback, record.queued_at,
             record.started_at, record.ended_at, record.pid, record.exit_code, record.signal,
             record.peak_memory, record.cpu_seconds, str(record.log_path) if record.log_path else None,
-            self.inputs_digest, self.outputs_digest, self.cache_key,
+            self.inputs_digest, self.outputs_digest, self.cache_key, record.group, record.short_name,
         )  # fmt: skip
 
 
 _UPSERT_ATTEMPT = """
 INSERT INTO actions (run_id, action, attempt, parent, task, environment, idx, queue, spec_digest, limits,
     phase, kind, message, traceback, queued_at, started_at, ended_at, pid, exit_code, signal, peak_memory,
-    cpu_seconds, log_path, inputs_digest, outputs_digest, cache_key)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    cpu_seconds, log_path, inputs_digest, outputs_digest, cache_key, group_name, short_name)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (run_id, action, attempt) DO UPDATE SET
     limits = excluded.limits, phase = excluded.phase, kind = excluded.kind, message = excluded.message,
     traceback = excluded.traceback, started_at = excluded.started_at, ended_at = excluded.ended_at,
@@ -569,7 +578,7 @@ _RUN_COLUMNS = (
 _ACTION_COLUMNS = (
     "run_id, action, attempt, parent, task, environment, idx, queue, limits, phase, kind, message,"
     " traceback, queued_at, started_at, ended_at, pid, exit_code, signal, peak_memory, cpu_seconds,"
-    " log_path, inputs_digest, outputs_digest, cache_key, specs.spec"
+    " log_path, inputs_digest, outputs_digest, cache_key, specs.spec, group_name, short_name"
 )
 
 

@@ -362,7 +362,10 @@ def test_example_parent_catches_oom_and_retries_bigger(tmp_path) -> None:
     result = subprocess.run([sys.executable, str(example)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                             env={**_env(), "FLYTE_DECL_HOME": str(tmp_path)})  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ActionOutputs(o0={'action': 'a1', 'note': 22, 'limit': '400Mi'})"
+    assert result.stdout.splitlines() == [  # the parent's print comes first, as in Flyte's local mode
+        "oom-retry.fill was OOM-killed (OOMKilled); retrying with 400Mi",
+        "ActionOutputs(o0={'action': 'a1', 'note': 22, 'limit': '400Mi'})",
+    ]
 
 
 # -- Flyte's declaration classes ------------------------------------------------------------------
