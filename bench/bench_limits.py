@@ -6,7 +6,8 @@ the watchdog reads only the action's own tree (``/proc/<pid>/task/*/children`` a
 
 With cgroups, a row for the machine's mechanism (cgroup v1 here, cgroup v2 in the VM that
 ``python tests/vm/run.py --bench`` boots) and the per-action cost of creating, limiting and removing
-the action's cgroup, against the watchdog's setup.
+the action's cgroup, against the watchdog's setup: new cgroups each time, and cgroups reused from
+the pool (`runtime/cgpool.py`, cgroup v1 only; on v2 both rows create and remove).
 
 Run: ``python bench/bench_limits.py [--polls N] [--children K]``. Not part of the test run.
 """
@@ -24,7 +25,7 @@ from collections.abc import Callable
 
 import psutil
 
-from flyte_decl.runtime import proctree
+from flyte_decl.runtime import cgpool, proctree
 from flyte_decl.runtime.limits import (
     MEMORY_POLL_INTERVAL,
     THROTTLE_CHECK_INTERVAL,
@@ -151,9 +152,16 @@ def main() -> None:
             setups.append(
                 (
                     f"{mechanisms.memory}: mkdir, write limits, rmdir",
+                    median_us(lambda: (setup_and_close(mechanisms), cgpool.POOL.drain()), 50),
+                )
+            )
+            setups.append(
+                (
+                    f"{mechanisms.memory}: from the pool, limits, reset",
                     median_us(lambda: setup_and_close(mechanisms), 50),
                 )
             )
+            cgpool.POOL.drain()
 
         baseline = rows[0][1]
         processes = sum(1 for name in os.listdir("/proc") if name.isdigit())
