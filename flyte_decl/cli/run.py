@@ -169,7 +169,8 @@ def execute(
 
     started = time.monotonic()
     try:
-        runner = prepared.runner(on_event=on_event, log_dir=recorder.log_dir, reuse=recorder.reuse)
+        runner = prepared.runner(on_event=on_event, log_dir=recorder.log_dir, reuse=recorder.reuse,
+                                   on_answer=recorder.on_answer)  # fmt: skip
         if not quiet:
             header = prepared.header(runner.mechanisms).removeprefix("run ")
             click.echo(f"run {recorder.run.id}: {header}", err=True)

@@ -76,6 +76,8 @@ _RETRYABLE = {FailureKind.USER_ERROR, FailureKind.OOM_KILLED, FailureKind.TIMED_
 EventHandler = Callable[[ActionEvent], None]
 # Asked before an action is queued: outputs recorded for this task and serialized inputs, or None.
 Reuse = Callable[[TaskSpec, bytes], ReuseHit | None]
+# Told (action id, serialized outputs) when a caller gets a child's outputs, before its final event.
+Answered = Callable[[str, bytes], None]
 
 
 class LocalRunner:
@@ -85,7 +87,8 @@ class LocalRunner:
     called from a signal handler (or another thread) while `run` is in progress, or before it
     starts: every action tree is killed and `run` returns with status `aborted`. `reuse`, if given,
     is asked before each action is queued; on a hit the action ends `cached` with those outputs and
-    no process runs.
+    no process runs. `on_answer`, if given, is told a child's outputs as its caller gets them (its
+    final event comes once its process is gone), so that the caller's next call can reuse them.
     """
 
     def __init__(
@@ -96,11 +99,13 @@ class LocalRunner:
         on_event: EventHandler | None = None,
         mechanisms: Mechanisms | None = None,
         reuse: Reuse | None = None,
+        on_answer: Answered | None = None,
     ) -> None:
         self.config = config
         self.log_dir = Path(log_dir)
         self.on_event = on_event
         self.reuse = reuse
+        self.on_answer = on_answer
         self.mechanisms = mechanisms if mechanisms is not None else detect_mechanisms()
         leftovers.sweep(self.mechanisms)  # what runners killed before they could clean up left behind
         self._cpu_pool = CpuPool()
@@ -713,6 +718,8 @@ class _Run:
         assert action.outcome is not None
         action.answered = True
         self.answered.add(action)
+        if self.runner.on_answer is not None:
+            self.runner.on_answer(action.id, action.outcome[1])
         self._hand_over(action, action.outcome[1])
 
     def _hand_over(self, action: _Action, outputs: bytes | None) -> None:

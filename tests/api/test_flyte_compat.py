@@ -374,13 +374,9 @@ def test_reuse_policy_normalises_replicas_and_times() -> None:
         flyte.ReusePolicy(replicas=(3, 1))
 
 
-def test_timeout_deadline_bounds_each_attempt_and_backoff_is_checked() -> None:
+def test_backoff_is_checked() -> None:
     from datetime import timedelta
 
-    from flyte_decl._task_environment import timeout_settings
-
-    assert timeout_settings(flyte.Timeout(max_runtime=10, deadline=3)) == 3.0
-    assert timeout_settings(flyte.Timeout(deadline=timedelta(seconds=5))) == 5.0
     with pytest.raises(ValueError, match="cap is required when factor > 1.0"):
         flyte.Backoff(base=timedelta(seconds=1), factor=2.0)
     backoff = flyte.Backoff(base=timedelta(seconds=10), factor=2.0, cap=timedelta(seconds=30))
