@@ -70,8 +70,10 @@ class PreparedRun:
             if spec.memory_limit is not None
             else "memory unlimited",
         ]
-        if spec.timeout:
-            limits.append(f"timeout {format_seconds(spec.timeout)}")
+        for name, bound in (("timeout", spec.timeout), ("max_queued_time", spec.max_queued_time),
+                            ("deadline", spec.deadline)):  # fmt: skip
+            if bound:
+                limits.append(f"{name} {format_seconds(bound)}")
         alias = "; `import flyte` is flyte-decl" if _alias.installed() else ""
         return (
             f"run {spec.name} in {spec.environment} ({', '.join(limits)}; queue {spec.queue}); "

@@ -40,8 +40,7 @@ from typing import Any
 
 from flyte_decl.masking import Masker, StreamMasker
 from flyte_decl.problems import UsageError, did_you_mean
-from flyte_decl.quantity import format_seconds
-from flyte_decl.runtime import leftovers, proctree
+from flyte_decl.runtime import leftovers, proctree, timeouts
 from flyte_decl.runtime.action import Launch
 from flyte_decl.runtime.leftovers import RUNNER_MARK, runner_mark
 from flyte_decl.runtime.limits import (
@@ -71,7 +70,8 @@ from flyte_decl.spec import ReusePolicy, RunConfig, TaskSpec
 TIMEOUT_GRACE = 1.0
 # How long a fork server may take to kill its descendants and exit when the run ends.
 FORKSERVER_EXIT_WAIT = 5.0
-_RETRYABLE = {FailureKind.USER_ERROR, FailureKind.OOM_KILLED, FailureKind.TIMED_OUT, FailureKind.CRASHED}
+_RETRYABLE = {FailureKind.USER_ERROR, FailureKind.OOM_KILLED, FailureKind.TIMED_OUT, FailureKind.QUEUED_TIMEOUT,
+              FailureKind.CRASHED}  # fmt: skip
 
 EventHandler = Callable[[ActionEvent], None]
 # Asked before an action is queued: outputs recorded for this task and serialized inputs, or None.
@@ -190,7 +190,7 @@ class _Action:
     log_mask: StreamMasker[bytes] = dataclasses.field(default_factory=lambda: Masker().stream())
     outcome: tuple[Any, ...] | None = None
     breach: Breach | None = None
-    timed_out: bool = False
+    timed_out: FailureKind | None = None  # which Timeout bound stopped this attempt
     aborted: str = ""  # why, once it is being aborted
     answered: bool = False  # its caller has its result already; its process may still be running
     children: set[_Action] = dataclasses.field(default_factory=set)  # calls it awaits
@@ -401,6 +401,8 @@ class _Run:
         self.actions.append(action)
         self.by_key[action.key] = action
         self._emit(record, inputs=inputs)
+        if spec.deadline is not None:
+            self._after(spec.deadline, lambda: self._on_deadline(action))
         return action
 
     def _record(
@@ -447,6 +449,9 @@ class _Run:
             return
         action.state = _State.QUEUED
         self.scheduler.enqueue(action, demand)
+        if spec.max_queued_time is not None:
+            key = action.key
+            self._after(spec.max_queued_time, lambda: self._on_queued_timeout(action, key))
 
     def _fail_before_start(
         self, action: _Action, kind: FailureKind, message: str, traceback: str = ""
@@ -545,13 +550,37 @@ class _Run:
         self.breaches.append((action, key, breach))
         self._wake()
 
-    def _on_timeout(self, action: _Action, key: int) -> None:
+    def _on_timeout(self, action: _Action, key: int, kind: FailureKind = FailureKind.TIMED_OUT) -> None:
         if action.key != key or action.state != _State.RUNNING or action.record.pid is None:
             return
-        action.timed_out = True
+        action.timed_out = kind
         pid = action.record.pid
         proctree.kill_tree(pid, pgid=pid, sig=signal.SIGTERM)
         self._after(TIMEOUT_GRACE, lambda: self._kill_attempt(action, key))
+
+    def _on_deadline(self, action: _Action) -> None:
+        """The action's deadline passed: stop its running attempt, or end it where it waits."""
+        if action.state == _State.RUNNING:
+            self._on_timeout(action, action.key, FailureKind.DEADLINE_EXCEEDED)
+        elif action.state != _State.DONE:
+            self._time_out_waiting(action, FailureKind.DEADLINE_EXCEEDED)
+
+    def _on_queued_timeout(self, action: _Action, key: int) -> None:
+        if action.key == key and action.state == _State.QUEUED:
+            self._time_out_waiting(action, FailureKind.QUEUED_TIMEOUT)
+
+    def _time_out_waiting(self, action: _Action, kind: FailureKind) -> None:
+        """End an attempt that is not running (queued, backing off, starting) past a Timeout bound."""
+        if action.state == _State.STARTING and action.limiter is not None:
+            action.timed_out = kind  # launched but not yet started: its exit settles it
+            return
+        self._forget_waiting(action)
+        self.scheduler.done(action)
+        action.record.log_path = None
+        self._set_final(
+            action.record, Phase.TIMED_OUT, kind, timeouts.message(kind, action.spec, action.queue)
+        )
+        self._settle(action, kind)
 
     def _kill_attempt(self, action: _Action, key: int) -> None:
         if action.key != key or action.state != _State.RUNNING:
@@ -630,9 +659,12 @@ class _Run:
         if action.breach is not None:
             return Phase.FAILED, FailureKind.OOM_KILLED, action.breach.message, ""
         if action.timed_out:
-            assert spec.timeout is not None
-            message = f"{spec.name} ran longer than its timeout of {format_seconds(spec.timeout)}"
-            return Phase.TIMED_OUT, FailureKind.TIMED_OUT, message, ""
+            return (
+                Phase.TIMED_OUT,
+                action.timed_out,
+                timeouts.message(action.timed_out, spec, action.queue),
+                "",
+            )
         if outcome is not None and outcome[0] == "succeeded":
             return Phase.SUCCEEDED, None, "", ""
         if outcome is not None and outcome[0] == "failed":
@@ -755,7 +787,7 @@ class _Run:
         action.key = next(self.keys)
         self.by_key[action.key] = action
         action.outcome = action.breach = None
-        action.timed_out = False
+        action.timed_out = None
         action.state = _State.WAITING
         self._emit(action.record, inputs=action.inputs)
         key = action.key
@@ -775,6 +807,17 @@ class _Run:
             assert limiter is not None
             limiter.kill()  # its exit comes back from the fork server and settles it
             return
+        self._forget_waiting(action)
+        if action.state == _State.STARTING and action.limiter is not None:
+            action.aborted = reason  # launched but not yet started: the exit will settle it
+            return
+        self.scheduler.done(action)
+        action.state = _State.DONE
+        action.record.log_path = None
+        self._set_final(action.record, Phase.ABORTED, None, reason)
+
+    def _forget_waiting(self, action: _Action) -> None:
+        """Take a not yet running attempt out of its fork server's and its pool's waiting lists."""
         for server in self.forkservers.values():
             if action in server.waiting:
                 server.waiting.remove(action)
@@ -784,13 +827,6 @@ class _Run:
         if action.worker is not None:  # its worker is still starting: it goes idle instead
             action.worker.current = None
             action.worker = None
-        if action.state == _State.STARTING and action.limiter is not None:
-            action.aborted = reason  # launched but not yet started: the exit will settle it
-            return
-        self.scheduler.done(action)
-        action.state = _State.DONE
-        action.record.log_path = None
-        self._set_final(action.record, Phase.ABORTED, None, reason)
 
     def _set_final(
         self,

@@ -5,10 +5,7 @@ whether a call reuses recorded outputs, in code (`@env.task(cache=Cache(...))`) 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -37,67 +34,54 @@ async def main() -> list[int]:
 """
 
 
-def _run(folder: Path, cache: str, *args: str, program: str = PROGRAM) -> dict:
-    """Run `program` with `cache=CACHE` in `folder`; the run's JSON."""
-    (folder / "prog.py").write_text(program.replace("CACHE", cache))
-    done = subprocess.run(
-        [sys.executable, "-m", "flyte_decl", "run", *args, "--json", "prog.py", "main"],
-        cwd=folder, capture_output=True, text=True, timeout=120, env=_env(folder),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
-def _env(folder: Path) -> dict[str, str]:
-    import os
-
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith("FLYTE_DECL")},
-        "FLYTE_DECL_HOME": str(folder),
-    }
+def _run(run_program, cache: str, *args: str, program: str = PROGRAM) -> dict:
+    """Run `program` with `cache=CACHE`; the run's JSON."""
+    done = run_program(program.replace("CACHE", cache), "run", *args, "--json", "prog.py", "main")
+    assert done.code == 0, done.err
+    return json.loads(done.out)
 
 
 def _ones(run: dict) -> list[str]:
     return [a["phase"] for a in run["actions"] if a["task"] == "cachedemo.one"]
 
 
-def test_override_keys_on_the_version_and_leaves_ignored_inputs_out(tmp_path: Path) -> None:
+def test_override_keys_on_the_version_and_leaves_ignored_inputs_out(run_program) -> None:
     cache = 'flyte.Cache(behavior="override", version_override="v1", ignored_inputs=("note",))'
-    first = _run(tmp_path, cache)
+    first = _run(run_program, cache)
     assert first["outputs"] == [1, 1, 1]
     # The second and third calls (another note, by keyword) hit the first one's outputs in the same run.
     assert _ones(first) == ["succeeded", "cached", "cached"]
-    assert _ones(_run(tmp_path, cache)) == ["cached", "cached", "cached"]
+    assert _ones(_run(run_program, cache)) == ["cached", "cached", "cached"]
     # The version is the override, not the source: an edited body still hits, a new version misses.
     edited = PROGRAM.replace('print("computing", x)', 'print("computing again", x)')
-    assert _ones(_run(tmp_path, cache, program=edited)) == ["cached", "cached", "cached"]
+    assert _ones(_run(run_program, cache, program=edited)) == ["cached", "cached", "cached"]
     auto = cache.replace('behavior="override"', 'behavior="auto"')
-    assert _ones(_run(tmp_path, auto, program=edited)) == ["cached"] * 3
-    assert _ones(_run(tmp_path, cache.replace("v1", "v2"))) == ["succeeded", "cached", "cached"]
+    assert _ones(_run(run_program, auto, program=edited)) == ["cached"] * 3
+    assert _ones(_run(run_program, cache.replace("v1", "v2"))) == ["succeeded", "cached", "cached"]
 
 
-def test_inputs_count_unless_ignored_and_disable_never_reuses(tmp_path: Path) -> None:
-    assert _ones(_run(tmp_path, '"auto"')) == ["succeeded", "succeeded", "succeeded"]
-    assert _ones(_run(tmp_path, '"auto"')) == ["cached", "cached", "cached"]
-    assert _ones(_run(tmp_path, 'flyte.Cache(behavior="disable")')) == ["succeeded"] * 3
+def test_inputs_count_unless_ignored_and_disable_never_reuses(run_program) -> None:
+    assert _ones(_run(run_program, '"auto"')) == ["succeeded", "succeeded", "succeeded"]
+    assert _ones(_run(run_program, '"auto"')) == ["cached", "cached", "cached"]
+    assert _ones(_run(run_program, 'flyte.Cache(behavior="disable")')) == ["succeeded"] * 3
 
 
-def test_salt_changes_the_source_version_and_overwrite_cache_runs_anyway(tmp_path: Path) -> None:
+def test_salt_changes_the_source_version_and_overwrite_cache_runs_anyway(run_program) -> None:
     salted = 'flyte.Cache(behavior="auto", salt="s1", ignored_inputs="note")'
-    assert _ones(_run(tmp_path, salted)) == ["succeeded", "cached", "cached"]
-    assert _ones(_run(tmp_path, salted.replace("s1", "s2"))) == ["succeeded", "cached", "cached"]
-    assert _ones(_run(tmp_path, salted, "--overwrite-cache")) == ["succeeded"] * 3
+    assert _ones(_run(run_program, salted)) == ["succeeded", "cached", "cached"]
+    assert _ones(_run(run_program, salted.replace("s1", "s2"))) == ["succeeded", "cached", "cached"]
+    assert _ones(_run(run_program, salted, "--overwrite-cache")) == ["succeeded"] * 3
 
 
-def test_max_age_ignores_outputs_recorded_longer_ago(tmp_path: Path) -> None:
+def test_max_age_ignores_outputs_recorded_longer_ago(run_program) -> None:
     aged = 'flyte.Cache(behavior="override", version_override="v1", ignored_inputs="note", max_age=AGE)'
-    assert _ones(_run(tmp_path, aged.replace("AGE", "3600"))) == ["succeeded", "cached", "cached"]
+    assert _ones(_run(run_program, aged.replace("AGE", "3600"))) == ["succeeded", "cached", "cached"]
     # max_age is not part of the key (the version is fixed): the next run finds the same outputs, too
     # old for it...
-    too_old = _run(tmp_path, aged.replace("AGE", "timedelta(milliseconds=1)"))
+    too_old = _run(run_program, aged.replace("AGE", "timedelta(milliseconds=1)"))
     assert _ones(too_old) == ["succeeded", "cached", "cached"]
     # ...and a later one with an hour's age reuses the newest ones.
-    again = _run(tmp_path, aged.replace("AGE", "timedelta(hours=1)"))
+    again = _run(run_program, aged.replace("AGE", "timedelta(hours=1)"))
     assert {a["message"] for a in again["actions"][1:]} == {f"outputs reused from {too_old['run']}/a2"}
 
 
@@ -197,9 +181,8 @@ environments:
 """
 
 
-def test_yaml_cache_mapping_reaches_the_spec_and_a_lower_one_is_replaced_whole(tmp_path: Path) -> None:
-    (tmp_path / "environments.yaml").write_text(CONFIG)
-    tasks = load([str(tmp_path / "environments.yaml")]).run_config().tasks
+def test_yaml_cache_mapping_reaches_the_spec_and_a_lower_one_is_replaced_whole(write) -> None:
+    tasks = load([str(write(CONFIG))]).run_config().tasks
     kept = tasks["env1.kept"]
     assert (kept.cache, kept.cache_options.version_override, kept.cache_options.ignored_inputs) == (
         "override",
@@ -229,8 +212,7 @@ def test_yaml_cache_mapping_reaches_the_spec_and_a_lower_one_is_replaced_whole(t
          "3:43: error: defaults.cache.ignored_inputs: must be a list, got a string"),
     ],
 )  # fmt: skip
-def test_a_bad_yaml_cache_mapping_is_one_error_line(tmp_path: Path, setting: str, message: str) -> None:
-    (tmp_path / "environments.yaml").write_text(f"version: 1\ndefaults:\n  cache: {setting}\n")
-    done = subprocess.run([sys.executable, "-m", "flyte_decl", "validate"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60, env=_env(tmp_path))  # fmt: skip
-    assert (done.returncode, done.stdout) == (1, f"environments.yaml:{message}\n1 error\n")
+def test_a_bad_yaml_cache_mapping_is_one_error_line(flyte_decl, write, setting: str, message: str) -> None:
+    write(f"version: 1\ndefaults:\n  cache: {setting}\n")
+    done = flyte_decl("validate")
+    assert (done.code, done.out) == (1, f"environments.yaml:{message}\n1 error\n")

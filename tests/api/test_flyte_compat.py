@@ -50,7 +50,19 @@ def script(mode: str, home: Path) -> subprocess.CompletedProcess[str]:
             "OOMError",
         ),
         (FailureKind.OOM_KILLED, "over its memory limit", errors.OOMError, "OOMKilled"),
-        (FailureKind.TIMED_OUT, "ran longer than 1s", errors.TaskTimeoutError, "TaskTimeoutError"),
+        (
+            FailureKind.TIMED_OUT,
+            "ran longer than 1s",
+            errors.MaxRuntimeExceededError,
+            "MaxRuntimeExceededError",
+        ),
+        (
+            FailureKind.QUEUED_TIMEOUT,
+            "waited",
+            errors.MaxQueuedTimeExceededError,
+            "MaxQueuedTimeExceededError",
+        ),
+        (FailureKind.DEADLINE_EXCEEDED, "deadline", errors.DeadlineExceededError, "DeadlineExceededError"),
         (
             FailureKind.INLINE_IO_EXCEEDED,
             "inputs are 2Ki",
