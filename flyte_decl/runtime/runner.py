@@ -68,6 +68,8 @@ from flyte_decl.spec import ReusePolicy, RunConfig, TaskSpec
 
 # After SIGTERM on a timeout, how long the tree may clean up before SIGKILL.
 TIMEOUT_GRACE = 1.0
+# How often an attempt past its max_queued_time is looked at again while its fork server starts.
+QUEUED_RECHECK = 0.1
 # How long a fork server may take to kill its descendants and exit when the run ends.
 FORKSERVER_EXIT_WAIT = 5.0
 _RETRYABLE = {FailureKind.USER_ERROR, FailureKind.OOM_KILLED, FailureKind.TIMED_OUT, FailureKind.QUEUED_TIMEOUT,
@@ -536,7 +538,8 @@ class _Run:
         record.phase = Phase.RUNNING
         action.state = _State.RUNNING
         action.limiter.attach(pid)
-        if action.aborted:  # its caller ended while the fork was on its way
+        # Its caller ended, or its deadline passed, while the fork was on its way.
+        if action.aborted or action.timed_out:
             action.limiter.kill()
             return
         key = action.key
@@ -553,7 +556,7 @@ class _Run:
     def _on_timeout(self, action: _Action, key: int, kind: FailureKind = FailureKind.TIMED_OUT) -> None:
         if action.key != key or action.state != _State.RUNNING or action.record.pid is None:
             return
-        action.timed_out = kind
+        action.timed_out = action.timed_out or kind  # the bound that fired first
         pid = action.record.pid
         proctree.kill_tree(pid, pgid=pid, sig=signal.SIGTERM)
         self._after(TIMEOUT_GRACE, lambda: self._kill_attempt(action, key))
@@ -566,7 +569,15 @@ class _Run:
             self._time_out_waiting(action, FailureKind.DEADLINE_EXCEEDED)
 
     def _on_queued_timeout(self, action: _Action, key: int) -> None:
-        if action.key == key and action.state == _State.QUEUED:
+        """Still waiting for a queue slot, capacity or a busy warm worker of its pool: it fails. Waiting
+        for its fork server to start is initializing, not queueing: look again once that is over."""
+        if action.key != key:
+            return
+        if any(action in server.waiting for server in self.forkservers.values()):
+            self._after(QUEUED_RECHECK, lambda: self._on_queued_timeout(action, key))
+            return
+        for_worker = action.state == _State.STARTING and any(action in w for w in self.pool_waiting.values())
+        if action.state == _State.QUEUED or for_worker:
             self._time_out_waiting(action, FailureKind.QUEUED_TIMEOUT)
 
     def _time_out_waiting(self, action: _Action, kind: FailureKind) -> None:

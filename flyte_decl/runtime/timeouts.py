@@ -2,8 +2,8 @@
 
 - `max_runtime` (a task's `timeout`): each attempt, from its process start; the attempt's tree gets
   SIGTERM, then SIGKILL after a grace period, and ends `timed_out`; retries apply.
-- `max_queued_time`: each attempt, from when it is queued until it starts (waiting for a queue slot or
-  capacity); it ends `queued_timeout` without running; retries apply.
+- `max_queued_time`: each attempt, from when it is queued until it starts (waiting for a queue slot,
+  capacity or a busy warm worker); it ends `queued_timeout` without running; retries apply.
 - `deadline`: the whole action, from its first queued moment to its end, across attempts and backoffs;
   a running attempt is stopped as for `max_runtime`, a waiting one at once; it ends `deadline_exceeded`
   whatever retries are left.
@@ -21,9 +21,6 @@ from __future__ import annotations
 from flyte_decl.quantity import format_seconds
 from flyte_decl.runtime.records import FailureKind
 from flyte_decl.spec import TaskSpec
-
-# The failure kinds of the three bounds; retrying makes sense after the first two only.
-KINDS = (FailureKind.TIMED_OUT, FailureKind.QUEUED_TIMEOUT, FailureKind.DEADLINE_EXCEEDED)
 
 
 def message(kind: FailureKind, spec: TaskSpec, queue: str) -> str:
