@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
+from flyte_decl.runtime.wire import dump_payload
+
 BEHAVIORS = ("auto", "override", "disable")
 # Spellings Flyte accepts for a behavior, as Flyte maps them.
 ALIASES = {"enable": "auto", "enabled": "auto", "on": "auto", "true": "auto", "yes": "auto",
@@ -171,8 +173,6 @@ def cache_key(task: str, version: str, inputs: dict[str, Any] | bytes, ignored: 
     `inputs` are the call's inputs by parameter name (the ignored ones are left out), or, when they
     could not be bound to names, their serialized bytes as they are.
     """
-    from flyte_decl.runtime.wire import dump_payload
-
     if isinstance(inputs, dict):
         skip = set(ignored)
         inputs = dump_payload(sorted((name, value) for name, value in inputs.items() if name not in skip))

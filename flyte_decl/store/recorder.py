@@ -320,8 +320,10 @@ class Recorder:
 def _cache_version(spec: TaskSpec) -> str | None:
     """The task's cache version: its `version_override`, else its policies' hash of the function."""
     options = spec.cache_options
+    if options.version_override is not None:
+        return options.version_override  # the function need not even import
     try:
-        cache = Cache(spec.cache, options.version_override, salt=options.salt)
+        cache = Cache(spec.cache, salt=options.salt)
         return cache.get_version(VersionParameters(func=_function(spec)))
     except Exception:  # not importable here, or built without source: that task is not cached
         print(f"warning: {spec.name} is not cached: the source of {spec.fn} cannot be read", file=sys.stderr)
