@@ -118,6 +118,7 @@ class Recorder:
         self._versions: dict[tuple[str, CacheOptions], str | None] = {}
         self._action_keys: dict[str, str | None] = {}  # action id -> its cache key
         self._fresh: dict[str, ReuseHit] = {}  # cache key -> outputs recorded by this run
+        self._last_key: tuple[bytes | None, tuple[str, CacheOptions] | None, str | None] = (None, None, None)
         self._root_outputs: bytes | None = None
         # (event, cache key) waiting for the writer; deque.append is safe even in a signal handler.
         self._events: deque[tuple[ActionEvent, str | None]] = deque()
@@ -309,12 +310,18 @@ class Recorder:
     def _cache_key(self, spec: TaskSpec, inputs: bytes) -> str | None:
         """The cache key of a call (`flyte_decl._cache`); None when the task's source is unreadable."""
         options = spec.cache_options
+        last_inputs, last_task, key = self._last_key
+        if last_inputs is inputs and last_task == (spec.name, options):
+            return key  # `reuse` asks right after `on_event` saw the same call queued
         if (spec.name, options) not in self._versions:
             self._versions[spec.name, options] = _cache_version(spec)
         version = self._versions[spec.name, options]
-        if version is None:
-            return None
-        return key_of(spec.name, version, _named_inputs(spec, inputs), options.ignored_inputs)
+        if version is not None:
+            key = key_of(spec.name, version, _named_inputs(spec, inputs), options.ignored_inputs)
+        else:
+            key = None
+        self._last_key = (inputs, (spec.name, options), key)
+        return key
 
 
 def _cache_version(spec: TaskSpec) -> str | None:
