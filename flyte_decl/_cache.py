@@ -24,6 +24,7 @@ concurrent calls with the same key each run (see the README's table of differenc
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import inspect
 import textwrap
@@ -182,6 +183,9 @@ def cache_key(task: str, version: str, inputs: dict[str, Any] | bytes, ignored: 
 
 def bound_inputs(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     """A call's arguments by parameter name, defaults filled in (raises TypeError if they do not bind)."""
-    bound = inspect.signature(func).bind(*args, **kwargs)
+    bound = _signature(func).bind(*args, **kwargs)
     bound.apply_defaults()
     return dict(bound.arguments)
+
+
+_signature = functools.lru_cache(maxsize=1024)(inspect.signature)
