@@ -54,9 +54,7 @@ from flyte_decl.store.store import Store
 @click.option(
     "--dry-run", is_flag=True, help="Check and print what would run, with which limits; start nothing."
 )
-@click.option(
-    "--overwrite-cache", is_flag=True, help="Run tasks with cache: auto even on a hit; record anew."
-)
+@click.option("--overwrite-cache", is_flag=True, help="Run cached tasks even on a hit; record anew.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the result and errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Print every phase change of every action.")
 @click.option("--local", is_flag=True, help="Accepted as `flyte run --local` takes it: every run is local.")
