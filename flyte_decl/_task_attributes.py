@@ -62,7 +62,9 @@ def declared(template: TaskTemplate, name: str) -> Any:
     if value is None:
         value = ATTRIBUTES[name]
     if name == "cache" and not isinstance(value, Cache):
-        value = Cache(behavior=cache_settings(value))
+        behavior = cache_settings(value)  # a behavior string: only a Cache gives a mapping
+        assert isinstance(behavior, str)
+        value = Cache(behavior=behavior)
     elif name == "retries" and not isinstance(value, RetryStrategy):
         value = RetryStrategy(count=value)
     elif name == "reusable" and value == "off":

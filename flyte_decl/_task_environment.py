@@ -21,6 +21,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
+from flyte_decl._cache import Cache, behavior_of
+from flyte_decl._cache import CachePolicy as CachePolicy  # re-exported: `flyte._cache` resolves here
+from flyte_decl._cache import FunctionBodyPolicy as FunctionBodyPolicy
+from flyte_decl._cache import VersionParameters as VersionParameters
+from flyte_decl._cache import cache_from_request as cache_from_request
 from flyte_decl._image import Image
 from flyte_decl._resources import Resources
 from flyte_decl._task import _PACKAGE_DIR, TaskTemplate, code_mark
@@ -30,9 +35,6 @@ from flyte_decl.problems import Mark
 from flyte_decl.spec import DEFAULT_QUEUE, QueueSpec, RunConfig
 
 _NAME = re.compile(r"^[a-z0-9]+([_-][a-z0-9]+)*$")
-_CACHE = {"auto", "override", "disable"}
-_CACHE_ALIASES = {"enable": "auto", "enabled": "auto", "on": "auto", "true": "auto", "yes": "auto",
-                  "off": "disable", "false": "disable", "no": "disable", "none": "disable"}  # fmt: skip
 _UNSET: Any = object()
 
 # Every environment constructed in this process, by name (the last one of a name wins; duplicates are
@@ -137,24 +139,17 @@ class RetryStrategy:
 
 @dataclass(frozen=True)
 class Timeout:
-    """Flyte's `Timeout`: `max_runtime` per attempt, `max_queued_time` waiting for a slot, `deadline` for
-    the whole action; each seconds or a timedelta, None for none.
-
-    Locally `max_runtime` is enforced, and so is `deadline` for each attempt (an attempt never runs
-    past it); `max_queued_time` is accepted and not enforced (a notice says so).
+    """Flyte's `Timeout`: `max_runtime` (each attempt's running time), `max_queued_time` (each attempt's
+    wait for a queue slot or capacity) and `deadline` (the whole action, from its first queued moment to
+    its end, across all attempts and backoffs); each seconds or a timedelta, kept as given; None or 0
+    for no bound. All three are enforced locally: an action past one ends `timed_out`, and its caller
+    gets `MaxRuntimeExceededError`, `MaxQueuedTimeExceededError` or `DeadlineExceededError` (all
+    `TaskTimeoutError`s). A deadline ends the action whatever retries are left, as in Flyte.
     """
 
     max_runtime: int | float | timedelta | None = None
     max_queued_time: int | float | timedelta | None = None
     deadline: int | float | timedelta | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_queued_time is not None and "max_queued_time" not in _noticed:
-            _noticed.add("max_queued_time")
-            print("flyte-decl: Timeout(max_queued_time=...) is not enforced locally", file=sys.stderr)
-
-
-_noticed: set[str] = set()
 
 
 def timeout_from_request(timeout: Any) -> Timeout:
@@ -192,25 +187,6 @@ class Secret:
         return hash((self.key, self.group, str(self.mount), self.as_env_var))
 
 
-@dataclass(frozen=True)
-class Cache:
-    """Flyte's cache policy: `behavior` ("auto", "override" or "disable"), `version_override`,
-    `serialize`, `ignored_inputs`, `salt`. Locally `behavior` selects caching; the key options are kept."""
-
-    behavior: str = "auto"
-    version_override: str | None = None
-    serialize: bool = False
-    ignored_inputs: tuple[str, ...] | str = ()
-    salt: str = ""
-    policies: Any = None
-
-    def __post_init__(self) -> None:
-        if self.behavior not in _CACHE:
-            raise ValueError(f"Invalid cache behavior {self.behavior!r}: use 'auto', 'override' or 'disable'")
-        if isinstance(self.ignored_inputs, str):
-            object.__setattr__(self, "ignored_inputs", (self.ignored_inputs,))
-
-
 @dataclass
 class PodTemplate:
     """Flyte's Kubernetes pod template: accepted and kept; pods do not exist locally."""
@@ -241,28 +217,46 @@ def retries_settings(retries: Any) -> dict[str, Any]:
     return {"count": retries}
 
 
-def timeout_settings(timeout: Any) -> float | None:
+def timeout_settings(timeout: Any) -> float | dict[str, float] | None:
+    """The `timeout:` config value of a timeout argument: seconds, or a Timeout's bounds in seconds.
+
+    Raises ValueError for a value that is no Timeout, int or timedelta, or a negative one.
+    """
     if isinstance(timeout, Timeout):
-        bounds = [seconds(b) for b in (timeout.max_runtime, timeout.deadline) if b]
-        timeout = min(bounds) if bounds else None
+        bounds = {
+            name: _bound(name, getattr(timeout, name))
+            for name in ("max_runtime", "max_queued_time", "deadline")
+        }
+        if not bounds["max_queued_time"] and not bounds["deadline"]:
+            return bounds["max_runtime"] or None  # the scalar form, as `timeout=SECONDS`
+        return {name: value for name, value in bounds.items() if value}
     if timeout is None:
         return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float, timedelta)):
-        raise ValueError(f"Timeout must be an instance of Timeout, int, or timedelta, got {timeout!r}")
-    value = seconds(timeout)
+    return _bound("timeout", timeout) or None  # 0 means no timeout, as in Flyte
+
+
+def _bound(name: str, value: Any) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float, timedelta)):
+        raise ValueError(f"Timeout must be an instance of Timeout, int, or timedelta, got {value!r}")
+    value = seconds(value)
     if value < 0:
-        raise ValueError(f"timeout must be >= 0 seconds, got {value}")
-    return value or None  # 0 means no timeout, as in Flyte
+        raise ValueError(f"{name} must be >= 0 seconds, got {value}")
+    return value
 
 
-def cache_settings(cache: Any) -> str:
-    behavior = getattr(cache, "behavior", cache)
-    if not isinstance(behavior, str):
+def cache_settings(cache: Any) -> str | dict[str, Any]:
+    """The `cache:` config value of a cache argument: a behavior string, or a Cache's mapping.
+
+    Raises TypeError for a value that is no string or Cache (Flyte's message), ValueError for an
+    unknown behavior.
+    """
+    if isinstance(cache, Cache):
+        return cache.to_settings()
+    if not isinstance(cache, str):
         raise TypeError(f"Expected cache to be of type str or Cache, got {type(cache)}")
-    behavior = _CACHE_ALIASES.get(behavior.lower(), behavior.lower())
-    if behavior not in _CACHE:
-        raise ValueError(f"Invalid cache behavior {cache!r}: use 'auto', 'override' or 'disable'")
-    return behavior
+    return behavior_of(cache)
 
 
 def secrets_settings(secrets: Any) -> list[str]:

@@ -17,7 +17,9 @@ One table, `FAILURE_CLASSES`, maps every flyte-decl failure kind to its Flyte cl
 |----------------------|-----------------------------|-------------------------------|
 | `user_error`         | `RuntimeUserError`          | the child's exception class   |
 | `oom_killed`         | `OOMError`                  | `OOMKilled`                   |
-| `timed_out`          | `TaskTimeoutError`          | `TaskTimeoutError`            |
+| `timed_out`          | `MaxRuntimeExceededError`   | `MaxRuntimeExceededError`     |
+| `queued_timeout`     | `MaxQueuedTimeExceededError`| `MaxQueuedTimeExceededError`  |
+| `deadline_exceeded`  | `DeadlineExceededError`     | `DeadlineExceededError`       |
 | `inline_io_exceeded` | `InlineIOMaxBytesBreached`  | `InlineIOMaxBytesBreached`    |
 | `import_error`       | `ModuleLoadError`           | `ModuleLoadError`             |
 | `unschedulable`      | `RuntimeSystemError`        | `Unschedulable`               |
@@ -107,9 +109,31 @@ def _fixed_code(code: str) -> Any:
 
 
 class TaskTimeoutError(RuntimeUserError):
-    """The action ran longer than its timeout."""
+    """The action went past one of its `Timeout` bounds; the subclasses say which."""
 
-    __init__ = _fixed_code("TaskTimeoutError")
+    def __init__(self, message: str, code: str = "TaskTimeoutError") -> None:
+        super().__init__(code, message)
+
+
+class MaxRuntimeExceededError(TaskTimeoutError):
+    """An attempt ran longer than `Timeout.max_runtime` (the task's `timeout`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "MaxRuntimeExceededError")
+
+
+class MaxQueuedTimeExceededError(TaskTimeoutError):
+    """An attempt waited longer than `Timeout.max_queued_time` for a queue slot or capacity."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "MaxQueuedTimeExceededError")
+
+
+class DeadlineExceededError(TaskTimeoutError):
+    """The action did not finish within `Timeout.deadline`, across all its attempts."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "DeadlineExceededError")
 
 
 class InlineIOMaxBytesBreached(RuntimeUserError):
@@ -183,7 +207,9 @@ class ActionNotFoundError(RuntimeError):
 FAILURE_CLASSES: dict[str, tuple[type[BaseRuntimeError], str | None]] = {
     FailureKind.USER_ERROR.value: (RuntimeUserError, None),
     FailureKind.OOM_KILLED.value: (OOMError, "OOMKilled"),
-    FailureKind.TIMED_OUT.value: (TaskTimeoutError, "TaskTimeoutError"),
+    FailureKind.TIMED_OUT.value: (MaxRuntimeExceededError, "MaxRuntimeExceededError"),
+    FailureKind.QUEUED_TIMEOUT.value: (MaxQueuedTimeExceededError, "MaxQueuedTimeExceededError"),
+    FailureKind.DEADLINE_EXCEEDED.value: (DeadlineExceededError, "DeadlineExceededError"),
     FailureKind.INLINE_IO_EXCEEDED.value: (InlineIOMaxBytesBreached, "InlineIOMaxBytesBreached"),
     FailureKind.IMPORT_ERROR.value: (ModuleLoadError, "ModuleLoadError"),
     FailureKind.UNSCHEDULABLE.value: (RuntimeSystemError, "Unschedulable"),
@@ -243,6 +269,7 @@ _FAILED: dict[type[BaseRuntimeError], type[_ChildFailure]] = {}
 # Flyte's user error classes by name, for a child whose own failure was one of them.
 _USER_CLASSES: dict[str, type[BaseRuntimeError]] = {
     cls.__name__: cls
-    for cls in (OOMError, TaskTimeoutError, InlineIOMaxBytesBreached, ModuleLoadError, ActionAbortedError,
+    for cls in (OOMError, TaskTimeoutError, MaxRuntimeExceededError, MaxQueuedTimeExceededError,
+                DeadlineExceededError, InlineIOMaxBytesBreached, ModuleLoadError, ActionAbortedError,
                 NonRecoverableError, TaskInterruptedError, RetriesExhaustedError, RuntimeSystemError)
 }  # fmt: skip

@@ -42,6 +42,8 @@ from contextlib import contextmanager
 from typing import Any, AnyStr, Generic, TextIO
 from urllib.parse import quote
 
+from flyte_decl.runtime import datetimes
+
 MASK = "****"
 MIN_LINE = 4  # characters of a line of a multi-line secret to be masked on its own
 _MIN_BASE64 = 8
@@ -111,7 +113,7 @@ class Masker:
     def value(self, value: Any) -> Any:
         """`value` as JSON data (its repr when JSON cannot carry it) with every string in it masked."""
         try:
-            data = json.loads(json.dumps(value))
+            data = json.loads(json.dumps(value, default=datetimes.json_default))
         except (TypeError, ValueError, RecursionError):
             return self.text(repr(value))
         return self.deep(data) if self else data

@@ -24,6 +24,8 @@ from flyte_decl.spec import TaskSpec
 
 # What enforces the limits that do not depend on the machine.
 TIMEOUT_MECHANISM = "runner wall clock (SIGTERM to the tree, SIGKILL 1s later)"
+QUEUED_MECHANISM = "runner wall clock from queued to started, per attempt"
+DEADLINE_MECHANISM = "runner wall clock from first queued, across retries (then as timeout)"
 INLINE_IO_MECHANISM = "runner size check of serialized inputs and outputs"
 ADMISSION_MECHANISM = "scheduler admission"
 
@@ -118,6 +120,10 @@ def _task_plan(spec: TaskSpec, mechanisms: Mechanisms) -> TaskPlan:
         else Limit("timeout", "none", "-"),
         Limit("max_inline_io_bytes", format_bytes(spec.max_inline_io_bytes), INLINE_IO_MECHANISM),
     ]
+    if spec.max_queued_time:
+        limits.append(Limit("max_queued_time", format_seconds(spec.max_queued_time), QUEUED_MECHANISM))
+    if spec.deadline:
+        limits.append(Limit("deadline", format_seconds(spec.deadline), DEADLINE_MECHANISM))
     if spec.gpu:
         limits.append(Limit("gpu", str(spec.gpu), ADMISSION_MECHANISM))
     return TaskPlan(

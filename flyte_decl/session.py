@@ -25,7 +25,7 @@ from flyte_decl.problems import ConfigLoadError, Mark, Problem, UsageError, did_
 from flyte_decl.quantity import format_bytes, format_cpu, format_seconds
 from flyte_decl.runtime.limits import Mechanisms
 from flyte_decl.runtime.records import ActionEvent
-from flyte_decl.runtime.runner import LocalRunner, Reuse
+from flyte_decl.runtime.runner import Answered, LocalRunner, Reuse
 from flyte_decl.spec import RunConfig, TaskSpec
 
 
@@ -61,10 +61,11 @@ class PreparedRun:
         *,
         log_dir: Path | None = None,
         reuse: Reuse | None = None,
+        on_answer: Answered | None = None,
     ) -> LocalRunner:
         """A runner for this configuration; `log_dir` defaults to a fresh folder under the home dir."""
         log_dir = log_dir or home_dir(self.spec.root_dir) / "logs" / f"{os.getpid()}-{id(self):x}"
-        return LocalRunner(self.config, log_dir=log_dir, on_event=on_event, reuse=reuse)
+        return LocalRunner(self.config, log_dir=log_dir, on_event=on_event, reuse=reuse, on_answer=on_answer)
 
     def header(self, mechanisms: Mechanisms) -> str:
         spec = self.spec
@@ -74,8 +75,10 @@ class PreparedRun:
             if spec.memory_limit is not None
             else "memory unlimited",
         ]
-        if spec.timeout:
-            limits.append(f"timeout {format_seconds(spec.timeout)}")
+        for name, bound in (("timeout", spec.timeout), ("max_queued_time", spec.max_queued_time),
+                            ("deadline", spec.deadline)):  # fmt: skip
+            if bound:
+                limits.append(f"{name} {format_seconds(bound)}")
         alias = "; `import flyte` is flyte-decl" if _alias.installed() else ""
         return (
             f"run {spec.name} in {spec.environment} ({', '.join(limits)}; queue {spec.queue}); "

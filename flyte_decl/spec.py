@@ -62,6 +62,19 @@ class ReusePolicy:
 
 
 @dataclass(frozen=True)
+class CacheOptions:
+    """What a task's cache key is made of besides its name and inputs (see `flyte_decl._cache`):
+    `version_override` (instead of the source hash), `ignored_inputs` (names), `salt`; `max_age`
+    (seconds, None: no limit) bounds the age of reused outputs; `serialize` is kept for the export."""
+
+    version_override: str | None = None
+    ignored_inputs: tuple[str, ...] = ()
+    salt: str = ""
+    max_age: float | None = None
+    serialize: bool = False
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """Everything the runtime needs to run one declared task."""
 
@@ -78,10 +91,13 @@ class TaskSpec:
     queue: str = DEFAULT_QUEUE
     env_vars: dict[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
-    timeout: float | None = None
+    timeout: float | None = None  # seconds each attempt may run (Flyte's Timeout.max_runtime)
+    max_queued_time: float | None = None  # seconds each attempt may wait for a queue slot or capacity
+    deadline: float | None = None  # seconds the whole action may take, first queued to end, retries included
     retries: RetryPolicy = RetryPolicy()
     max_inline_io_bytes: int = DEFAULT_MAX_INLINE_IO_BYTES
     cache: str = "disable"
+    cache_options: CacheOptions = CacheOptions()
     reusable: ReusePolicy | None = None
     depends_on: tuple[str, ...] = ()
 

@@ -43,6 +43,12 @@ class Backend(Protocol):
     def withdraw(self, action: Action) -> None:
         """Forget an attempt that is STARTING and has not started (its caller ended)."""
 
+    def initializing(self, action: Action) -> bool:
+        """The STARTING attempt waits for its environment to start (not queued, for `max_queued_time`)."""
+
+    def waiting_for_worker(self, action: Action) -> bool:
+        """The STARTING attempt waits for a busy warm worker of its pool (queued, for `max_queued_time`)."""
+
     def waiting_on_calls(self, parent: Action) -> None:
         """A running attempt has started waiting for a nested call."""
 

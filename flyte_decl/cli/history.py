@@ -25,7 +25,7 @@ def replay_options(func: F) -> F:
         "--json", "as_json", is_flag=True, help="Print one JSON object: run, status, outputs, actions."
     )(func)
     func = click.option(
-        "--overwrite-cache", is_flag=True, help="Run tasks with cache: auto even on a hit; record anew."
+        "--overwrite-cache", is_flag=True, help="Run cached tasks even on a hit; record anew."
     )(func)
     func = click.option(
         "--current-config", is_flag=True, help="Use the config files as they are now, not the run's snapshot."

@@ -9,9 +9,11 @@ checked by pydantic against the annotation. Booleans are flags: `--x/--no-x`.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import inspect
 import json
+import re
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -107,10 +109,12 @@ def _convert(name: str, text: str, annotation: Any, adapter: TypeAdapter[Any]) -
         names = ", ".join(annotation.__members__)
         values = ", ".join(repr(m.value) for m in annotation)
         raise UsageError(f"--{name}: expected one of {names} (or a value: {values}), got {text!r}")
-    try:
-        value: Any = json.loads(text)
-    except ValueError:
-        value = text
+    value: Any = _flyte_time(text, annotation)
+    if value is None:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
     try:
         return adapter.validate_python(value)
     except ValidationError as exc:
@@ -127,3 +131,47 @@ def _json_or_text(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+_SHIFTED = re.compile(r"^(.+?)\s+([-+])\s+(.+)$")  # Flyte's "<datetime> - <duration>"
+_CLOCK = re.compile(r"^(?:(\d+):)?(\d+)$")  # "1:24" is 1 min 24 s
+_UNITS = re.compile(r"^(\d+)\s*(day|hour|minute|second)s?$")
+
+
+def _flyte_time(text: str, annotation: Any) -> datetime.datetime | datetime.timedelta | None:
+    """What `flyte run` reads that pydantic does not: `now`, `today` and `<datetime> - <duration>` for
+    a datetime; `1:24`, `10 minutes` and `[1 hour | 30 minutes]` for a timedelta. None: not one of them."""
+    if annotation is datetime.datetime:
+        return _flyte_datetime(text.strip())
+    if annotation is datetime.timedelta:
+        return _flyte_timedelta(text.strip())
+    return None
+
+
+def _flyte_datetime(text: str) -> datetime.datetime | None:
+    now = datetime.datetime.now()
+    if text in ("now", "today"):
+        return now if text == "now" else datetime.datetime(now.year, now.month, now.day)
+    shifted = _SHIFTED.match(text)
+    if shifted is None:
+        return None
+    base, sign, duration = shifted.groups()
+    try:
+        start = _flyte_datetime(base) or TypeAdapter(datetime.datetime).validate_python(base)
+        delta = _flyte_timedelta(duration) or TypeAdapter(datetime.timedelta).validate_python(duration)
+    except ValidationError:
+        return None  # the whole text is then validated, and refused, as any other
+    return start - delta if sign == "-" else start + delta
+
+
+def _flyte_timedelta(text: str) -> datetime.timedelta | None:
+    total = datetime.timedelta()
+    for part in (part.strip().lower() for part in text.strip("[]").split("|")):
+        clock, units = _CLOCK.match(part), _UNITS.match(part)
+        if clock and ":" in part:
+            total += datetime.timedelta(minutes=int(clock.group(1) or 0), seconds=int(clock.group(2)))
+        elif units:
+            total += datetime.timedelta(**{units.group(2) + "s": int(units.group(1))})
+        else:
+            return None
+    return total

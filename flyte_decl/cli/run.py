@@ -54,9 +54,7 @@ from flyte_decl.store.store import Store
 @click.option(
     "--dry-run", is_flag=True, help="Check and print what would run, with which limits; start nothing."
 )
-@click.option(
-    "--overwrite-cache", is_flag=True, help="Run tasks with cache: auto even on a hit; record anew."
-)
+@click.option("--overwrite-cache", is_flag=True, help="Run cached tasks even on a hit; record anew.")
 @verbosity_options
 @click.option("--local", is_flag=True, help="Accepted as `flyte run --local` takes it: every run is local.")
 @click.option("-h", "--help", "show_help", is_flag=True, help="Show this help, or a task's parameters.")
@@ -164,7 +162,8 @@ def execute(
 
     started = time.monotonic()
     try:
-        runner = prepared.runner(on_event=on_event, log_dir=recorder.log_dir, reuse=recorder.reuse)
+        runner = prepared.runner(on_event=on_event, log_dir=recorder.log_dir, reuse=recorder.reuse,
+                                   on_answer=recorder.on_answer)  # fmt: skip
         if not quiet:
             header = prepared.header(runner.mechanisms).removeprefix("run ")
             click.echo(f"run {recorder.run.id}: {header}", err=True)

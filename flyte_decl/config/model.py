@@ -202,6 +202,46 @@ class ImageSpec(_Strict):
     )
 
 
+CacheBehavior = Literal["auto", "override", "disable"]
+
+
+class CachePolicy(_Strict):
+    """Flyte's `Cache`: `{behavior: override, version_override: v1, ignored_inputs: [note], salt: s}`."""
+
+    behavior: CacheBehavior = Field(description="'auto' or 'override' reuse outputs; 'disable' never does.")
+    version_override: str | None = Field(
+        None, description="The cache version instead of the hash of the function's source."
+    )
+    ignored_inputs: list[str] | None = Field(None, description="Input names left out of the cache key.")
+    salt: str | None = Field(
+        None, description="Mixed into the source-derived version (not into version_override)."
+    )
+    max_age: Age | None = Field(None, description="Reuse only outputs recorded within this age, e.g. '7d'.")
+    serialize: bool | None = Field(
+        None, description="Accepted and exported; concurrent equal calls each run."
+    )
+
+
+class TimeoutBounds(_Strict):
+    """Flyte's `Timeout`: `{max_runtime: 30s, max_queued_time: 5m, deadline: 1h}`; each optional."""
+
+    max_runtime: Duration | None = Field(None, description="Wall-clock limit of one attempt while it runs.")
+    max_queued_time: Duration | None = Field(
+        None, description="Longest one attempt may wait for a queue slot or capacity."
+    )
+    deadline: Duration | None = Field(
+        None, description="Limit of the whole action, from first queued to end, across retries."
+    )
+
+
+CacheSetting = Annotated[
+    Annotated[CacheBehavior, Tag("scalar")] | Annotated[CachePolicy, Tag("pair")],
+    Discriminator(_scalar_or_pair),
+]
+TimeoutSetting = Annotated[
+    Annotated[Duration, Tag("scalar")] | Annotated[TimeoutBounds, Tag("pair")],
+    Discriminator(_scalar_or_pair),
+]
 ImageSetting = Annotated[
     Annotated[str, Tag("scalar")] | Annotated[ImageSpec, Tag("pair")],
     Discriminator(_scalar_or_pair),
@@ -227,12 +267,15 @@ class Settings(_Strict):
         None, description="Names of secrets read from the runner's environment, masked in all output."
     )
     retries: RetriesSetting | None = Field(None, description="A retry count, or {count, backoff, on_oom}.")
-    timeout: Duration | None = Field(None, description="Wall-clock limit of one attempt.")
+    timeout: TimeoutSetting | None = Field(
+        None, description="Wall-clock limit of one attempt, or {max_runtime, max_queued_time, deadline}."
+    )
     max_inline_io_bytes: InlineBytes | None = Field(
         None, description="Largest serialized input or output, e.g. '10Mi'."
     )
-    cache: Literal["auto", "override", "disable"] | None = Field(
-        None, description="'auto' reuses outputs for the same code and inputs."
+    cache: CacheSetting | None = Field(
+        None,
+        description="'auto' reuses outputs for the same code and inputs; or {behavior, version_override, ...}.",
     )
     reusable: Reusable | Literal["off"] | None = Field(None, description="Warm workers, or 'off'.")
     interruptible: bool | None = Field(None, description="May run on spot capacity (exported to Flyte).")

@@ -28,6 +28,7 @@ from flyte_decl.quantity import (
 )
 from flyte_decl.spec import (
     DEFAULT_QUEUE,
+    CacheOptions,
     Capacity,
     OnOOM,
     QueueSpec,
@@ -177,6 +178,14 @@ def flatten(
                     walk(f"resources.{rkey}", rvalue, rpath)
         elif key == "retries" and isinstance(value, int) and not isinstance(value, bool):
             out.append(("retries.count", value, origin(path)))
+        elif key in _WHOLE and isinstance(value, dict):
+            # Flyte's Cache and Timeout are replaced whole: the head leaf (behavior, max_runtime) goes
+            # first and clears what a lower layer set below it, then the rest of the mapping.
+            head = _WHOLE[key]
+            out.append((key, value.get(head), origin((*path, head) if head in value else path)))
+            for sub, sub_value in value.items():
+                if sub != head and sub_value is not None:
+                    out.append((f"{key}.{sub}", sub_value, origin((*path, sub))))
         elif key in ("env_vars",) and isinstance(value, dict):
             for var, var_value in value.items():
                 out.append((f"env_vars.{var}", var_value, origin((*path, var))))
@@ -185,10 +194,12 @@ def flatten(
     return out
 
 
+# Settings whose mapping form is one Flyte object, by the key its scalar form stands for.
+_WHOLE = {"cache": "behavior", "timeout": "max_runtime"}
 # Paths that hold a mapping: a scalar or null written there replaces everything below it.
 _SUBTREES = frozenset(
     {"resources", "resources.cpu", "resources.memory", "env_vars", "retries", "retries.on_oom", "reusable"}
-    | {"image", "image.env"}
+    | {"image", "image.env", *_WHOLE}
 )
 
 
@@ -426,8 +437,10 @@ def to_spec(task: ResolvedTask, doc: Document) -> TaskSpec:
         raw = value(path)
         return parse_memory(raw) if raw is not None else None
 
-    timeout = value("timeout")
-    seconds = float(parse_duration(timeout)) if timeout is not None else None
+    def seconds(path: str) -> float | None:
+        raw = value(path)
+        return (float(parse_duration(raw)) or None) if raw is not None else None  # 0: no limit, as in Flyte
+
     env = doc.data.get("environments", {}).get(task.environment) or {}
     return TaskSpec(
         name=task.name,
@@ -443,15 +456,28 @@ def to_spec(task: ResolvedTask, doc: Document) -> TaskSpec:
         queue=str(value("queue", DEFAULT_QUEUE)),
         env_vars={k: str(v) for k, v in task.section("env_vars").items()},
         secrets=tuple(value("secrets") or ()),
-        timeout=seconds or None,
+        timeout=seconds("timeout"),
+        max_queued_time=seconds("timeout.max_queued_time"),
+        deadline=seconds("timeout.deadline"),
         retries=_retry_policy(task),
         max_inline_io_bytes=parse_bytes_or_quantity(
             value("max_inline_io_bytes"), field="max_inline_io_bytes"
         ),
         cache=str(value("cache", "disable")),
+        cache_options=CacheOptions(
+            version_override=_optional_str(value("cache.version_override")),
+            ignored_inputs=tuple(value("cache.ignored_inputs") or ()),
+            salt=str(value("cache.salt") or ""),
+            max_age=seconds("cache.max_age"),
+            serialize=bool(value("cache.serialize")),
+        ),
         reusable=_reuse_policy(task),
         depends_on=tuple(env.get("depends_on") or ()),
     )
+
+
+def _optional_str(raw: Any) -> str | None:
+    return None if raw is None else str(raw)
 
 
 def _gpu_count(gpu: Any) -> int:

@@ -112,11 +112,34 @@ def _resources(resources: Any) -> dict[str, Any]:
     return out
 
 
-def _cache(cache: Any) -> str:
+def _cache(cache: Any) -> str | dict[str, Any]:
+    """The `cache:` value of a Flyte cache argument: its behavior, or a mapping when it sets more."""
     from flyte._cache.cache import cache_from_request
 
-    behavior: str = cache_from_request(cache).behavior
-    return behavior
+    policy = cache_from_request(cache)
+    entry: dict[str, Any] = {"behavior": policy.behavior}
+    if policy.version_override is not None:
+        entry["version_override"] = policy.version_override
+    if policy.get_ignored_inputs():
+        entry["ignored_inputs"] = list(policy.get_ignored_inputs())
+    for key in ("salt", "serialize"):
+        if getattr(policy, key):
+            entry[key] = getattr(policy, key)
+    if getattr(policy, "max_age", None):
+        entry["max_age"] = _seconds(policy.max_age)
+    return entry if len(entry) > 1 else policy.behavior
+
+
+def _timeout(timeout: Any) -> int | float | dict[str, int | float] | None:
+    """The `timeout:` value of a Flyte timeout argument: seconds, or a mapping of Timeout's bounds."""
+    bounds = {
+        name: _seconds(bound)
+        for name in ("max_runtime", "max_queued_time", "deadline")
+        if (bound := getattr(timeout, name, timeout if name == "max_runtime" else None))
+    }
+    if list(bounds) == ["max_runtime"]:
+        return bounds["max_runtime"]
+    return bounds or None
 
 
 def _secrets(secrets: Any) -> list[str]:
@@ -221,10 +244,9 @@ def _flyte_task(template: Any, env: Any, notes: list[str]) -> dict[str, Any]:
                     f"{template.name}: retry backoff factor {backoff.factor} written as doubling "
                     "(flyte-decl's backoff doubles each retry)"
                 )
-    timeout = template.timeout
-    runtime = getattr(timeout, "max_runtime", timeout)
-    if runtime:
-        entry["timeout"] = _seconds(runtime)
+    timeout = _timeout(template.timeout)
+    if timeout:
+        entry["timeout"] = timeout
     if template.max_inline_io_bytes != DEFAULT_MAX_INLINE_IO_BYTES:
         entry["max_inline_io_bytes"] = template.max_inline_io_bytes
     if template.docs is not None and template.docs.description:

@@ -181,7 +181,7 @@ def _environment_value(
     if head == "image":
         return _image(group, root_dir)
     if head == "cache":
-        return None if group["cache"] == "disable" else _cache(group["cache"])
+        return None if group.get("cache") == "disable" else _cache(group)
     if head == "queue":
         return None if group["queue"] == DEFAULT_QUEUE else group["queue"]
     return group["interruptible"] or None
@@ -210,8 +210,7 @@ def _task_plan(
     for head in _ENVIRONMENT_OR_TASK:
         group = _group(task.fields, head)
         if group != held[head]:
-            value = group.get(head)
-            plan.kwargs[head] = _cache(value) if head == "cache" else value
+            plan.kwargs[head] = _cache(group) if head == "cache" else group.get(head)
     retries = task.section("retries")
     if retries.get("on_oom.memory") is not None:
         warnings.append(
@@ -222,9 +221,17 @@ def _task_plan(
     if count:
         backoff = retries.get("backoff")
         plan.kwargs["retries"] = _retry_strategy(count, backoff) if backoff is not None else count
-    timeout = task.value("timeout")
-    if timeout is not None and parse_duration(timeout):
-        plan.kwargs["timeout"] = Call("Timeout", kwargs=(("max_runtime", _timedelta(timeout)),))
+    bounds = tuple(
+        (name, _timedelta(value))
+        for name, path in (
+            ("max_runtime", "timeout"),
+            ("max_queued_time", "timeout.max_queued_time"),
+            ("deadline", "timeout.deadline"),
+        )  # fmt: skip
+        if (value := task.value(path)) is not None and parse_duration(value)
+    )
+    if bounds:
+        plan.kwargs["timeout"] = Call("Timeout", kwargs=bounds)
     inline = parse_bytes_or_quantity(task.value("max_inline_io_bytes"), field="max_inline_io_bytes")
     if inline != DEFAULT_MAX_INLINE_IO_BYTES:
         plan.kwargs["max_inline_io_bytes"] = inline
@@ -265,8 +272,19 @@ def _retry_strategy(count: int, backoff: Any) -> Call:
     return Call("RetryStrategy", kwargs=(("count", count), ("backoff", Call("Backoff", kwargs=kwargs))))
 
 
-def _cache(behavior: Any) -> Call:
-    return Call("Cache", kwargs=(("behavior", behavior),))
+def _cache(group: dict[str, Any]) -> Call:
+    """`flyte.Cache(...)` of a task's `cache` leaves (behavior at `cache`, the rest below it)."""
+    kwargs: list[tuple[str, Any]] = [("behavior", group.get("cache", "disable"))]
+    for key in ("version_override", "ignored_inputs", "salt", "serialize", "max_age"):
+        value = group.get(f"cache.{key}")
+        if value is None:
+            continue
+        if key == "ignored_inputs":
+            value = tuple(value)
+        elif key == "max_age":
+            value = _timedelta(value)
+        kwargs.append((key, value))
+    return Call("Cache", kwargs=tuple(kwargs))
 
 
 def _reuse_policy(group: dict[str, Any], env: str, warnings: list[str]) -> Call | None:

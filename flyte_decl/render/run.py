@@ -28,6 +28,7 @@ from rich.text import Text
 from flyte_decl.quantity import format_bytes
 from flyte_decl.render.failure import failure_lines, root_cause
 from flyte_decl.render.history import seconds as human_seconds
+from flyte_decl.runtime import datetimes
 from flyte_decl.runtime.records import ActionEvent, ActionRecord, Phase, RunResult
 from flyte_decl.words import counted
 
@@ -204,6 +205,6 @@ def _last_attempts(actions: list[ActionRecord]) -> list[ActionRecord]:
 
 def _show(value: Any) -> str:
     try:
-        return json.dumps(value)
+        return json.dumps(value, default=datetimes.json_default)
     except (TypeError, ValueError):
         return repr(value)

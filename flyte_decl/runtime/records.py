@@ -20,6 +20,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from flyte_decl.runtime import datetimes
+
 
 class Phase(str, Enum):
     """Where an action attempt is in its life; the last five are final."""
@@ -43,7 +45,9 @@ class FailureKind(str, Enum):
 
     USER_ERROR = "user_error"  # the task raised
     OOM_KILLED = "oom_killed"  # the tree went over its memory limit
-    TIMED_OUT = "timed_out"  # wall clock over the task's timeout
+    TIMED_OUT = "timed_out"  # an attempt ran longer than the task's timeout (Timeout.max_runtime)
+    QUEUED_TIMEOUT = "queued_timeout"  # an attempt waited for a queue slot or capacity past max_queued_time
+    DEADLINE_EXCEEDED = "deadline_exceeded"  # the whole action, retries included, ran past Timeout.deadline
     INLINE_IO_EXCEEDED = "inline_io_exceeded"  # serialized inputs or outputs over max_inline_io_bytes
     UNSCHEDULABLE = "unschedulable"  # the request can never fit the capacity or queue
     CRASHED = "crashed"  # killed by a signal, or exited without reporting a result
@@ -270,7 +274,8 @@ class ActionFailed(Exception):
 
 
 def _jsonable(value: Any) -> Any:
-    """The value itself when JSON can carry it, else its repr, so `run --json` never fails on outputs.
+    """The value itself when JSON can carry it, with times as ISO 8601 text, else its repr, so `run --json`
+    never fails on outputs.
 
     A NamedTuple is Flyte's several outputs (o0..oN), so it is shown as the plain tuple of them, as a
     JSON list, or the tuple's repr.
@@ -279,6 +284,10 @@ def _jsonable(value: Any) -> Any:
         value = tuple(value)
     try:
         json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        pass
+    try:
+        return json.loads(json.dumps(value, default=datetimes.json_default))
     except (TypeError, ValueError):
         return repr(value)
-    return value

@@ -37,8 +37,7 @@ from typing import Any
 from flyte_decl.backends import Backend, BackendFactory
 from flyte_decl.masking import Masker
 from flyte_decl.problems import UsageError, did_you_mean
-from flyte_decl.quantity import format_seconds
-from flyte_decl.runtime import leftovers
+from flyte_decl.runtime import leftovers, timeouts
 from flyte_decl.runtime.leftovers import RUNNER_MARK, runner_mark
 from flyte_decl.runtime.limits import Breach, CpuPool, Mechanisms, Monitor, detect_mechanisms
 from flyte_decl.runtime.records import (
@@ -58,11 +57,16 @@ from flyte_decl.spec import RunConfig, TaskSpec
 
 # After SIGTERM on a timeout, how long the tree may clean up before SIGKILL.
 TIMEOUT_GRACE = 1.0
-_RETRYABLE = {FailureKind.USER_ERROR, FailureKind.OOM_KILLED, FailureKind.TIMED_OUT, FailureKind.CRASHED}
+# How often an attempt past its max_queued_time is looked at again while its environment starts.
+QUEUED_RECHECK = 0.1
+_RETRYABLE = {FailureKind.USER_ERROR, FailureKind.OOM_KILLED, FailureKind.TIMED_OUT, FailureKind.QUEUED_TIMEOUT,
+              FailureKind.CRASHED}  # fmt: skip
 
 EventHandler = Callable[[ActionEvent], None]
 # Asked before an action is queued: outputs recorded for this task and serialized inputs, or None.
 Reuse = Callable[[TaskSpec, bytes], ReuseHit | None]
+# Told (action id, serialized outputs) when a caller gets a child's outputs, before its final event.
+Answered = Callable[[str, bytes], None]
 
 
 class LocalRunner:
@@ -72,7 +76,8 @@ class LocalRunner:
     called from a signal handler (or another thread) while `run` is in progress, or before it
     starts: every action tree is killed and `run` returns with status `aborted`. `reuse`, if given,
     is asked before each action is queued; on a hit the action ends `cached` with those outputs and
-    no process runs.
+    no process runs. `on_answer`, if given, is told a child's outputs as its caller gets them (its
+    final event comes once its process is gone), so that the caller's next call can reuse them.
     """
 
     def __init__(
@@ -84,12 +89,14 @@ class LocalRunner:
         mechanisms: Mechanisms | None = None,
         reuse: Reuse | None = None,
         backend: BackendFactory | None = None,
+        on_answer: Answered | None = None,
     ) -> None:
         self.config = config
         self.log_dir = Path(log_dir)
         self.on_event = on_event
         self.reuse = reuse
         self.backend = backend
+        self.on_answer = on_answer
         self.mechanisms = mechanisms if mechanisms is not None else detect_mechanisms()
         leftovers.sweep(self.mechanisms)  # what runners killed before they could clean up left behind
         self._cpu_pool = CpuPool()
@@ -314,6 +321,8 @@ class _Run:
         self.actions.append(action)
         self.by_key[action.key] = action
         self._emit(record, inputs=inputs)
+        if spec.deadline is not None:
+            self._after(spec.deadline, lambda: self._on_deadline(action))
         return action
 
     def _record(
@@ -360,6 +369,9 @@ class _Run:
             return
         action.state = _State.QUEUED
         self.scheduler.enqueue(action, demand)
+        if spec.max_queued_time is not None:
+            key = action.key
+            self._after(spec.max_queued_time, lambda: self._on_queued_timeout(action, key))
 
     def _fail_before_start(
         self, action: _Action, kind: FailureKind, message: str, traceback: str = ""
@@ -411,7 +423,8 @@ class _Run:
         action.state = _State.RUNNING
         if action.limiter is not None:
             action.limiter.attach(pid)
-        if action.aborted:  # its caller ended while the fork was on its way
+        # Its caller ended, or its deadline passed, while the fork was on its way.
+        if action.aborted or action.timed_out:
             self.backend.kill(action)
             return
         key = action.key
@@ -426,12 +439,44 @@ class _Run:
         self.breaches.append((action, key, breach))
         self._wake()
 
-    def _on_timeout(self, action: _Action, key: int) -> None:
+    def _on_timeout(self, action: _Action, key: int, kind: FailureKind = FailureKind.TIMED_OUT) -> None:
         if action.key != key or action.state != _State.RUNNING or action.record.pid is None:
             return
-        action.timed_out = True
+        action.timed_out = action.timed_out or kind  # the bound that fired first
         self.backend.terminate(action)
         self._after(TIMEOUT_GRACE, lambda: self._kill_attempt(action, key))
+
+    def _on_deadline(self, action: _Action) -> None:
+        """The action's deadline passed: stop its running attempt, or end it where it waits."""
+        if action.state == _State.RUNNING:
+            self._on_timeout(action, action.key, FailureKind.DEADLINE_EXCEEDED)
+        elif action.state != _State.DONE:
+            self._time_out_waiting(action, FailureKind.DEADLINE_EXCEEDED)
+
+    def _on_queued_timeout(self, action: _Action, key: int) -> None:
+        """Still waiting for a queue slot, capacity or a busy warm worker of its pool: it fails. Waiting
+        for its fork server to start is initializing, not queueing: look again once that is over."""
+        if action.key != key:
+            return
+        if self.backend.initializing(action):
+            self._after(QUEUED_RECHECK, lambda: self._on_queued_timeout(action, key))
+            return
+        for_worker = action.state == _State.STARTING and self.backend.waiting_for_worker(action)
+        if action.state == _State.QUEUED or for_worker:
+            self._time_out_waiting(action, FailureKind.QUEUED_TIMEOUT)
+
+    def _time_out_waiting(self, action: _Action, kind: FailureKind) -> None:
+        """End an attempt that is not running (queued, backing off, starting) past a Timeout bound."""
+        if action.state == _State.STARTING and action.limiter is not None:
+            action.timed_out = kind  # launched but not yet started: its exit settles it
+            return
+        self.backend.withdraw(action)
+        self.scheduler.done(action)
+        action.record.log_path = None
+        self._set_final(
+            action.record, Phase.TIMED_OUT, kind, timeouts.message(kind, action.spec, action.queue)
+        )
+        self._settle(action, kind)
 
     def _kill_attempt(self, action: _Action, key: int) -> None:
         if action.key != key or action.state != _State.RUNNING:
@@ -506,9 +551,12 @@ class _Run:
         if action.breach is not None:
             return Phase.FAILED, FailureKind.OOM_KILLED, action.breach.message, ""
         if action.timed_out:
-            assert spec.timeout is not None
-            message = f"{spec.name} ran longer than its timeout of {format_seconds(spec.timeout)}"
-            return Phase.TIMED_OUT, FailureKind.TIMED_OUT, message, ""
+            return (
+                Phase.TIMED_OUT,
+                action.timed_out,
+                timeouts.message(action.timed_out, spec, action.queue),
+                "",
+            )
         if outcome is not None and outcome[0] == "succeeded":
             return Phase.SUCCEEDED, None, "", ""
         if outcome is not None and outcome[0] == "failed":
@@ -594,6 +642,8 @@ class _Run:
         assert action.outcome is not None
         action.answered = True
         self.answered.add(action)
+        if self.runner.on_answer is not None:
+            self.runner.on_answer(action.id, action.outcome[1])
         self._hand_over(action, action.outcome[1])
 
     def _hand_over(self, action: _Action, outputs: bytes | None) -> None:
@@ -631,7 +681,7 @@ class _Run:
         action.key = next(self.keys)
         self.by_key[action.key] = action
         action.outcome = action.breach = None
-        action.timed_out = False
+        action.timed_out = None
         action.state = _State.WAITING
         self._emit(action.record, inputs=action.inputs)
         key = action.key

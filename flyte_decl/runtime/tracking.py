@@ -11,7 +11,7 @@ from typing import Any
 
 from flyte_decl.masking import Masker, StreamMasker
 from flyte_decl.runtime.limits import ActionLimiter, Breach
-from flyte_decl.runtime.records import ActionRecord
+from flyte_decl.runtime.records import ActionRecord, FailureKind
 from flyte_decl.runtime.wire import Connection
 from flyte_decl.spec import TaskSpec
 
@@ -48,7 +48,7 @@ class Action:
     log_mask: StreamMasker[bytes] = dataclasses.field(default_factory=lambda: Masker().stream())
     outcome: tuple[Any, ...] | None = None
     breach: Breach | None = None
-    timed_out: bool = False
+    timed_out: FailureKind | None = None  # which Timeout bound stopped this attempt
     aborted: str = ""  # why, once it is being aborted
     answered: bool = False  # its caller has its result already; its process may still be running
     children: set[Action] = dataclasses.field(default_factory=set)  # calls it awaits

@@ -30,6 +30,7 @@ from collections import deque
 from typing import Any
 
 from flyte_decl.quantity import format_bytes
+from flyte_decl.runtime import datetimes
 
 _HEADER = struct.Struct(">Q")
 _READ_SIZE = 256 * 1024
@@ -38,8 +39,14 @@ _MAX_FDS = 8
 
 
 def dump_payload(value: object) -> bytes:
-    """Serialize a user value (inputs or outputs) for the trip across a process boundary."""
-    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    """Serialize a user value (inputs or outputs) for the trip across a process boundary.
+
+    Datetimes in it arrive UTC-aware, as Flyte carries them (`flyte_decl.runtime.datetimes`).
+    """
+    payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    if datetimes.MARK in payload:  # rare: only then walk the value
+        payload = pickle.dumps(datetimes.as_flyte_carries(value), protocol=pickle.HIGHEST_PROTOCOL)
+    return payload
 
 
 # Set for every action of a run started from a script run as __main__ (`python prog.py`): the module

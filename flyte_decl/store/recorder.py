@@ -8,7 +8,8 @@ moments (and the next command marks the run and its unfinished actions aborted).
 Example::
 
     recorder = Recorder.start(store, prepared, inputs, request)
-    runner = prepared.runner(on_event=recorder.on_event, log_dir=recorder.log_dir, reuse=recorder.reuse)
+    runner = prepared.runner(on_event=recorder.on_event, log_dir=recorder.log_dir, reuse=recorder.reuse,
+                             on_answer=recorder.on_answer)
     result = recorder.finish(runner.run(prepared.task, inputs, env=prepared.env))
     result.run_id                                  # "r12"
 """
@@ -17,8 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import inspect
 import json
 import os
 import sqlite3
@@ -30,16 +29,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flyte_decl._cache import Cache, VersionParameters, bound_inputs
+from flyte_decl._cache import cache_key as key_of
 from flyte_decl._task import TaskTemplate
 from flyte_decl.config.imports import import_function
 from flyte_decl.masking import Masker
 from flyte_decl.runtime.records import ActionEvent, ActionRecord, Phase, ReuseHit, RunResult
-from flyte_decl.runtime.wire import dump_payload
+from flyte_decl.runtime.wire import dump_payload, load_payload
 from flyte_decl.session import PreparedRun
-from flyte_decl.spec import RunConfig, TaskSpec
+from flyte_decl.spec import CacheOptions, RunConfig, TaskSpec
 from flyte_decl.store.store import AttemptRow, Store, StoredRun, digest_of
 
-CACHING = ("auto", "override")  # `override`: always run, and record the outputs for later hits
+CACHING = ("auto", "override")  # look up, and record outputs under, the cache key
 WRITE_INTERVAL = 0.1  # seconds between the writer's batches
 
 
@@ -117,7 +118,10 @@ class Recorder:
         self.error: Exception | None = None  # the first failed write; the run goes on without history
         self._specs: dict[str, tuple[str, str]] = {}
         self._written_specs: set[str] = set()  # by the writer thread, which alone reads this
-        self._sources: dict[str, str | None] = {}
+        self._versions: dict[tuple[str, CacheOptions], str | None] = {}
+        self._action_keys: dict[str, str | None] = {}  # action id -> its cache key
+        self._fresh: dict[str, ReuseHit] = {}  # cache key -> outputs recorded by this run
+        self._last_key: tuple[bytes | None, tuple[str, CacheOptions] | None, str | None] = (None, None, None)
         self._root_outputs: bytes | None = None
         # (event, cache key) waiting for the writer; deque.append is safe even in a signal handler.
         self._events: deque[tuple[ActionEvent, str | None]] = deque()
@@ -170,19 +174,35 @@ class Recorder:
         key = None
         spec = self.config.tasks.get(event.task)
         if event.inputs is not None and spec is not None and spec.cache in CACHING:
-            key = self._cache_key(spec, digest_of(event.inputs))  # here: it may import the task's module
+            key = self._cache_key(spec, event.inputs)  # here: it may import the task's module
+            self._action_keys[event.action] = key
         self._events.append((event, key))
+
+    def on_answer(self, action: str, outputs: bytes) -> None:
+        """A child's outputs reached its caller: later calls of this run with its cache key reuse them
+        at once (its final event, and the writer's commit, come later)."""
+        key = self._action_keys.get(action)
+        kept = _keepable(outputs, self.masker)
+        if key is not None and kept is not None:
+            self._fresh[key] = ReuseHit(kept, f"{self.run.id}/{action}")
 
     def reuse(self, spec: TaskSpec, inputs: bytes) -> ReuseHit | None:
         """Outputs recorded for this task and inputs: from the run being recovered, else the cache."""
-        caching = spec.cache == "auto" and not self.overwrite_cache
+        caching = spec.cache in CACHING and not self.overwrite_cache
         if self.recover_from is None and not caching:
             return None
-        digest = digest_of(inputs)
-        found = self.store.succeeded(self.recover_from, spec.name, digest) if self.recover_from else None
+        found = (
+            self.store.succeeded(self.recover_from, spec.name, digest_of(inputs))
+            if self.recover_from
+            else None
+        )
         if found is None and caching:
-            key = self._cache_key(spec, digest)
-            found = self.store.cached(key) if key else None
+            key = self._cache_key(spec, inputs)
+            if key is None:
+                return None
+            if key in self._fresh:
+                return self._fresh[key]
+            found = self.store.cached(key, spec.cache_options.max_age)
         if found is None:
             return None
         return ReuseHit(self.store.payload(found.digest), found.source)
@@ -291,26 +311,48 @@ class Recorder:
             self._specs[spec.name] = (digest_of(text.encode()), text)
         return self._specs[spec.name]
 
-    def _cache_key(self, spec: TaskSpec, inputs_digest: str) -> str | None:
-        """Task, a hash of its function's source, and the inputs; None when the source is unreadable."""
-        if spec.name not in self._sources:
-            self._sources[spec.name] = _source_digest(spec)
-        source = self._sources[spec.name]
-        if source is None:
-            return None
-        return digest_of(f"{spec.name}\0{source}\0{inputs_digest}".encode())
+    def _cache_key(self, spec: TaskSpec, inputs: bytes) -> str | None:
+        """The cache key of a call (`flyte_decl._cache`); None when the task's source is unreadable."""
+        options = spec.cache_options
+        last_inputs, last_task, key = self._last_key
+        if last_inputs is inputs and last_task == (spec.name, options):
+            return key  # `reuse` asks right after `on_event` saw the same call queued
+        if (spec.name, options) not in self._versions:
+            self._versions[spec.name, options] = _cache_version(spec)
+        version = self._versions[spec.name, options]
+        if version is not None:
+            key = key_of(spec.name, version, _named_inputs(spec, inputs), options.ignored_inputs)
+        else:
+            key = None
+        self._last_key = (inputs, (spec.name, options), key)
+        return key
 
 
-def _source_digest(spec: TaskSpec) -> str | None:
+def _cache_version(spec: TaskSpec) -> str | None:
+    """The task's cache version: its `version_override`, else its policies' hash of the function."""
+    options = spec.cache_options
+    if options.version_override is not None:
+        return options.version_override  # the function need not even import
     try:
-        function = import_function(spec.fn, spec.root_dir)
-        if isinstance(function, TaskTemplate):
-            function = function.func
-        source = inspect.getsource(function)
+        cache = Cache(spec.cache, salt=options.salt)
+        return cache.get_version(VersionParameters(func=_function(spec)))
     except Exception:  # not importable here, or built without source: that task is not cached
         print(f"warning: {spec.name} is not cached: the source of {spec.fn} cannot be read", file=sys.stderr)
         return None
-    return hashlib.sha256(source.encode()).hexdigest()
+
+
+def _named_inputs(spec: TaskSpec, inputs: bytes) -> dict[str, Any] | bytes:
+    """A call's inputs by parameter name, or its payload as is when they cannot be bound to names."""
+    try:
+        args, kwargs = load_payload(inputs)
+        return bound_inputs(_function(spec), args, kwargs)
+    except Exception:  # a payload of classes this process cannot load: key on the bytes
+        return inputs
+
+
+def _function(spec: TaskSpec) -> Any:
+    function = import_function(spec.fn, spec.root_dir)
+    return function.func if isinstance(function, TaskTemplate) else function
 
 
 def _abort_reason(result: RunResult) -> str:

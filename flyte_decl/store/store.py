@@ -506,13 +506,20 @@ class Store:
         data: bytes = row[0]
         return data
 
-    def cached(self, cache_key: str) -> Found | None:
+    def cached(self, cache_key: str, max_age: float | None = None) -> Found | None:
         """The newest outputs recorded under a cache key: by an action that ran, or one that reused them
-        (so the cache outlives a pruned run as long as a kept run holds its outputs)."""
+        (so the cache outlives a pruned run as long as a kept run holds its outputs).
+
+        With `max_age` (seconds), only outputs of an action that ran and ended within it count.
+        """
+        succeeded, cached = Phase.SUCCEEDED.value, Phase.CACHED.value
+        # A reuse does not make outputs younger: with max_age, only actions that ran count.
+        reused = cached if max_age is None else succeeded
+        since = time.time() - max_age if max_age is not None else 0.0
         row = self.conn.execute(
             "SELECT outputs_digest, run_id, action FROM actions WHERE cache_key = ? AND phase IN (?, ?)"
-            " AND outputs_digest IS NOT NULL ORDER BY phase = ? DESC, ended_at DESC LIMIT 1",
-            (cache_key, Phase.SUCCEEDED.value, Phase.CACHED.value, Phase.SUCCEEDED.value),
+            " AND outputs_digest IS NOT NULL AND ended_at >= ? ORDER BY phase = ? DESC, ended_at DESC LIMIT 1",
+            (cache_key, succeeded, reused, since, succeeded),
         ).fetchone()
         return Found(*row) if row else None
 

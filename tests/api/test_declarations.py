@@ -132,7 +132,8 @@ def test_resources_to_settings():
         (
             lambda: TaskEnvironment(name="e", cache="always"),
             ValueError,
-            "Invalid cache behavior 'always': use 'auto', 'override' or 'disable'",
+            "Invalid cache behavior 'always': use 'auto', 'override' or 'disable' "
+            "(aliases accepted: enable, enabled, false, no, none, off, on, true, yes)",
         ),
         (
             lambda: TaskEnvironment(name="e").task(retries="3")(lambda: 1),

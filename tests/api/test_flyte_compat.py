@@ -50,7 +50,19 @@ def script(mode: str, home: Path) -> subprocess.CompletedProcess[str]:
             "OOMError",
         ),
         (FailureKind.OOM_KILLED, "over its memory limit", errors.OOMError, "OOMKilled"),
-        (FailureKind.TIMED_OUT, "ran longer than 1s", errors.TaskTimeoutError, "TaskTimeoutError"),
+        (
+            FailureKind.TIMED_OUT,
+            "ran longer than 1s",
+            errors.MaxRuntimeExceededError,
+            "MaxRuntimeExceededError",
+        ),
+        (
+            FailureKind.QUEUED_TIMEOUT,
+            "waited",
+            errors.MaxQueuedTimeExceededError,
+            "MaxQueuedTimeExceededError",
+        ),
+        (FailureKind.DEADLINE_EXCEEDED, "deadline", errors.DeadlineExceededError, "DeadlineExceededError"),
         (
             FailureKind.INLINE_IO_EXCEEDED,
             "inputs are 2Ki",
@@ -392,13 +404,9 @@ def test_reuse_policy_normalises_replicas_and_times() -> None:
         flyte.ReusePolicy(replicas=(3, 1))
 
 
-def test_timeout_deadline_bounds_each_attempt_and_backoff_is_checked() -> None:
+def test_backoff_is_checked() -> None:
     from datetime import timedelta
 
-    from flyte_decl._task_environment import timeout_settings
-
-    assert timeout_settings(flyte.Timeout(max_runtime=10, deadline=3)) == 3.0
-    assert timeout_settings(flyte.Timeout(deadline=timedelta(seconds=5))) == 5.0
     with pytest.raises(ValueError, match="cap is required when factor > 1.0"):
         flyte.Backoff(base=timedelta(seconds=1), factor=2.0)
     backoff = flyte.Backoff(base=timedelta(seconds=10), factor=2.0, cap=timedelta(seconds=30))

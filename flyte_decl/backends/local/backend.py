@@ -140,6 +140,12 @@ class LocalBackend:
             action.worker.current = None
             action.worker = None
 
+    def initializing(self, action: _Action) -> bool:
+        return any(action in server.waiting for server in self.forkservers.values())
+
+    def waiting_for_worker(self, action: _Action) -> bool:
+        return any(action in waiting for waiting in self.pool_waiting.values())
+
     def waiting_on_calls(self, parent: _Action) -> None:
         if parent.worker is not None:
             self._unstick(parent.worker.pool)
