@@ -57,6 +57,7 @@ class CachePolicy(Protocol):
     def get_version(self, salt: str, params: VersionParameters) -> str: ...
 
 
+@dataclass(frozen=True)
 class FunctionBodyPolicy:
     """The default policy: SHA-256 of the function's syntax tree (no positions) followed by `salt`."""
 

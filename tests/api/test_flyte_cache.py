@@ -144,8 +144,8 @@ def test_key_binds_inputs_to_names_and_leaves_ignored_ones_out() -> None:
         ),
         (
             lambda: cache_settings(3),
-            ValueError,
-            "cache must be 'auto', 'override', 'disable' or a flyte.Cache, got 3",
+            TypeError,
+            "Expected cache to be of type str or Cache, got <class 'int'>",  # Flyte's message
         ),
     ],
 )
