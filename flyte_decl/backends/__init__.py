@@ -10,8 +10,8 @@ or that it could not start (`_Run._fail_before_start`). Everything an attempt sa
 calls and its outcome) travels on its socket and is read by the runner, whatever the backend.
 
 - `local`: a warm fork server per environment on this machine forks each attempt.
-
-Another backend is another package here, implementing `Backend`.
+- `ray` (the `flyte-decl[ray]` extra): Ray places each attempt on a node of a cluster by its
+  resources and queue, where the same fork server machinery confines it.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ class Backend(Protocol):
 
     def capacity(self) -> Resources:
         """What may run at once in all (the runner admits attempts against it, per queue too)."""
+
+    def problem(self, action: Action) -> str | None:
+        """Why the action could never start here (it ends `unschedulable` with this), or None."""
 
     def start(self, action: Action) -> None:
         """Start the action's current attempt (its state is STARTING); report back as above."""

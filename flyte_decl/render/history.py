@@ -53,6 +53,8 @@ def render_run(run: StoredRun, actions: Sequence[StoredAction]) -> str:
     lines.append(f"  logs    {run.log_dir}")
     lines.append("")
     rows = []
+    # On a backend with several machines, the node of each attempt (Ray's id, shortened as Ray does).
+    nodes = any(action.node for action in actions)
     for prefix, action in _tree(actions):
         rows.append(
             [
@@ -62,9 +64,11 @@ def render_run(run: StoredRun, actions: Sequence[StoredAction]) -> str:
                 seconds(action.duration) if action.duration is not None else "-",
                 memory_use(action),
                 cpu_use(action),
+                *([action.node[:8] if action.node else "-"] if nodes else []),
             ]
         )
-    lines.append(table(["ACTION", "TASK", "PHASE", "DURATION", "MEMORY PEAK/LIMIT", "CPU AVG/LIMIT"], rows))
+    headers = ["ACTION", "TASK", "PHASE", "DURATION", "MEMORY PEAK/LIMIT", "CPU AVG/LIMIT"]
+    lines.append(table([*headers, *(["NODE"] if nodes else [])], rows))
     failures = [a for a in actions if a.kind is not None or a.phase == "aborted"]
     if failures:
         lines.append("")

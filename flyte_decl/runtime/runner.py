@@ -199,6 +199,8 @@ class _Run:
             self._launch(action)
             if self._aborting():
                 return
+        if self.root is not None and self.root.state == _State.DONE and not self.answered:
+            return  # it ended as it was launched (it could not start): nothing more to wait for
         timeout = max(0.0, self.timers[0][0] - time.monotonic()) if self.timers else None
         events = self.selector.select(timeout)
         if len(events) > 1:
@@ -335,7 +337,7 @@ class _Run:
             self._settle(action, None)
             return
         demand = demand_of(spec, action.queue)
-        problem = self.scheduler.problem(demand)
+        problem = self.backend.problem(action) or self.scheduler.problem(demand)
         if problem is not None:
             self._fail_before_start(action, FailureKind.UNSCHEDULABLE, problem)
             return

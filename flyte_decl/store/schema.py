@@ -112,6 +112,10 @@ MIGRATIONS: list[str] = [
         FOREIGN KEY (run_id, action, attempt) REFERENCES actions (run_id, action, attempt) ON DELETE CASCADE
     ) WITHOUT ROWID;
     """,
+    # 3: the machine an attempt ran on, on a backend with several (the Ray node id); NULL locally.
+    """
+    ALTER TABLE actions ADD COLUMN node TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

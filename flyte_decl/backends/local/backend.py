@@ -106,6 +106,9 @@ class LocalBackend:
     def capacity(self) -> Resources:
         return machine_capacity(self.run.config.capacity)
 
+    def problem(self, action: _Action) -> str | None:
+        return None  # the scheduler judges requests against this machine's capacity
+
     def start(self, action: _Action) -> None:
         server = self.forkservers.get(action.spec.environment) or self._start_forkserver(action.spec)
         if not server.ready:
