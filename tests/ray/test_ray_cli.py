@@ -42,7 +42,7 @@ async def piece(i: int) -> int:
 async def stuck(n: int) -> None:
     await asyncio.gather(*(hold(i) for i in range(n)))
 
-def hold(i: int) -> None:
+async def hold(i: int) -> None:
     with open(os.path.join(os.environ["PIDS"], str(os.getpid())), "w"):
         pass
     time.sleep(300)
