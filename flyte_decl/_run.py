@@ -27,6 +27,7 @@ from typing import Any
 
 from flyte_decl import _context, _task_environment, errors
 from flyte_decl._task import TaskTemplate, module_name
+from flyte_decl.backends.ray import RayCluster
 from flyte_decl.config.load import find_task, load
 from flyte_decl.runtime.records import ActionRecord, Failure, RunResult
 from flyte_decl.runtime.runner import LocalRunner
@@ -137,7 +138,8 @@ _noticed: set[str] = set()
 class RunContext:
     """Run-level settings, as Flyte's `with_runcontext`: `mode`, `queue` (the root task's), `env_vars`
     (every action), `custom_context` (every action's `flyte.ctx().custom_context`), `overwrite_cache`,
-    `log_level`, plus flyte-decl's `config` and `profile`.
+    `log_level`, plus flyte-decl's `config`, `profile`, and `backend` ("local", or "ray" with an
+    optional Ray `address`, as `flyte-decl run --backend ray --address`).
 
     Settings Flyte has that mean nothing locally (labels, service_account, ...) are accepted with one
     notice on stderr; an unknown keyword is a TypeError, as in Flyte. `mode="remote"` is refused.
@@ -147,16 +149,21 @@ class RunContext:
                  env_vars: dict[str, str] | None = None, custom_context: dict[str, str] | None = None,
                  overwrite_cache: bool = False, log_level: int | None = None,
                  config: str | Path | list[str | Path] | None = None, profile: str | None = None,
-                 **settings: Any) -> None:  # fmt: skip
+                 backend: str = "local", address: str | None = None, **settings: Any) -> None:  # fmt: skip
         unknown = sorted(set(settings) - _NOT_LOCAL)
         if unknown:
             raise TypeError(
                 f"with_runcontext() got an unexpected keyword argument {unknown[0]!r} "
                 f"(known: mode, queue, env_vars, custom_context, overwrite_cache, log_level, config, profile, "
+                f"backend, address, "
                 f"{', '.join(sorted(_NOT_LOCAL))})"
             )
         if mode is not None and mode not in _MODES:
             raise ValueError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
+        if backend not in ("local", "ray"):
+            raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+        if address is not None and backend != "ray":
+            raise ValueError("address is the Ray cluster's address; it needs backend='ray'")
         if mode == "remote":
             raise ValueError("mode 'remote' is not available: flyte-decl runs locally; use mode='local'")
         for name in sorted(set(settings) - _noticed):
@@ -170,6 +177,7 @@ class RunContext:
         self.overwrite_cache = overwrite_cache
         self.configs = [config] if isinstance(config, (str, Path)) else list(config or [])
         self.profile = profile
+        self.backend, self.address = backend, address
 
     def run(self, task: TaskTemplate, *args: Any, **kwargs: Any) -> Run:
         """Run `task` with these inputs as a root action and return its `Run`.
@@ -193,11 +201,17 @@ class RunContext:
         if task.call_settings:
             config.tasks[name] = config.spec_for(name, task.call_settings)
         log_dir = home_dir(config.tasks[name].root_dir) / "logs"
-        runner = LocalRunner(config, log_dir=log_dir / f"api-{id(self):x}-{next(_counter)}")
-        env = {**self.env_vars, **_context.context_env(self.custom_context)}
-        if task.func.__module__ == "__main__":  # its classes live in the script the fork servers import
-            env[ENV_MAIN_MODULE] = module_name(task.func)
-        run = Run.of(runner.run(name, dict(inputs), env=env))
+        cluster = RayCluster(self.address) if self.backend == "ray" else None
+        try:
+            runner = LocalRunner(config, log_dir=log_dir / f"api-{id(self):x}-{next(_counter)}",
+                                 backend=cluster.backend if cluster else None)  # fmt: skip
+            env = {**self.env_vars, **_context.context_env(self.custom_context)}
+            if task.func.__module__ == "__main__":  # its classes live in the script the fork servers import
+                env[ENV_MAIN_MODULE] = module_name(task.func)
+            run = Run.of(runner.run(name, dict(inputs), env=env))
+        finally:
+            if cluster is not None:
+                cluster.close()
         if run.status != "succeeded":
             raise _run_failure(run)
         return run

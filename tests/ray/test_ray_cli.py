@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from ray_helpers import alive
 
 CONFIG = """
@@ -49,6 +50,30 @@ async def hold(i: int) -> None:
 """
 
 
+API_PROGRAM = """
+import os
+import flyte_decl as flyte
+
+env = flyte.TaskEnvironment(name="api", resources=flyte.Resources(cpu=0.5, memory="128Mi"))
+
+@env.task
+async def where() -> str:
+    return os.environ["FLYTE_DECL_NODE"]
+
+if __name__ == "__main__":
+    run = flyte.with_runcontext(backend="ray", address=os.environ["CLUSTER"]).run(where)
+    print(run.status, run.outputs == run.actions[0].node)
+"""
+
+
+def test_with_runcontext_backend_ray_runs_a_program_on_the_cluster(tmp_path: Path, ray_cluster: Any):
+    (tmp_path / "prog.py").write_text(API_PROGRAM)
+    result = subprocess.run([sys.executable, "prog.py"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=180, env={**os.environ, "CLUSTER": ray_cluster.address})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "succeeded True\n"
+
+
 def _project(root: Path) -> None:
     (root / "environments.yaml").write_text(CONFIG)
     (root / "prog.py").write_text(textwrap.dedent(PROGRAM))
@@ -77,7 +102,10 @@ def test_a_ray_run_is_recorded_and_runs_show_names_each_attempts_node(tmp_path: 
     assert "piece 1" in logs.stdout, logs.stderr
 
 
-def test_ctrl_c_cancels_every_action_on_every_node(tmp_path: Path, ray_cluster: Any):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_ctrl_c_or_a_killed_driver_leaves_no_action_alive_on_any_node(
+    tmp_path: Path, ray_cluster: Any, signum: signal.Signals
+):
     _project(tmp_path)
     pids = tmp_path / "pids"
     pids.mkdir()
@@ -92,8 +120,12 @@ def test_ctrl_c_cancels_every_action_on_every_node(tmp_path: Path, ray_cluster: 
         time.sleep(0.2)
     started = [int(path.name) for path in pids.iterdir()]
     assert len(started) == 3, process.communicate()
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _out, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err
-    time.sleep(1)
+    # Ctrl-C: the driver kills them itself; SIGKILL: Ray's owner-death handling ends the run's workers,
+    # and with each its fork server and every action under it.
+    assert process.returncode == (130 if signum == signal.SIGINT else -signal.SIGKILL), err
+    deadline = time.monotonic() + (5 if signum == signal.SIGINT else 60)
+    while [pid for pid in started if alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert [pid for pid in started if alive(pid)] == []
