@@ -397,17 +397,15 @@ class RayBackend:
                 continue
             try:
                 self.ray.get(remote.ref, timeout=0)
-                problem = "its Ray task ended without reporting"
+                problem = "lost its Ray task, which ended without reporting"
             except Exception as exc:
-                problem = (
-                    f"its Ray task failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                )
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                problem = f"lost its Ray task: {first}"
             remote.action.lost = problem
             if remote.action.state == State.STARTING and remote.control is None:
                 self._forget(remote)
                 self.run.by_key.pop(remote.action.key, None)
-                self.run._fail_before_start(
-                    remote.action, FailureKind.CRASHED, f"{remote.action.spec.name}: {problem}"
-                )
+                message = f"{remote.action.spec.name} {problem}"
+                self.run._fail_before_start(remote.action, FailureKind.CRASHED, message)
             else:
                 self._exited(remote, None, None)
