@@ -195,6 +195,8 @@ def execute(
                                  backend=cluster.backend if cluster else None)  # fmt: skip
         if not quiet:
             header = prepared.header(runner.mechanisms).removeprefix("run ")
+            if cluster is not None:  # the limits hold on each node, by what that node has
+                header += f"; {cluster.describe()}"
             click.echo(f"run {recorder.run.id}: {header}", err=True)
             click.echo(f"config: {recorder.run.sources.describe()}", err=True)
         with view, _aborting_on_signals(runner.abort) as interrupted:

@@ -96,6 +96,12 @@ class RayCluster:
             total = total + _node_resources(node)
         return total
 
+    def describe(self) -> str:
+        """For the run's header: "on Ray, 3 nodes" (", started for this run" when it was)."""
+        nodes = len(self.nodes())
+        started = ", started for this run" if self.self_started and self.owns_ray else ""
+        return f"on Ray, {nodes} node{'s' if nodes != 1 else ''}{started}"
+
     def close(self) -> None:
         if self.owns_ray:
             self.ray.shutdown()
