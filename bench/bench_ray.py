@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -96,6 +97,7 @@ def main() -> None:
                 print(f"{n:>6}  {method:<32} {rate:>10.0f} {1000 / rate:>10.2f} {ratio:>14.2f}x")
     finally:
         cluster.close()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
