@@ -27,6 +27,7 @@ from typing import Any
 
 from flyte_decl import _context, _task_environment, errors
 from flyte_decl._task import TaskTemplate, module_name
+from flyte_decl.backends.ray import RayCluster
 from flyte_decl.config.load import find_task, load
 from flyte_decl.render.history import render_removed
 from flyte_decl.runtime.records import ActionEvent, ActionRecord, Failure, RunResult
@@ -140,7 +141,8 @@ _noticed: set[str] = set()
 class RunContext:
     """Run-level settings, as Flyte's `with_runcontext`: `mode`, `queue` (the root task's), `env_vars`
     (every action), `custom_context` (every action's `flyte.ctx().custom_context`), `overwrite_cache`,
-    `log_level`, plus flyte-decl's `config` and `profile`.
+    `log_level`, plus flyte-decl's `config`, `profile`, and `backend` ("local", or "ray" with an
+    optional Ray `address`, as `flyte-decl run --backend ray --address`).
 
     Settings Flyte has that mean nothing locally (labels, service_account, ...) are accepted with one
     notice on stderr; an unknown keyword is a TypeError, as in Flyte. `mode="remote"` is refused.
@@ -150,16 +152,21 @@ class RunContext:
                  env_vars: dict[str, str] | None = None, custom_context: dict[str, str] | None = None,
                  overwrite_cache: bool = False, log_level: int | None = None,
                  config: str | Path | list[str | Path] | None = None, profile: str | None = None,
-                 **settings: Any) -> None:  # fmt: skip
+                 backend: str = "local", address: str | None = None, **settings: Any) -> None:  # fmt: skip
         unknown = sorted(set(settings) - _NOT_LOCAL)
         if unknown:
             raise TypeError(
                 f"with_runcontext() got an unexpected keyword argument {unknown[0]!r} "
                 f"(known: mode, queue, env_vars, custom_context, overwrite_cache, log_level, config, profile, "
+                f"backend, address, "
                 f"{', '.join(sorted(_NOT_LOCAL))})"
             )
         if mode is not None and mode not in _MODES:
             raise ValueError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
+        if backend not in ("local", "ray"):
+            raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+        if address is not None and backend != "ray":
+            raise ValueError("address is the Ray cluster's address; it needs backend='ray'")
         if mode == "remote":
             raise ValueError("mode 'remote' is not available: flyte-decl runs locally; use mode='local'")
         for name in sorted(set(settings) - _noticed):
@@ -173,6 +180,7 @@ class RunContext:
         self.overwrite_cache = overwrite_cache
         self.configs = [config] if isinstance(config, (str, Path)) else list(config or [])
         self.profile = profile
+        self.backend, self.address = backend, address
 
     def run(self, task: TaskTemplate, *args: Any, **kwargs: Any) -> Run:
         """Run `task` with these inputs as a root action and return its `Run`.
@@ -204,17 +212,19 @@ class RunContext:
                              configs=[str(Path(c).resolve()) for c in self.configs])  # fmt: skip
         if task.func.__module__ == "__main__":  # its classes live in the script the fork servers import
             env = {**env, ENV_MAIN_MODULE: module_name(task.func)}
-        run = Run.of(_recorded(prepared, inputs, request, env, task.display_name, self.overwrite_cache))
+        run = Run.of(_recorded(prepared, inputs, request, env, task.display_name, self.overwrite_cache,
+                              self.backend, self.address))  # fmt: skip
         if run.status != "succeeded":
             raise _run_failure(run)
         return run
 
 
 def _recorded(prepared: PreparedRun, inputs: dict[str, Any], request: RunRequest, env: dict[str, str],
-              short_name: str | None, overwrite_cache: bool) -> RunResult:  # fmt: skip
+              short_name: str | None, overwrite_cache: bool, backend: str, address: str | None) -> RunResult:  # fmt: skip
     """Run the root task, recorded in the run store as `flyte-decl run` records it (so `runs`, `logs`,
     `report`, `rerun` see it, and `cache: auto` hits). What actions print goes to stdout line by line,
-    unprefixed: in Flyte's local mode tasks run in the program's own process and print there."""
+    unprefixed: in Flyte's local mode tasks run in the program's own process and print there. `backend`
+    "ray" runs the actions on the Ray cluster at `address` (see `flyte_decl.backends.ray`)."""
     store = Store.open(home_dir(prepared.spec.root_dir))
     recorder = Recorder.start(store, prepared, inputs, request, overwrite_cache=overwrite_cache)
 
@@ -223,8 +233,11 @@ def _recorded(prepared: PreparedRun, inputs: dict[str, Any], request: RunRequest
         if event.line is not None:
             print(event.line, flush=True)
 
+    cluster = RayCluster(address) if backend == "ray" else None
     try:
-        runner = prepared.runner(on_event=on_event, log_dir=recorder.log_dir, reuse=recorder.reuse)
+        runner = prepared.runner(on_event=on_event, log_dir=recorder.log_dir, reuse=recorder.reuse,
+                                 on_answer=recorder.on_answer,
+                                 backend=cluster.backend if cluster else None)  # fmt: skip
         result = recorder.finish(runner.run(prepared.task, inputs, env=env, short_name=short_name))
         removed = apply_retention(store, prepared.resolved.document.data.get("retention"), recorder.run.id)
         if removed is not None and removed.runs:
@@ -234,6 +247,8 @@ def _recorded(prepared: PreparedRun, inputs: dict[str, Any], request: RunRequest
         raise
     finally:
         store.close()
+        if cluster is not None:
+            cluster.close()
     return result
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from flyte_decl import _alias, _task_environment, masking
 from flyte_decl._task import TaskTemplate, declaration_error
+from flyte_decl.backends import BackendFactory
 from flyte_decl.binding import Binding
 from flyte_decl.config.imports import bind_all
 from flyte_decl.config.load import find_task, load, parse_env
@@ -62,10 +63,12 @@ class PreparedRun:
         log_dir: Path | None = None,
         reuse: Reuse | None = None,
         on_answer: Answered | None = None,
+        backend: BackendFactory | None = None,
     ) -> LocalRunner:
         """A runner for this configuration; `log_dir` defaults to a fresh folder under the home dir."""
         log_dir = log_dir or home_dir(self.spec.root_dir) / "logs" / f"{os.getpid()}-{id(self):x}"
-        return LocalRunner(self.config, log_dir=log_dir, on_event=on_event, reuse=reuse, on_answer=on_answer)
+        return LocalRunner(self.config, log_dir=log_dir, on_event=on_event, reuse=reuse, on_answer=on_answer,
+                           backend=backend)  # fmt: skip
 
     def header(self, mechanisms: Mechanisms) -> str:
         spec = self.spec

@@ -10,8 +10,8 @@ or that it could not start (`_Run._fail_before_start`). Everything an attempt sa
 calls and its outcome) travels on its socket and is read by the runner, whatever the backend.
 
 - `local`: a warm fork server per environment on this machine forks each attempt.
-
-Another backend is another package here, implementing `Backend`.
+- `ray` (the `flyte-decl[ray]` extra): Ray places each attempt on a node of a cluster by its
+  resources and queue, where the same fork server machinery confines it.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ class Backend(Protocol):
     def capacity(self) -> Resources:
         """What may run at once in all (the runner admits attempts against it, per queue too)."""
 
+    def problem(self, action: Action) -> str | None:
+        """Why the action could never start here (it ends `unschedulable` with this), or None."""
+
     def start(self, action: Action) -> None:
         """Start the action's current attempt (its state is STARTING); report back as above."""
 
@@ -46,8 +49,9 @@ class Backend(Protocol):
     def initializing(self, action: Action) -> bool:
         """The STARTING attempt waits for its environment to start (not queued, for `max_queued_time`)."""
 
-    def waiting_for_worker(self, action: Action) -> bool:
-        """The STARTING attempt waits for a busy warm worker of its pool (queued, for `max_queued_time`)."""
+    def queued(self, action: Action) -> bool:
+        """The STARTING attempt still waits for a place to run (a busy warm worker, a node with room):
+        queued time, which `max_queued_time` bounds."""
 
     def waiting_on_calls(self, parent: Action) -> None:
         """A running attempt has started waiting for a nested call."""

@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from flyte_decl import masking
+from flyte_decl.backends.ray import RayCluster, import_ray
 from flyte_decl.cli.options import config_options, verbosity_options
 from flyte_decl.cli.params import task_command
 from flyte_decl.config.load import load
@@ -49,7 +50,19 @@ from flyte_decl.store.store import Store
 @click.option(
     "-e", "--env", "env_items", multiple=True, metavar="KEY=VALUE", help="Env var for every action."
 )
-@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where actions run: this machine, or a Ray cluster (pip install 'flyte-decl[ray]').",
+)
+@click.option(
+    "--address",
+    default=None,
+    metavar="ADDRESS",
+    help="Ray cluster to run on (--backend ray); default: RAY_ADDRESS, else a Ray instance started for the run.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: run, status, outputs, actions.")
 @click.option(
     "--dry-run", is_flag=True, help="Check and print what would run, with which limits; start nothing."
@@ -68,6 +81,7 @@ def run(
     sets: tuple[str, ...],
     env_items: tuple[str, ...],
     backend: str,
+    address: str | None,
     as_json: bool,
     dry_run: bool,
     overwrite_cache: bool,
@@ -87,8 +101,10 @@ def run(
             return 0
         return list_runnable(configs, profiles)
     extras = list(ctx.args)
+    if address is not None and backend != "ray":
+        raise UsageError("--address is the Ray cluster's address; it needs --backend ray")
     if backend == "ray":
-        raise UsageError("--backend ray is not available in this version; use --backend local")
+        import_ray()  # one line saying how to install the extra, before anything is imported
     snapshot: dict[str, str] = {}
     prepared = prepare_run(target, extras, configs=configs, profiles=profiles, sets=sets, queue=queue,
                            env_items=env_items, snapshot=snapshot, check=not dry_run)  # fmt: skip
@@ -102,9 +118,8 @@ def run(
     if dry_run:
         return dry(prepared, as_json=as_json)
     request = RunRequest.of(target, extras, snapshot, profiles, sets, queue, prepared.env, configs)
-    return execute(
-        prepared, inputs, request, as_json=as_json, overwrite_cache=overwrite_cache, verbosity=verbosity
-    )
+    return execute(prepared, inputs, request, as_json=as_json, overwrite_cache=overwrite_cache,
+                   verbosity=verbosity, backend=backend, address=address)  # fmt: skip
 
 
 def list_runnable(configs: tuple[str, ...], profiles: tuple[str, ...]) -> int:
@@ -145,8 +160,13 @@ def execute(
     source_run: str | None = None,
     recover_from: str | None = None,
     verbosity: int = NORMAL,
+    backend: str = "local",
+    address: str | None = None,
 ) -> int:
-    """Run a prepared task, recorded in the run store; shared by `run`, `rerun` and `recover`."""
+    """Run a prepared task, recorded in the run store; shared by `run`, `rerun` and `recover`.
+
+    `backend` "ray" runs the actions on the Ray cluster at `address` (see `flyte_decl.backends.ray`).
+    """
     _enter_systemd_scope()
     store = Store.open(home_dir(prepared.spec.root_dir))
     recorder = Recorder.start(store, prepared, inputs, request, origin=origin, source_run=source_run,
@@ -161,11 +181,16 @@ def execute(
         view.on_event(event)
 
     started = time.monotonic()
+    cluster = None
     try:
+        cluster = RayCluster(address) if backend == "ray" else None
         runner = prepared.runner(on_event=on_event, log_dir=recorder.log_dir, reuse=recorder.reuse,
-                                   on_answer=recorder.on_answer)  # fmt: skip
+                                 on_answer=recorder.on_answer,
+                                 backend=cluster.backend if cluster else None)  # fmt: skip
         if not quiet:
             header = prepared.header(runner.mechanisms).removeprefix("run ")
+            if cluster is not None:  # the limits hold on each node, by what that node has
+                header += f"; {cluster.describe()}"
             click.echo(f"run {recorder.run.id}: {header}", err=True)
             click.echo(f"config: {recorder.run.sources.describe()}", err=True)
         with view, _aborting_on_signals(runner.abort) as interrupted:
@@ -178,6 +203,8 @@ def execute(
         recorder.abandon(f"the runner failed: {type(exc).__name__}: {exc}")
         raise
     finally:
+        if cluster is not None:
+            cluster.close()
         store.close()
     config = recorder.run.sources.to_json()
     return _finish(result, config, as_json, interrupted[0], time.monotonic() - started, verbosity)

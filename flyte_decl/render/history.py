@@ -57,6 +57,8 @@ def render_run(run: StoredRun, actions: Sequence[StoredAction]) -> str:
     labels = [("NAME", "short_name"), ("GROUP", "group")]
     labels = [(title, name) for title, name in labels if any(getattr(a, name) for a in actions)]
     rows = []
+    # On a backend with several machines, the node of each attempt (Ray's id, shortened as Ray does).
+    nodes = any(action.node for action in actions)
     for prefix, action in _tree(actions):
         rows.append(
             [
@@ -67,10 +69,11 @@ def render_run(run: StoredRun, actions: Sequence[StoredAction]) -> str:
                 seconds(action.duration) if action.duration is not None else "-",
                 memory_use(action),
                 cpu_use(action),
+                *([action.node[:8] if action.node else "-"] if nodes else []),
             ]
         )
     headers = ["ACTION", "TASK", *(title for title, _ in labels), "PHASE", "DURATION", "MEMORY PEAK/LIMIT"]
-    lines.append(table([*headers, "CPU AVG/LIMIT"], rows))
+    lines.append(table([*headers, "CPU AVG/LIMIT", *(["NODE"] if nodes else [])], rows))
     failures = [a for a in actions if a.kind is not None or a.phase == "aborted"]
     if failures:
         lines.append("")

@@ -86,6 +86,7 @@ class ActionRecord:
     started_at: float | None = None
     ended_at: float | None = None
     pid: int | None = None
+    node: str | None = None  # where the attempt ran, on a backend with several machines (Ray's node id)
     exit_code: int | None = None
     signal: int | None = None
     peak_memory: int | None = None  # bytes, whole process tree
@@ -122,6 +123,7 @@ class ActionRecord:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "pid": self.pid,
+            "node": self.node,
             "exit_code": self.exit_code,
             "signal": self.signal,
             "peak_memory": self.peak_memory,

@@ -216,6 +216,8 @@ class _Run:
             self._launch(action)
             if self._aborting():
                 return
+        if self.root is not None and self.root.state == _State.DONE and not self.answered:
+            return  # it ended as it was launched (it could not start): nothing more to wait for
         timeout = max(0.0, self.timers[0][0] - time.monotonic()) if self.timers else None
         events = self.selector.select(timeout)
         if len(events) > 1:
@@ -363,7 +365,7 @@ class _Run:
             self._settle(action, None)
             return
         demand = demand_of(spec, action.queue)
-        problem = self.scheduler.problem(demand)
+        problem = self.backend.problem(action) or self.scheduler.problem(demand)
         if problem is not None:
             self._fail_before_start(action, FailureKind.UNSCHEDULABLE, problem)
             return
@@ -461,7 +463,7 @@ class _Run:
         if self.backend.initializing(action):
             self._after(QUEUED_RECHECK, lambda: self._on_queued_timeout(action, key))
             return
-        for_worker = action.state == _State.STARTING and self.backend.waiting_for_worker(action)
+        for_worker = action.state == _State.STARTING and self.backend.queued(action)
         if action.state == _State.QUEUED or for_worker:
             self._time_out_waiting(action, FailureKind.QUEUED_TIMEOUT)
 

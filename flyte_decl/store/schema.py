@@ -117,6 +117,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE actions ADD COLUMN group_name TEXT;
     ALTER TABLE actions ADD COLUMN short_name TEXT;
     """,
+    # 4: the machine an attempt ran on, on a backend with several (the Ray node id); NULL locally.
+    """
+    ALTER TABLE actions ADD COLUMN node TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -133,6 +133,7 @@ class StoredAction:
     spec: dict[str, Any] | None
     group: str | None = None  # the `flyte.group` its caller started it in
     short_name: str | None = None  # Flyte's `short_name`, when it is not the function's name
+    node: str | None = None  # the machine it ran on, on a backend with several (Ray's node id)
     samples: list[tuple[float, int, float]] = field(default_factory=list)
 
     @property
@@ -173,6 +174,7 @@ class StoredAction:
             "ended_at": self.ended_at,
             "duration": self.duration,
             "pid": self.pid,
+            "node": self.node,
             "exit_code": self.exit_code,
             "signal": self.signal,
             "peak_memory": self.peak_memory,
@@ -558,18 +560,19 @@ class AttemptRow:
             record.started_at, record.ended_at, record.pid, record.exit_code, record.signal,
             record.peak_memory, record.cpu_seconds, str(record.log_path) if record.log_path else None,
             self.inputs_digest, self.outputs_digest, self.cache_key, record.group, record.short_name,
+            record.node,
         )  # fmt: skip
 
 
 _UPSERT_ATTEMPT = """
 INSERT INTO actions (run_id, action, attempt, parent, task, environment, idx, queue, spec_digest, limits,
     phase, kind, message, traceback, queued_at, started_at, ended_at, pid, exit_code, signal, peak_memory,
-    cpu_seconds, log_path, inputs_digest, outputs_digest, cache_key, group_name, short_name)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    cpu_seconds, log_path, inputs_digest, outputs_digest, cache_key, group_name, short_name, node)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (run_id, action, attempt) DO UPDATE SET
     limits = excluded.limits, phase = excluded.phase, kind = excluded.kind, message = excluded.message,
     traceback = excluded.traceback, started_at = excluded.started_at, ended_at = excluded.ended_at,
-    pid = excluded.pid, exit_code = excluded.exit_code, signal = excluded.signal,
+    pid = excluded.pid, node = excluded.node, exit_code = excluded.exit_code, signal = excluded.signal,
     peak_memory = excluded.peak_memory, cpu_seconds = excluded.cpu_seconds, log_path = excluded.log_path,
     spec_digest = COALESCE(excluded.spec_digest, spec_digest),
     inputs_digest = COALESCE(excluded.inputs_digest, inputs_digest),
@@ -585,7 +588,7 @@ _RUN_COLUMNS = (
 _ACTION_COLUMNS = (
     "run_id, action, attempt, parent, task, environment, idx, queue, limits, phase, kind, message,"
     " traceback, queued_at, started_at, ended_at, pid, exit_code, signal, peak_memory, cpu_seconds,"
-    " log_path, inputs_digest, outputs_digest, cache_key, specs.spec, group_name, short_name"
+    " log_path, inputs_digest, outputs_digest, cache_key, specs.spec, group_name, short_name, node"
 )
 
 

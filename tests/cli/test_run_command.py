@@ -1,6 +1,7 @@
 """`flyte-decl run` on the bundled example and its user errors, through the real command."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,9 +9,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def flyte_decl(*args, cwd=ROOT):
+def flyte_decl(*args, cwd=ROOT, env=None):
     return subprocess.run([sys.executable, "-m", "flyte_decl", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+                          timeout=120, env=env)  # fmt: skip
 
 
 def test_hello_example_fans_out_square_into_env2_processes():
@@ -29,6 +30,19 @@ def test_hello_example_fans_out_square_into_env2_processes():
     assert len({s["pid"] for s in squares}) == 10
     assert all(s["limits"]["cpu"] == 1.0 and s["limits"]["memory"] == 250 * 2**20 for s in squares)
     assert root["limits"]["memory"] == 512 * 2**20  # env1 gets the defaults
+
+
+def test_backend_ray_without_the_extra_says_how_to_install_it(tmp_path):
+    # A `ray` package that cannot be imported, as when the extra is not installed.
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "__init__.py").write_text("raise ImportError(\"No module named 'ray'\")\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = flyte_decl("run", "hello_wf", "--backend", "ray", env=env)
+    assert (result.returncode, result.stderr, result.stdout) == (
+        2,
+        "error: --backend ray needs Ray: pip install 'flyte-decl[ray]'\n",
+        "",
+    )
 
 
 def test_hello_example_text_output():
@@ -56,8 +70,8 @@ def test_user_errors_are_one_line_with_exit_2():
         ),
         (("run",), "run needs a task: flyte-decl run TASK [--PARAM VALUE]...; the tasks here:"),
         (
-            ("run", "hello_wf", "--backend", "ray"),
-            "error: --backend ray is not available in this version; use --backend local",
+            ("run", "hello_wf", "--address", "10.0.0.1:6379"),
+            "error: --address is the Ray cluster's address; it needs --backend ray",
         ),
         (
             ("run", "hello_wf", "--queue", "fast"),

@@ -106,6 +106,9 @@ class LocalBackend:
     def capacity(self) -> Resources:
         return machine_capacity(self.run.config.capacity)
 
+    def problem(self, action: _Action) -> str | None:
+        return None  # the scheduler judges requests against this machine's capacity
+
     def start(self, action: _Action) -> None:
         server = self.forkservers.get(action.spec.environment) or self._start_forkserver(action.spec)
         if not server.ready:
@@ -143,7 +146,7 @@ class LocalBackend:
     def initializing(self, action: _Action) -> bool:
         return any(action in server.waiting for server in self.forkservers.values())
 
-    def waiting_for_worker(self, action: _Action) -> bool:
+    def queued(self, action: _Action) -> bool:
         return any(action in waiting for waiting in self.pool_waiting.values())
 
     def waiting_on_calls(self, parent: _Action) -> None:
