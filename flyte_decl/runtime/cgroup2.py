@@ -277,6 +277,31 @@ def read_events(fd: int) -> dict[str, int]:
     return counters
 
 
+def kill_actions_of(own: str, runner_pid: int) -> int:
+    """Kill and remove the cgroup of every action and warm worker of runner `runner_pid`, which died.
+
+    For a fork server whose runner is gone without having shut it down (SIGKILL, the OOM killer):
+    `own` is the fork server's cgroup, which is the runner's leaf ``…/flyte-decl-RUNNER_PID/runner``,
+    and every other cgroup in that subtree belongs to one of the runner's actions or warm workers.
+    ``cgroup.kill`` ends every process in them at once, including ones the process tree no longer
+    leads to. Returns how many cgroups were removed; 0, having done nothing, when `own` is not that
+    runner's leaf (cgroup v1, no cgroups, or a subtree of another runner). The leaf and the subtree
+    stay (this process is in the leaf) until the next start's `sweep`.
+    """
+    subtree = os.path.dirname(own)
+    if os.path.basename(own) != RUNNER_LEAF or os.path.basename(subtree) != f"{SUBTREE_PREFIX}{runner_pid}":
+        return 0
+    try:
+        paths = [os.path.join(subtree, name) for name in os.listdir(subtree) if name != RUNNER_LEAF]
+    except OSError:
+        return 0
+    paths = [path for path in paths if os.path.isdir(path)]
+    for path in paths:  # every one killed before any is waited for
+        with contextlib.suppress(OSError):
+            _write(os.path.join(path, "cgroup.kill"), "1")
+    return sum(destroy(path) for path in paths)
+
+
 def _write(path: str, value: str) -> None:
     with open(path, "w") as handle:
         handle.write(value)

@@ -16,10 +16,13 @@ confinement, then one action after another over the socket that came with the la
 
 It is a child subreaper, and nothing it started outlives it: when the runner goes away (EOF on the
 control socket, which a SIGKILLed runner also produces) or sends SIGTERM, it kills every
-descendant, including setsid'd and double-forked ones, and exits. Orphans an action left behind are
-killed as soon as that action is reaped. Should the server itself be killed (SIGKILL, the OOM
-killer), every action notices the end of its lifeline (a pipe only the server can write to) and
-kills its own tree (`action`); what even that misses, the next runner's start sweeps (`leftovers`).
+descendant, including setsid'd and double-forked ones, and exits. If the runner died (this server
+was re-parented, or the runner is in the kernel's exit path), it first kills the cgroup of every
+action and warm worker of the run on cgroup v2 (``cgroup.kill``, `cgroup2.kill_actions_of`): all at
+once, and whatever the process tree no longer leads to. Orphans an action left behind are killed as
+soon as that action is reaped. Should the server itself be killed (SIGKILL, the OOM killer), every
+action notices the end of its lifeline (a pipe only the server can write to) and kills its own tree
+(`action`); what even that misses, the next runner's start sweeps (`leftovers`).
 
 Unlike multiprocessing's forkserver in Python 3.11, it does apply its sys.path and it reports
 import errors instead of swallowing them.
@@ -44,8 +47,9 @@ from typing import Any
 
 from flyte_decl import _alias
 from flyte_decl.binding import Binding, Unbindable, bind
-from flyte_decl.runtime import proctree
+from flyte_decl.runtime import cgroup2, proctree
 from flyte_decl.runtime.action import Launch, run_action, run_worker, task_call
+from flyte_decl.runtime.limits import own_cgroup_dirs
 from flyte_decl.runtime.reroute import reroute
 from flyte_decl.runtime.wire import Connection
 from flyte_decl.spec import TaskSpec
@@ -125,6 +129,7 @@ class ForkServer:
         self._actions: dict[int, int] = {}  # pid -> launch key
         # Actions inherit the read end; the write end stays here, so they see EOF once this server is gone.
         self._lifeline, self._lifeline_end = os.pipe()
+        self._runner = os.getppid()
 
     def serve(self) -> None:
         """Run until the runner goes away or sends SIGTERM, then kill every descendant."""
@@ -241,6 +246,10 @@ class ForkServer:
                     proctree.kill_tree(orphan)
 
     def _kill_everything(self) -> None:
+        if os.getppid() != self._runner or proctree.is_exiting(self._runner):  # it died, or is dying
+            own, _ = own_cgroup_dirs()
+            if own is not None:
+                cgroup2.kill_actions_of(own, self._runner)
         proctree.kill_descendants_of_self()
         with contextlib.suppress(ChildProcessError):
             while os.waitpid(-1, os.WNOHANG)[0]:

@@ -229,7 +229,7 @@ def detect_mechanisms(*, allow_cgroups: bool = True) -> Mechanisms:
 
 @functools.lru_cache(maxsize=1)
 def _detect_cgroups() -> Mechanisms:
-    unified, v1 = _own_cgroup_dirs()
+    unified, v1 = own_cgroup_dirs()
     memory, memory_root = "watchdog", None
     cpu, cpu_root = "quota-throttle", None
     situation = note = ""
@@ -289,7 +289,7 @@ def _unescape_mount(path: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), path)
 
 
-def _own_cgroup_dirs() -> tuple[str | None, dict[str, str]]:
+def own_cgroup_dirs() -> tuple[str | None, dict[str, str]]:
     """This process's own cgroup directory: (on the v2 hierarchy, {v1 controller: directory})."""
     try:
         with open("/proc/self/cgroup") as handle:

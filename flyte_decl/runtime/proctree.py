@@ -31,6 +31,8 @@ _PR_GET_CHILD_SUBREAPER = 37
 
 # Indexes into the fields of /proc/<pid>/stat that follow "pid (comm)": field 3 (state) is 0.
 _STATE, _PPID, _UTIME, _STIME, _CUTIME, _CSTIME, _STARTTIME = 0, 1, 11, 12, 13, 14, 19
+_FLAGS = 6
+_PF_EXITING = 0x4  # the kernel's flag for a process in its exit path (include/linux/sched.h)
 
 # Rounds of "stop what we found, look again" before the kill; each round can only add processes
 # forked by a not-yet-stopped member, so a handful always suffices outside a deliberate race.
@@ -125,6 +127,18 @@ def process_state(pid: int) -> str | None:
 def is_alive(pid: int) -> bool:
     """True while `pid` exists and is not a zombie (``kill(pid, 0)`` cannot tell those apart)."""
     return process_state(pid) not in (None, "Z", "X", "x")
+
+
+def is_exiting(pid: int) -> bool:
+    """True if `pid` is gone, a zombie, or already exiting (the kernel's PF_EXITING flag).
+
+    A killed process closes its descriptors before its children are re-parented and before it
+    becomes a zombie: a child that sees EOF from it may still find it alive, as its parent.
+    """
+    fields = _stat(pid)
+    if not fields or fields[_STATE] in (b"Z", b"X", b"x"):
+        return True
+    return bool(int(fields[_FLAGS]) & _PF_EXITING)
 
 
 def start_time(pid: int) -> int | None:

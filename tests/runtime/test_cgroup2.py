@@ -146,24 +146,33 @@ def test_summary_names_the_situation_or_the_reason() -> None:
     )
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/sys/fs/cgroup/unified/cgroup.procs"),
-                    reason="needs root and an empty cgroup2 mount (a cgroup v1 machine's unified hierarchy)")  # fmt: skip
-def test_sweep_kills_and_removes_the_subtree_of_a_runner_that_is_gone() -> None:
-    # The unified hierarchy of a v1 machine has no controllers, but cgroup.kill and rmdir work.
-    base = "/sys/fs/cgroup/unified"
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    stale = os.path.join(base, f"flyte-decl-{dead.pid}")
-    os.makedirs(os.path.join(stale, "flyte-decl-1-action"))
-    procs = os.path.join(stale, "flyte-decl-1-action", "cgroup.procs")
+# The unified hierarchy of a v1 machine has no controllers, but cgroup.kill and rmdir work.
+UNIFIED = "/sys/fs/cgroup/unified"
+needs_unified = pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists(f"{UNIFIED}/cgroup.procs"),
+    reason="needs root and an empty cgroup2 mount (a cgroup v1 machine's unified hierarchy)",
+)
+
+
+def sleeper_in(cgroup: str) -> subprocess.Popen[bytes]:
+    """`sleep 60`, started as a member of `cgroup` (made if missing)."""
+    os.makedirs(cgroup, exist_ok=True)
 
     def join() -> None:
-        with open(procs, "w") as handle:
+        with open(os.path.join(cgroup, "cgroup.procs"), "w") as handle:
             handle.write(str(os.getpid()))
 
-    orphan = subprocess.Popen(["sleep", "60"], preexec_fn=join)
+    return subprocess.Popen(["sleep", "60"], preexec_fn=join)
+
+
+@needs_unified
+def test_sweep_kills_and_removes_the_subtree_of_a_runner_that_is_gone() -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = os.path.join(UNIFIED, f"flyte-decl-{dead.pid}")
+    orphan = sleeper_in(os.path.join(stale, "flyte-decl-1-action"))
     try:
-        assert cgroup2.sweep(base) >= 1
+        assert cgroup2.sweep(UNIFIED) >= 1
         assert orphan.wait(timeout=5) == -9
         assert not os.path.exists(stale)
     finally:
@@ -191,3 +200,32 @@ def test_memory_events_are_read_and_re_read_from_one_descriptor(tmp_path: Path) 
 def test_watching_memory_events_needs_the_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         cgroup2.watch_events(str(tmp_path))
+
+
+@needs_unified
+def test_a_fork_server_whose_runner_died_kills_every_action_cgroup_of_the_run() -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    subtree = os.path.join(UNIFIED, f"flyte-decl-{dead.pid}")
+    leaf = os.path.join(subtree, "runner")
+    os.makedirs(leaf)
+    actions = [os.path.join(subtree, f"flyte-decl-{dead.pid}-{n}-vm.task") for n in (1, 2)]
+    sleepers = [sleeper_in(action) for action in actions]
+    try:
+        # Asked from another runner's leaf, or of another runner, it touches nothing.
+        assert cgroup2.kill_actions_of(leaf, dead.pid + 1) == 0
+        assert cgroup2.kill_actions_of(subtree, dead.pid) == 0
+        assert [sleeper.poll() for sleeper in sleepers] == [None, None]
+
+        assert cgroup2.kill_actions_of(leaf, dead.pid) == 2
+
+        assert [sleeper.wait(timeout=5) for sleeper in sleepers] == [-9, -9]
+        left = [name for name in os.listdir(subtree) if os.path.isdir(os.path.join(subtree, name))]
+        assert left == ["runner"], (
+            "the actions' cgroups are removed; the leaf waits for the next start's sweep"
+        )
+    finally:
+        for sleeper in sleepers:
+            sleeper.kill()
+            sleeper.wait()
+        cgroup2.destroy(subtree)

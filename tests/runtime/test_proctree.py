@@ -63,6 +63,27 @@ def test_zombie_counts_as_dead() -> None:
     assert proctree.process_state(pid) is None and not proctree.is_alive(pid)
 
 
+def test_is_exiting_once_the_main_thread_has_exited() -> None:
+    # A process whose main thread has exited while another thread runs is still there, but its
+    # exit has begun (its leader is a zombie, PF_EXITING set). The moment between a SIGKILL and
+    # the zombie is too short to catch here; the VM test of a SIGKILLed runner meets it.
+    code = "import ctypes, threading, time; threading.Thread(target=time.sleep, args=(60,)).start(); "
+    code += "print(flush=True); ctypes.CDLL(None).pthread_exit(None)"
+    leaving = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert leaving.stdout is not None and leaving.stdout.readline() == b"\n"
+        deadline = time.monotonic() + 5
+        while not proctree.is_exiting(leaving.pid) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert proctree.is_exiting(leaving.pid)
+        assert os.path.exists(f"/proc/{leaving.pid}/task/{leaving.pid}"), "still there, exiting"
+    finally:
+        leaving.kill()
+        leaving.wait()
+    assert proctree.is_exiting(leaving.pid)  # gone
+    assert not proctree.is_exiting(os.getpid())
+
+
 def test_measurements_of_a_busy_process() -> None:
     busy = subprocess.Popen([sys.executable, "-c", "data = b'x' * (64 << 20)\nwhile True: pass"])
     try:

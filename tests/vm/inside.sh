@@ -24,7 +24,7 @@ if [ -n "$keep" ]; then
     done
     cd "$PWD" || exit 1
 fi
-"$python" -m pytest -p no:cacheprovider -m vm tests/vm -q -rs "$@"
+"$python" -m pytest -p no:cacheprovider -m vm tests/vm -v -rs --durations=0 "$@"
 status=$?
 if [ "${BENCH:-0}" = 1 ]; then
     "$python" bench/bench_limits.py --polls 200

@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,9 +66,12 @@ def main(argv: list[str]) -> int:
         "--exec", f"cd {shlex.quote(str(REPO))} && {inside}",
     ]  # fmt: skip
     print("+", shlex.join(command), flush=True)
+    began = time.monotonic()
     vm = subprocess.Popen(command, env={**os.environ, "PATH": path}, start_new_session=True)
     try:
-        return vm.wait(timeout=BOOT_TIMEOUT)
+        status = vm.wait(timeout=BOOT_TIMEOUT)
+        print(f"the VM session took {time.monotonic() - began:.0f} s (exit {status})", flush=True)
+        return status
     except subprocess.TimeoutExpired:
         print(f"the VM did not finish within {BOOT_TIMEOUT} s", file=sys.stderr)
         return 1

@@ -64,22 +64,34 @@ def allocate():
         chunks.append(b"x" * (4 << 20))
 
 def spin(seconds):
-    usage_file = own_cgroup() + "/cpu.stat"
-    def usage():
-        for line in open(usage_file):
-            if line.startswith("usage_usec "):
-                return int(line.split()[1]) / 1e6
+    # The kernel's own accounts, read in one go: CPU used (usage_usec) over the quota periods that
+    # passed (nr_periods, 100 ms of the guest's clock each) and how many of them ran out of quota
+    # (nr_throttled). Both come from one read of cpu.stat, just after a period began, so neither
+    # this thread's scheduling (it is throttled with the others) nor the host's load shifts them.
+    cgroup = own_cgroup()
+    def stat():
+        with open(cgroup + "/cpu.stat") as handle:
+            return {key: int(value) for key, value in (line.split() for line in handle)}
+    def period_begins():
+        began = stat()["nr_periods"]
+        while True:
+            time.sleep(0.005)
+            now = stat()
+            if now["nr_periods"] != began:
+                return now, time.monotonic()
     block = b"x" * (1 << 16)
-    stop = time.monotonic() + seconds + 2
+    stop = time.monotonic() + seconds + 5
     def busy():
         while time.monotonic() < stop:
             hashlib.sha256(block).digest()  # releases the GIL: two threads, two cores
     for _ in range(2):
         threading.Thread(target=busy, daemon=True).start()
     time.sleep(1.0)
-    used, began = usage(), time.monotonic()
+    first, began = period_begins()
     time.sleep(seconds)
-    return (usage() - used) / (time.monotonic() - began)
+    last, ended = period_begins()
+    spun = {key: last[key] - first[key] for key in ("usage_usec", "nr_periods", "nr_throttled")}
+    return {**spun, "wall_usec": round((ended - began) * 1e6), "cpu.max": open(cgroup + "/cpu.max").read().strip()}
 
 def escape(pid_file):
     # A grandchild in its own session and a double-forked daemon: only the cgroup holds them all.
@@ -262,10 +274,24 @@ def test_memory_breach_is_oom_killed_by_the_kernel_with_no_overshoot(
 
 
 def test_half_a_core_holds_two_busy_threads_to_half_a_core(folder: Path, mechanisms: Mechanisms) -> None:
-    result = run(folder, mechanisms, "spin", {"seconds": 4.0}, cpu_limit=0.5)
+    result = run(folder, mechanisms, "spin", {"seconds": 5.0}, cpu_limit=0.5)
 
     assert result.status == Phase.SUCCEEDED, result.error
-    assert result.outputs == pytest.approx(0.50, abs=0.03)  # cores, by the action's own cpu.stat
+    spun = result.outputs
+    quota, period = (int(value) for value in spun["cpu.max"].split())
+    assert (quota, period) == (50_000, 100_000), spun
+    periods = spun["nr_periods"]
+    # The periods the kernel counted are the window's length on the guest's clock...
+    assert periods * period / spun["wall_usec"] == pytest.approx(1.0, abs=0.15), spun
+    # ...the two threads, wanting two cores, ran out of quota in (nearly) every one of them...
+    assert spun["nr_throttled"] >= 0.8 * periods, spun
+    # ...and used half a core over them: what the kernel enforced, whatever the host's load.
+    assert spun["usage_usec"] / (periods * period) == pytest.approx(0.50, abs=0.03), spun
+
+
+def forkserver_logs(folder: Path) -> str:
+    """What the fork servers of the command-line runs in `folder` wrote, for a failure's message."""
+    return "\n".join(path.read_text() for path in sorted(folder.glob(".flyte-decl/logs/*/forkserver-*.log")))
 
 
 def escape_pids(pid_file: Path, timeout: float = SLOW) -> list[int]:
@@ -278,7 +304,8 @@ def escape_pids(pid_file: Path, timeout: float = SLOW) -> list[int]:
 
 def test_timeout_kills_the_whole_tree(folder: Path, mechanisms: Mechanisms) -> None:
     pid_file = folder / "timeout.pids"
-    result = run(folder, mechanisms, "escape", {"pid_file": str(pid_file)}, timeout=10.0)
+    # Long enough for the task to start its escapees even when the host's load slows the VM down.
+    result = run(folder, mechanisms, "escape", {"pid_file": str(pid_file)}, timeout=30.0)
 
     assert result.actions[-1].kind == FailureKind.TIMED_OUT
     assert proctree.wait_gone(escape_pids(pid_file, 0), timeout=5.0) == set()
@@ -363,18 +390,17 @@ def test_a_process_in_the_delegated_cgroup_means_no_subtree_and_says_why(folder:
 
 
 def test_a_user_without_a_cgroup_re_executes_the_run_in_a_systemd_user_scope(folder: Path) -> None:
-    # No systemd in the VM: a stand-in systemd-run records how it was called and execs the rest,
+    # No systemd in the VM: a stand-in systemd-run (a shell script) records how it was called and execs the rest,
     # which then, as after a real scope that gave nothing, runs portably and says why.
     fake = folder / "bin" / "systemd-run"
     fake.parent.mkdir(mode=0o755)
     fake.write_text(
         textwrap.dedent(f"""\
-        #!{sys.executable}
-        import json, os, sys
-        with open({str(folder / "scope.argv")!r}, "w") as handle:
-            json.dump([*sys.argv[1:], os.environ.get("FLYTE_DECL_IN_SYSTEMD_SCOPE")], handle)
-        rest = sys.argv[sys.argv.index("--") + 1 :]
-        os.execvp(rest[0], rest)
+        #!/bin/sh
+        {{ for arg in "$@"; do echo "$arg"; done; echo "marker=$FLYTE_DECL_IN_SYSTEMD_SCOPE"; }} > {folder}/scope.argv
+        while [ "$1" != "--" ]; do shift; done
+        shift
+        exec "$@"
         """)
     )
     fake.chmod(0o755)
@@ -387,10 +413,10 @@ def test_a_user_without_a_cgroup_re_executes_the_run_in_a_systemd_user_scope(fol
     code, out, err = finish(flyte_decl("run", "prog.py", "hello", cwd=folder, user=NOBODY, env=env))
 
     assert code == 0, err
-    called = json.loads((folder / "scope.argv").read_text())
+    called = (folder / "scope.argv").read_text().splitlines()
     assert called[:7] == ["--user", "--scope", "-p", "Delegate=yes", "--quiet", "--collect", "--"]
     assert called[7:-1] == [sys.executable, "-m", "flyte_decl", "run", "prog.py", "hello"]
-    assert called[-1] == "1", "the re-executed run is marked, so it never tries again"
+    assert called[-1] == "marker=1", "the re-executed run is marked, so it never tries again"
     header = next(line for line in err.splitlines() if "enforced by" in line)
     assert "enforced by watchdog (memory), quota-throttle (cpu); no cgroup v2 subtree of our own (" in header
     assert "; already re-executed in a systemd scope, which gave no usable subtree" in header
@@ -399,27 +425,57 @@ def test_a_user_without_a_cgroup_re_executes_the_run_in_a_systemd_user_scope(fol
 # --- nothing left behind -------------------------------------------------------------------------
 
 
-def test_a_sigkilled_runner_leaves_no_process_and_no_cgroup_after_the_next_start(folder: Path) -> None:
-    pid_file = folder / "killed.pids"
-    runner = flyte_decl("run", "prog.py", "escape", "--pid_file", str(pid_file), cwd=folder)
+def test_sigkilled_runners_leave_no_process_and_no_cgroup_after_the_next_start(folder: Path) -> None:
+    # Two runs at once (each start costs half a minute under emulation), each with an action whose
+    # tree escapes every way it can. One runner is SIGKILLed alone: its fork server sees it go and
+    # kills its actions' cgroups, even a member no process tree leads to. The other is SIGKILLed
+    # with its fork servers, as by a tree-killing supervisor: the next start kills what is left.
+    alone_file, together_file = folder / "alone.pids", folder / "together.pids"
+    alone = flyte_decl("run", "prog.py", "escape", "--pid_file", str(alone_file), cwd=folder)
+    together = flyte_decl("run", "prog.py", "escape", "--pid_file", str(together_file), cwd=folder)
+    outsider = None
     try:
-        pids = escape_pids(pid_file)
-        # The runner and its fork servers die together, as under a tree-killing supervisor.
-        doomed = [runner.pid, *proctree.children(runner.pid)]
+        alone_pids, together_pids = escape_pids(alone_file), escape_pids(together_file)
+        alone_subtree, together_subtree = (f"{ROOT}/flyte-decl-{run.pid}" for run in (alone, together))
+        action = ROOT + read(f"/proc/{alone_pids[0]}/cgroup").removeprefix("0::")
+        assert os.path.dirname(action) == alone_subtree
+        outsider = subprocess.Popen(
+            ["sleep", "600"], preexec_fn=lambda: write(f"{action}/cgroup.procs", str(os.getpid()))
+        )
+        servers = proctree.children(alone.pid)
+        assert servers, "the runner has its fork server"
+
+        os.kill(alone.pid, signal.SIGKILL)
+        alone.wait()
+
+        try:
+            outsider.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(
+                f"the fork server did not kill its run's cgroups; its log:\n{forkserver_logs(folder)}"
+            )
+        assert outsider.returncode == -signal.SIGKILL, "cgroup.kill, before any next start"
+        assert proctree.wait_gone([*alone_pids, *servers], timeout=60) == set()
+        assert children(alone_subtree) == ["runner"], "the actions' cgroups went with them"
+
+        doomed = [together.pid, *proctree.children(together.pid)]
         for pid in doomed:
             os.kill(pid, signal.SIGKILL)
-        runner.wait()
+        together.wait()
         assert proctree.wait_gone(doomed, timeout=5.0) == set()
-        subtree = f"{ROOT}/flyte-decl-{runner.pid}"
-        assert os.path.isdir(subtree)
+        assert os.path.isdir(together_subtree)
 
         doctor(folder)  # the next start
 
-        assert proctree.wait_gone(pids, timeout=5.0) == set()
-        assert not os.path.exists(subtree)
+        assert proctree.wait_gone(together_pids, timeout=5.0) == set()
+        assert not os.path.exists(alone_subtree) and not os.path.exists(together_subtree)
     finally:
-        runner.kill()
-        runner.communicate()
+        for run in (alone, together):
+            run.kill()
+            run.communicate()
+        if outsider is not None:
+            outsider.kill()
+            outsider.wait()
 
 
 @pytest.fixture(autouse=True)
