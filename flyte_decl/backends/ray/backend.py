@@ -48,6 +48,13 @@ QUEUE_LABEL = "flyte-decl.queue"
 # How long a node may take to send its first frame on a new connection.
 _HELLO_TIMEOUT = 10.0
 INSTALL_HINT = "--backend ray needs Ray: pip install 'flyte-decl[ray]'"
+# Ray's settings for an instance started for the run. An attempt holds its Ray worker process for
+# its whole life, so a fan-out of fractional-CPU attempts makes Ray start one worker per attempt in
+# flight; by default Ray kills every worker above one per CPU after 1 s idle, and the next burst
+# pays their start (seconds each on a busy node) and their fork servers' imports again. Kept for a
+# minute, the workers (and their warm fork servers) serve the rest of the run. A cluster that
+# flyte-decl joins keeps its own settings (`RAY_idle_worker_killing_time_threshold_ms` on `ray start`).
+WARM_WORKERS = {"idle_worker_killing_time_threshold_ms": 60_000}
 
 
 def import_ray() -> Any:
@@ -77,6 +84,7 @@ class RayCluster:
                     include_dashboard=False,
                     log_to_driver=False,
                     logging_level="ERROR",
+                    **({"_system_config": WARM_WORKERS} if self.self_started else {}),
                 )
             except ConnectionError as exc:
                 raise UsageError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
