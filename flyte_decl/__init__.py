@@ -145,3 +145,8 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+# `import flyte_decl as flyte` in a program makes its other flyte imports flyte_decl's too (see _alias).
+_alias_module = importlib.import_module("flyte_decl._alias")
+_alias_module.install_if_imported_as_flyte()

@@ -6,6 +6,11 @@ sets `FLYTE_DECL_AS_FLYTE=1` so the fork servers install it too. Then `import fl
 (`flyte._image`, ...) give flyte_decl's modules, even when the real `flyte` package is installed.
 A Flyte module flyte-decl does not have (e.g. `flyte.remote`) is a ModuleNotFoundError that says so.
 
+A program that says `import flyte_decl as flyte` (`python prog.py`) gets the same alias, installed when
+that statement first imports flyte_decl (`install_if_imported_as_flyte`): its `import flyte.errors` or
+`from flyte.io import File` must not rebind `flyte` to the real package, which would run the program
+under Flyte's local mode with no limit enforced.
+
     install()
     import flyte                 # flyte_decl
     import flyte.errors          # flyte_decl.errors
@@ -16,7 +21,9 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.machinery
+import linecache
 import os
+import re
 import sys
 from types import ModuleType
 
@@ -122,4 +129,26 @@ def installed() -> bool:
 def install_if_asked() -> None:
     """In a fork server: install the alias when the runner's process did."""
     if os.environ.get(ENV_AS_FLYTE) == "1":
+        install()
+
+
+# The statement that means Flyte by `flyte`: `import flyte_decl as flyte` (a comment may follow).
+_IMPORTED_AS_FLYTE = re.compile(r"\s*import\s+flyte_decl\s+as\s+flyte\s*(#.*)?$")
+
+
+def install_if_imported_as_flyte() -> None:
+    """Install the alias when the statement importing flyte_decl (now) is `import flyte_decl as flyte`.
+
+    Called once, from flyte_decl's own import: the first frame outside the import system and
+    flyte_decl is the importing module's, and its current source line is that statement.
+    """
+    frame = sys._getframe(1)
+    while frame is not None and (
+        frame.f_code.co_filename.startswith("<frozen ")
+        or str(frame.f_globals.get("__name__", "")).startswith("flyte_decl")
+    ):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is not None and _IMPORTED_AS_FLYTE.match(
+        linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+    ):
         install()

@@ -39,7 +39,7 @@ from typing import Any, NoReturn, TypeVar
 from flyte_decl import _context
 from flyte_decl._task import TaskTemplate, install_submitter
 from flyte_decl.errors import NonRecoverableError, child_failure
-from flyte_decl.runtime import proctree
+from flyte_decl.runtime import datetimes, proctree
 from flyte_decl.runtime.limits import ChildSetup
 from flyte_decl.runtime.records import ActionFailed, FailureKind
 from flyte_decl.runtime.wire import Connection, dump_payload, load_payload, recv_message, send_message
@@ -385,6 +385,7 @@ def _outcome(
         args, kwargs = channel.receive_inputs()
     except Exception as exc:
         return ("failed", f"inputs cannot be deserialized: {type(exc).__name__}: {exc}", "")
+    kwargs = datetimes.with_defaults(function, args, kwargs)
     if loop is not None:
         ok, value = _run_eagerly(_own_loop(loop), _call_async(function, args, kwargs))
     else:

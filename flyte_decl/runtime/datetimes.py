@@ -14,6 +14,9 @@ ISO 8601 text (`json_default`).
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
@@ -21,6 +24,43 @@ from pydantic_core import to_jsonable_python
 
 # Every pickle that holds a datetime names its class; one without this text has none to convert.
 MARK = b"datetime"
+
+
+def with_defaults(
+    function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """`kwargs` plus each parameter default of `function` that holds a datetime and is not given, as
+    Flyte carries it: a default reaches the task through the type engine too (UTC-aware)."""
+    defaults = _datetime_defaults(function)
+    if not defaults:
+        return kwargs
+    given = inspect.signature(function).bind_partial(*args, **kwargs).arguments
+    return {**kwargs, **{name: value for name, value in defaults.items() if name not in given}}
+
+
+@functools.lru_cache(maxsize=256)
+def _datetime_defaults(function: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {
+        p.name: as_flyte_carries(p.default)
+        for p in parameters
+        if p.kind in keyword and p.default is not p.empty and _holds_datetime(p.default)
+    }
+
+
+def _holds_datetime(value: Any) -> bool:
+    kind = type(value)
+    if kind is datetime:
+        return True
+    if kind is list or isinstance(value, tuple):
+        return any(_holds_datetime(item) for item in value)
+    if kind is dict:
+        return any(_holds_datetime(item) for item in value.values())
+    return False
 
 
 def as_flyte_carries(value: Any) -> Any:

@@ -150,3 +150,26 @@ def test_the_cli_reads_flyte_spellings_of_durations(run_program, given, seconds)
 def test_a_bad_time_on_the_cli_is_one_usage_error(run_program, given, message) -> None:
     done = _run(run_program, "show", *given)
     assert (done.code, done.err) == (2, message)
+
+
+DEFAULTS = """
+from datetime import datetime
+import flyte
+
+env = flyte.TaskEnvironment(name="dtdef")
+
+
+@env.task
+async def main(t: datetime = datetime(2024, 1, 1, 12), ts: list[datetime] = [datetime(2024, 1, 2)], n: int = 1) -> str:
+    return f"{t} {ts[0]} {n}"
+"""
+
+
+def test_a_datetime_default_reaches_the_task_as_flyte_carries_it(run_program) -> None:
+    # Flyte's type engine carries defaults too: the task sees them UTC-aware, as if they were passed.
+    done = run_program(DEFAULTS, "run", "--json", "prog.py", "main")
+    assert done.code == 0, done.err
+    assert json.loads(done.out)["outputs"] == "2024-01-01 12:00:00+00:00 2024-01-02 00:00:00+00:00 1"
+    done = run_program(DEFAULTS, "run", "--json", "prog.py", "main", "--ts", '["2024-01-03T00:00:00+02:00"]')
+    assert done.code == 0, done.err
+    assert json.loads(done.out)["outputs"] == "2024-01-01 12:00:00+00:00 2024-01-02 22:00:00+00:00 1"
