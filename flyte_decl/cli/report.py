@@ -31,7 +31,7 @@ def report(run: str, config: str | None, output: str | None) -> None:
         action.samples = samples.get((action.id, action.attempt), [])
     path = Path(output or f"{found.id}.html")
     tails = {(a.id, a.attempt): log_tail(a.log_path) for a in actions if a.kind}
-    page = masking.current().text(render_report(found, actions, tails))
+    page = masking.current().text(render_report(found, actions, tails, task_reports(found.log_dir)))
     try:
         path.write_text(page, encoding="utf-8")
     except OSError as exc:
@@ -40,6 +40,16 @@ def report(run: str, config: str | None, output: str | None) -> None:
             f"cannot write the report to {path}: {reason} (hint: choose a writable path with -o)"
         ) from None
     click.echo(f"wrote {path}: run {found.id}, {len(actions)} action attempts")
+
+
+def task_reports(log_dir: Path) -> dict[str, str]:
+    """The `flyte.report` page of each action that wrote one, as a file URL by action id.
+
+    A task's report is `report.html` in its raw-data folder, `LOG_DIR/data/RUN/ACTION/`.
+    """
+    return {
+        page.parent.name: page.resolve().as_uri() for page in sorted(log_dir.glob("data/*/*/report.html"))
+    }
 
 
 def log_tail(path: Path | None, lines: int = 20, limit: int = 64 * 1024) -> list[str]:

@@ -59,10 +59,12 @@ def render_report(
     run: StoredRun,
     actions: Sequence[StoredAction],
     log_tails: Mapping[tuple[str, int], list[str]] | None = None,
+    task_reports: Mapping[str, str] | None = None,
 ) -> str:
     """The report page for a run and every attempt of its actions (samples filled in).
 
-    `log_tails` maps (action, attempt) to the last lines its log holds, for the failures.
+    `log_tails` maps (action, attempt) to the last lines its log holds, for the failures;
+    `task_reports` maps an action id to the URL of the page its task wrote with `flyte.report`.
     """
     log_tails = log_tails or {}
     end = run.ended_at or max([a.ended_at or a.started_at or a.queued_at for a in actions] + [time.time()])
@@ -119,6 +121,7 @@ def render_report(
         summary=_summary(actions),
         failures=_failures(actions, log_tails),
         calls=_call_graph(actions),
+        task_reports=_task_reports(actions, task_reports or {}),
         legend=legend,
         style=_STYLE,
         script=_SCRIPT,
@@ -215,6 +218,18 @@ def _call_graph(actions: Sequence[StoredAction]) -> str:
         lines.append(root)
         walk(root, 1, frozenset({root}))
     return f"<pre class='calls'>{_e(chr(10).join(lines))}</pre>"
+
+
+def _task_reports(actions: Sequence[StoredAction], urls: Mapping[str, str]) -> str:
+    """A link to each page that a task wrote with `flyte.report` (`@env.task(report=True)`)."""
+    if not urls:
+        return "<p>none (a task declared with <code>report=True</code> writes one with <code>flyte.report</code>)</p>"
+    labels = {a.id: a.display for a in last_attempts(actions)}
+    items = "".join(
+        f'<li><a href="{_e(url)}">{_e(labels.get(action, action))}</a></li>'
+        for action, url in sorted(urls.items())
+    )
+    return f"<ul class='task-reports'>{items}</ul>"
 
 
 def _worth_plotting(actions: Sequence[StoredAction]) -> list[tuple[StoredAction, str]]:
@@ -518,6 +533,8 @@ _PAGE = """<!DOCTYPE html>
 <div id="timeline-box"></div>
 <h2>Calls</h2>
 {calls}
+<h2>Task reports</h2>
+{task_reports}
 <h2>CPU and memory of the attempts worth a look</h2>
 <div id="actions" class="actions"></div>
 <script id="run-data" type="application/json">{data}</script>

@@ -434,6 +434,12 @@ def test_report_html_lands_in_the_action_folder_and_logger_in_its_log(tmp_path) 
     assert folder.is_relative_to(tmp_path)
     assert "<h2>Summary</h2>\n<p>ok</p>" in (folder / "report.html").read_text()
     assert "more.report_main[0] | INFO into the action log" in result.stderr
+    # `flyte-decl report` links the task's page.
+    page = tmp_path / "run.html"
+    reported = cli("report", "last", "-o", str(page), home=tmp_path)
+    assert reported.returncode == 0, reported.stderr
+    link = f'<li><a href="{(folder / "report.html").resolve().as_uri()}">more.report_main[0]</a></li>'
+    assert link in page.read_text()
 
 
 def test_a_retry_resumes_from_the_checkpoint_of_the_attempt_before(tmp_path) -> None:
