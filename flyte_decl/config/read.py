@@ -271,39 +271,46 @@ class _Composer:
                 raise _undefined_alias(event)
 
     def node(self, *, whole: bool) -> yaml.Node:
-        loader = self.loader
-        self.finish()
-        if loader.check_event(yaml.AliasEvent):
-            event = loader.get_event()
+        if self.pending is not None:
+            self.finish()
+        return self.compose(self.loader.get_event(), whole)
+
+    def compose(self, event: Any, whole: bool) -> yaml.Node:
+        """The node `event` starts (its events read as far as `whole` asks); an alias's anchored node."""
+        kind = type(event)
+        if kind is yaml.AliasEvent:
             if event.anchor not in self.anchors:
                 raise _undefined_alias(event)
             return self.anchors[event.anchor]
-        event = loader.peek_event()
         anchor = event.anchor
-        if anchor is not None and anchor in self.anchors:
-            raise yaml.composer.ComposerError(
-                "found duplicate anchor; first occurrence",
-                self.anchors[anchor].start_mark,
-                "second occurrence",
-                event.start_mark,
-            )
-        whole = whole or anchor is not None
-        event = loader.get_event()
+        if anchor is not None:
+            if anchor in self.anchors:
+                raise yaml.composer.ComposerError(
+                    "found duplicate anchor; first occurrence",
+                    self.anchors[anchor].start_mark,
+                    "second occurrence",
+                    event.start_mark,
+                )
+            whole = True
         tag = event.tag
-        if isinstance(event, yaml.ScalarEvent):
+        node: Any
+        if kind is yaml.ScalarEvent:
             if tag is None or tag == "!":
-                tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
-            kind: Any = yaml.ScalarNode if whole else _OnceScalar
-            node = kind(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+                tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+            node = (yaml.ScalarNode if whole else _OnceScalar)(
+                tag, event.value, event.start_mark, event.end_mark, style=event.style
+            )
         else:
-            mapping = isinstance(event, yaml.MappingStartEvent)
+            mapping = kind is yaml.MappingStartEvent
             if tag is None or tag == "!":
-                tag = loader.resolve(yaml.MappingNode if mapping else yaml.SequenceNode, None, event.implicit)
+                tag = self.loader.resolve(
+                    yaml.MappingNode if mapping else yaml.SequenceNode, None, event.implicit
+                )
             if whole:
                 node = (yaml.MappingNode if mapping else yaml.SequenceNode)(
                     tag, [], event.start_mark, None, flow_style=event.flow_style
                 )
-                if anchor is not None:
+                if anchor is not None:  # before its content, as yaml.compose does
                     self.anchors[anchor] = node
                 node.value = list(self.pairs(node) if mapping else self.items(node))
             else:
@@ -320,25 +327,35 @@ class _Composer:
         if self.pending is node:  # entered by the walk
             self.pending = None
         whole = not isinstance(node, _Once)
-        while not self.loader.check_event(yaml.MappingEndEvent):
-            key = self.node(whole=True)
+        get = self.loader.get_event
+        while True:
+            if self.pending is not None:
+                self.finish()
+            event = get()
+            if type(event) is yaml.MappingEndEvent:
+                node.end_mark = event.end_mark
+                return
+            key = self.compose(event, True)
             if key.tag != _MERGE_TAG:
-                yield key, self.node(whole=whole)
+                yield key, self.compose(get(), whole)
             else:  # merged after the mapping's own keys: it must outlive its turn (and keep its id)
-                value = self.node(whole=True)
+                value = self.compose(get(), True)
                 self.kept.append(value)
                 yield key, value
-            self.finish()
-        node.end_mark = self.loader.get_event().end_mark
 
     def items(self, node: yaml.Node) -> Iterator[yaml.Node]:
         if self.pending is node:
             self.pending = None
         whole = not isinstance(node, _Once)
-        while not self.loader.check_event(yaml.SequenceEndEvent):
-            yield self.node(whole=whole)
-            self.finish()
-        node.end_mark = self.loader.get_event().end_mark
+        get = self.loader.get_event
+        while True:
+            if self.pending is not None:
+                self.finish()
+            event = get()
+            if type(event) is yaml.SequenceEndEvent:
+                node.end_mark = event.end_mark
+                return
+            yield self.compose(event, whole)
 
 
 def _undefined_alias(event: Any) -> yaml.composer.ComposerError:
