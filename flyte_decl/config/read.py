@@ -324,38 +324,34 @@ class _Composer:
         return node
 
     def pairs(self, node: yaml.Node) -> Iterator[tuple[yaml.Node, yaml.Node]]:
-        if self.pending is node:  # entered by the walk
-            self.pending = None
         whole = not isinstance(node, _Once)
-        get = self.loader.get_event
-        while True:
-            if self.pending is not None:
-                self.finish()
-            event = get()
-            if type(event) is yaml.MappingEndEvent:
-                node.end_mark = event.end_mark
-                return
+        for event in self.children(node, yaml.MappingEndEvent):
             key = self.compose(event, True)
             if key.tag != _MERGE_TAG:
-                yield key, self.compose(get(), whole)
+                yield key, self.compose(self.loader.get_event(), whole)
             else:  # merged after the mapping's own keys: it must outlive its turn (and keep its id)
-                value = self.compose(get(), True)
+                value = self.compose(self.loader.get_event(), True)
                 self.kept.append(value)
                 yield key, value
 
     def items(self, node: yaml.Node) -> Iterator[yaml.Node]:
-        if self.pending is node:
-            self.pending = None
         whole = not isinstance(node, _Once)
+        for event in self.children(node, yaml.SequenceEndEvent):
+            yield self.compose(event, whole)
+
+    def children(self, node: yaml.Node, end: Any) -> Iterator[Any]:
+        """The event that starts each entry of `node` (a mapping's keys), up to its `end` event."""
+        if self.pending is node:  # entered by the walk
+            self.pending = None
         get = self.loader.get_event
         while True:
             if self.pending is not None:
                 self.finish()
             event = get()
-            if type(event) is yaml.SequenceEndEvent:
+            if type(event) is end:
                 node.end_mark = event.end_mark
                 return
-            yield self.compose(event, whole)
+            yield event
 
 
 def _undefined_alias(event: Any) -> yaml.composer.ComposerError:

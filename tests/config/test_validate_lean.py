@@ -12,13 +12,15 @@ CONFIG = """
 version: 1
 environments:
   a:
-    resources: {memory: {request: 2Gi}}
+    resources:
+      memory: {request: 2Gi}
     tasks:
-      t: {fn: "m:t", resources: {memory: {limit: 1Gi}}}
+      t:
+        fn: "m:t"
+        resources: {memory: {limit: 1Gi}}
       u: {fn: "m:u"}
 overrides:
-  - match: {task: nothing}
-    set: {timeout: 1h}
+  - {match: {task: nothing}, set: {timeout: 1h}}
 """
 
 
