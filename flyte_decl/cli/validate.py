@@ -28,7 +28,7 @@ def validate(
     Every `fn` is checked against its module's source file without running it (a typo, a class, a
     builtin); no code of yours runs unless --check-imports is given.
     """
-    checked = check(configs or None, profile=profiles, strict=strict)
+    checked = check(configs or None, profile=profiles, strict=strict, keep_fields=False)
     problems = list(checked.problems)
     if checked.resolved is not None and check_imports:
         problems += imports.check_imports(checked.resolved)

@@ -242,11 +242,12 @@ def check(
     code: CodeLayers | None = None,
     snapshot: dict[str, str] | None = None,
     only_root: bool = False,
+    keep_fields: bool = True,
 ) -> Checked:
     """Read, check and resolve; unreadable files raise ConfigLoadError, other problems are returned.
 
     With `code` (declarations from Python), a missing config file is fine: the code alone is the config.
-    `snapshot` is as in `read_documents`.
+    `snapshot` is as in `read_documents`; `keep_fields` as in `resolve`.
     """
     with _gc_paused():
         if code is not None and not paths and not _has_config(cwd):
@@ -254,7 +255,7 @@ def check(
             document = Document({"version": 1}, {(): Mark("<code>")}, {}, ["<code>"], root)
         else:
             document = read_documents(paths, cwd, snapshot)
-        return _check(document, profile, sets, queue, root_task, strict, code, only_root)
+        return _check(document, profile, sets, queue, root_task, strict, code, only_root, keep_fields)
 
 
 def check_document(
@@ -291,6 +292,7 @@ def _check(
     strict: bool,
     code: CodeLayers | None,
     only_root: bool = False,
+    keep_fields: bool = True,
 ) -> Checked:
     # Before anything is shown: values of the secrets it declares are masked in all output.
     blocks = (
@@ -319,7 +321,14 @@ def _check(
         run_level.append(("queue", queue, Origin("cli --queue", Mark("<cli --queue>"))))
     resolved = None
     if not [p for p in problems if p.severity == "error"]:
-        resolved = resolve(document, run_level=run_level, root_task=root_task, code=code, only_root=only_root)
+        resolved = resolve(
+            document,
+            run_level=run_level,
+            root_task=root_task,
+            code=code,
+            only_root=only_root,
+            keep_fields=keep_fields,
+        )
         problems += resolved.problems
     if strict:
         problems = [Problem(p.mark, p.path, p.message, p.hint, "error") for p in problems]

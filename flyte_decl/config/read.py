@@ -1,6 +1,7 @@
 """Read YAML and TOML config files into plain data that remembers where every value came from.
 
-YAML goes through the safe libyaml composer (no Python tags), then our own walk, which refuses
+YAML goes through libyaml's safe parser (no Python tags), composed node by node as our own walk
+asks for them (`_Composer`: the whole node tree of a large file never exists at once); the walk refuses
 duplicate keys, caps alias and merge-key expansion and nesting, and interpolates `${VAR}`,
 `${VAR:-default}` and `${VAR-default}`. TOML goes through tomllib, and a small scanner recovers the
 line and column of each key and value. Both refuse integers outside 64 bits (as TOML specifies) and
@@ -19,6 +20,7 @@ import re
 import stat
 import sys
 from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
@@ -194,10 +196,182 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
         return tag
 
 
+class _Once:
+    """A node composed when the walk reaches it and dropped after it: never reached twice (no anchor)."""
+
+
+class _OnceScalar(_Once, yaml.ScalarNode):
+    pass
+
+
+class _OnceSequence(_Once, yaml.SequenceNode):
+    pass
+
+
+class _OnceMapping(_Once, yaml.MappingNode):
+    pass
+
+
+class _Composer:
+    """Nodes from libyaml's events as the walk asks for them, so that the whole tree never exists at once.
+
+    A file of 100,000 tasks composes to some 400 MB of nodes and marks; walked this way, only the
+    path being walked, every anchored subtree (an alias may copy it later) and the values of `<<`
+    merge keys are held. The nodes and errors are those of `yaml.compose`.
+    """
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        self.anchors: dict[str, yaml.Node] = {}
+        self.pending: Any = None  # the container handed out last, until the walk enters it
+        self.kept: list[yaml.Node] = []
+        self.root: Any = None
+
+    def document(self) -> yaml.Node | None:
+        """The root of the only document (None for an empty stream); `end()` after walking it."""
+        self.loader.get_event()  # StreamStartEvent
+        if self.loader.check_event(yaml.StreamEndEvent):
+            return None
+        self.loader.get_event()  # DocumentStartEvent
+        self.root = self.node(whole=False)
+        return self.root
+
+    def end(self) -> None:
+        self.finish()
+        self.loader.get_event()  # DocumentEndEvent
+        if not self.loader.check_event(yaml.StreamEndEvent):
+            event = self.loader.get_event()
+            raise yaml.composer.ComposerError(
+                "expected a single document in the stream",
+                self.root.start_mark,
+                "but found another document",
+                event.start_mark,
+            )
+
+    def finish(self) -> None:
+        """Read past the container handed out last if the walk did not enter it (too deep to walk).
+
+        Iterative, so that nesting of any depth is skipped; an anchored subtree in it is still
+        composed, as a later alias may copy it.
+        """
+        pending, self.pending = self.pending, None
+        depth = 0 if pending is None else 1
+        loader = self.loader
+        while depth:
+            event = loader.peek_event()
+            if getattr(event, "anchor", None) is not None and not isinstance(event, yaml.AliasEvent):
+                self.node(whole=True)
+                continue
+            loader.get_event()
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+            elif isinstance(event, yaml.AliasEvent) and event.anchor not in self.anchors:
+                raise _undefined_alias(event)
+
+    def node(self, *, whole: bool) -> yaml.Node:
+        if self.pending is not None:
+            self.finish()
+        return self.compose(self.loader.get_event(), whole)
+
+    def compose(self, event: Any, whole: bool) -> yaml.Node:
+        """The node `event` starts (its events read as far as `whole` asks); an alias's anchored node."""
+        kind = type(event)
+        if kind is yaml.AliasEvent:
+            if event.anchor not in self.anchors:
+                raise _undefined_alias(event)
+            return self.anchors[event.anchor]
+        anchor = event.anchor
+        if anchor is not None:
+            if anchor in self.anchors:
+                raise yaml.composer.ComposerError(
+                    "found duplicate anchor; first occurrence",
+                    self.anchors[anchor].start_mark,
+                    "second occurrence",
+                    event.start_mark,
+                )
+            whole = True
+        tag = event.tag
+        node: Any
+        if kind is yaml.ScalarEvent:
+            if tag is None or tag == "!":
+                tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+            node = (yaml.ScalarNode if whole else _OnceScalar)(
+                tag, event.value, event.start_mark, event.end_mark, style=event.style
+            )
+        else:
+            mapping = kind is yaml.MappingStartEvent
+            if tag is None or tag == "!":
+                tag = self.loader.resolve(
+                    yaml.MappingNode if mapping else yaml.SequenceNode, None, event.implicit
+                )
+            if whole:
+                node = (yaml.MappingNode if mapping else yaml.SequenceNode)(
+                    tag, [], event.start_mark, None, flow_style=event.flow_style
+                )
+                if anchor is not None:  # before its content, as yaml.compose does
+                    self.anchors[anchor] = node
+                node.value = list(self.pairs(node) if mapping else self.items(node))
+            else:
+                node = (_OnceMapping if mapping else _OnceSequence)(
+                    tag, None, event.start_mark, None, flow_style=event.flow_style
+                )
+                node.value = self.pairs(node) if mapping else self.items(node)
+                self.pending = node
+        if anchor is not None:
+            self.anchors[anchor] = node
+        return node
+
+    def pairs(self, node: yaml.Node) -> Iterator[tuple[yaml.Node, yaml.Node]]:
+        whole = not isinstance(node, _Once)
+        for event in self.children(node, yaml.MappingEndEvent):
+            key = self.compose(event, True)
+            if key.tag != _MERGE_TAG:
+                yield key, self.compose(self.loader.get_event(), whole)
+            else:  # merged after the mapping's own keys: it must outlive its turn (and keep its id)
+                value = self.compose(self.loader.get_event(), True)
+                self.kept.append(value)
+                yield key, value
+
+    def items(self, node: yaml.Node) -> Iterator[yaml.Node]:
+        whole = not isinstance(node, _Once)
+        for event in self.children(node, yaml.SequenceEndEvent):
+            yield self.compose(event, whole)
+
+    def children(self, node: yaml.Node, end: Any) -> Iterator[Any]:
+        """The event that starts each entry of `node` (a mapping's keys), up to its `end` event."""
+        if self.pending is node:  # entered by the walk
+            self.pending = None
+        get = self.loader.get_event
+        while True:
+            if self.pending is not None:
+                self.finish()
+            event = get()
+            if type(event) is end:
+                node.end_mark = event.end_mark
+                return
+            yield event
+
+
+def _undefined_alias(event: Any) -> yaml.composer.ComposerError:
+    return yaml.composer.ComposerError(None, None, "found undefined alias", event.start_mark)
+
+
+def _compose(text: str) -> tuple[_Composer, yaml.Node | None]:
+    loader = _Loader(text)
+    composer = _Composer(loader)
+    return composer, composer.document()
+
+
 def read_yaml(text: str, file: str) -> Document:
     """Parse YAML text; every problem (syntax, duplicate key, unset variable) raises ConfigLoadError."""
+    walker = _YamlWalker(file)
     try:
-        root = yaml.compose(text, Loader=_Loader)  # noqa: S506 - CSafeLoader/SafeLoader only
+        composer, root = _compose(text)
+        if root is not None:
+            data = walker.convert(root, ())
+            composer.end()
     except yaml.MarkedYAMLError as exc:
         raise _yaml_syntax_error(exc, file, text) from None
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow, such as a control character
@@ -213,10 +387,12 @@ def read_yaml(text: str, file: str) -> Document:
         ) from None
     except yaml.YAMLError as exc:
         raise _fail(file, 1, 1, "invalid YAML: " + " ".join(str(exc).split())) from None
+    except RecursionError:
+        raise _fail(
+            file, 1, 1, f"nested more than {MAX_DEPTH} levels deep", "flatten the structure"
+        ) from None
     if root is None:
         raise _fail(file, 1, 1, "the file is empty", "start with 'version: 1'")
-    walker = _YamlWalker(file)
-    data = walker.convert(root, ())
     if walker.problems:
         raise ConfigLoadError(walker.problems)
     if not isinstance(data, dict):
@@ -299,7 +475,7 @@ class _YamlWalker:
                     f"aliases expand to more than {MAX_ALIAS_EXPANSION:,} nodes",
                     "this looks like an alias bomb; write the values out",
                 )
-        else:
+        elif not isinstance(node, _Once):
             self.seen.add(id(node))
         self.marks[path] = self.at(node)
         if len(path) > MAX_DEPTH and not isinstance(node, yaml.ScalarNode):
@@ -336,8 +512,9 @@ class _YamlWalker:
                 )
                 continue
             first_seen[key] = key_node
-            self.key_marks[(*path, key)] = self.at(key_node)
-            result[key] = self.convert(value_node, (*path, key))
+            child = (*path, key)  # one tuple for both marks: a large file has hundreds of thousands
+            self.key_marks[child] = self.at(key_node)
+            result[key] = self.convert(value_node, child)
         for merge in merges:
             self.merge(merge, path, result)
         return result

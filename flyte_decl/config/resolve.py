@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
@@ -39,7 +40,7 @@ from flyte_decl.spec import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Origin:
     """Which layer set a value, and where: a file position or a command-line flag."""
 
@@ -85,7 +86,7 @@ class CodeLayers:
         return out
 
 
-@dataclass
+@dataclass(slots=True)
 class ResolvedTask:
     """One task's effective settings: leaf path -> (value as written, origin)."""
 
@@ -154,15 +155,6 @@ def flatten(
             return Origin(origin_layer, mark)
         return Origin(doc.layer(path) or origin_layer, doc.mark(path))
 
-    def walk(prefix: str, value: Any, path: Path_) -> None:
-        if isinstance(value, dict):
-            if not value:
-                return
-            for key, child in value.items():
-                walk(f"{prefix}.{key}", child, (*path, key))
-        else:
-            out.append((prefix, value, origin(path)))
-
     for key, value in settings.items():
         if key in ("fn", "description", "extends", "depends_on", "tasks"):
             continue
@@ -175,7 +167,7 @@ def flatten(
                     out.append((f"resources.{rkey}.request", rvalue, origin(rpath)))
                     out.append((f"resources.{rkey}.limit", rvalue, origin(rpath)))
                 else:
-                    walk(f"resources.{rkey}", rvalue, rpath)
+                    _walk(out, origin, f"resources.{rkey}", rvalue, rpath)
         elif key == "retries" and isinstance(value, int) and not isinstance(value, bool):
             out.append(("retries.count", value, origin(path)))
         elif key in _WHOLE and isinstance(value, dict):
@@ -190,8 +182,18 @@ def flatten(
             for var, var_value in value.items():
                 out.append((f"env_vars.{var}", var_value, origin((*path, var))))
         else:
-            walk(name, value, path)
+            _walk(out, origin, name, value, path)
     return out
+
+
+def _walk(out: list[tuple], origin: Callable[[Path_], Origin], prefix: str, value: Any, path: Path_) -> None:
+    # Module-level, not a closure of `flatten`: a recursive closure is a reference cycle, and
+    # loading runs with the cycle collector paused (each task's assignments would stay until the end).
+    if isinstance(value, dict):
+        for key, child in value.items():
+            _walk(out, origin, f"{prefix}.{key}", child, (*path, key))
+    else:
+        out.append((prefix, value, origin(path)))
 
 
 # Settings whose mapping form is one Flyte object, by the key its scalar form stands for.
@@ -230,12 +232,16 @@ def resolve(
     root_task: str | None = None,
     code: CodeLayers | None = None,
     only_root: bool = False,
+    keep_fields: bool = True,
 ) -> Resolved:
     """Resolve every task of a checked document (plus declarations from code beneath it).
 
     `run_level` assignments apply to `root_task` only. With `only_root`, only the tasks `root_task`
     names (by full or short name) are resolved, for one task's view (`explain`): the other tasks'
-    effective-value problems and overrides that match no task go unreported.
+    effective-value problems and overrides that match no task go unreported. With
+    `keep_fields=False` every task is resolved and checked as usual, but its `fields` are left
+    empty afterwards (names, `fn`, marks and matched overrides remain): what `validate` needs, in
+    a fraction of the memory (a task's effective fields take about 1 KB).
     """
     data = doc.data
     code = code or CodeLayers()
@@ -322,6 +328,8 @@ def resolve(
                 declared_at,
             )
             problems.extend(_effective_problems(task))
+            if not keep_fields:
+                task.fields = {}
             tasks[full] = task
 
     unmatched = [i for i in range(len(overrides)) if i not in matched and not only_root]
