@@ -45,11 +45,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
 import os
 import re
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -310,13 +312,17 @@ def _write(path: str, value: str) -> None:
 # --- a delegated scope from systemd's user manager --------------------------------------------------
 
 
+# How long a trial scope may take to start before the systemd user manager counts as not answering.
+SCOPE_TRIAL_TIMEOUT = 10.0
+
+
 def systemd_scope_command(
     argv: list[str], environ: Mapping[str, str] | None = None
 ) -> tuple[list[str] | None, str]:
     """The command that re-runs `argv` in a delegated scope of systemd's user manager, or why not.
 
-    Returns ``(command, "")`` when systemd-run is installed, the user manager's bus is there and
-    nothing turned it off; else ``(None, reason)`` with a one-line reason. The command is
+    Returns ``(command, "")`` when systemd-run is installed, the user manager's bus is there, a trial
+    scope (running `true`) started and nothing turned it off; else ``(None, reason)`` with a one-line reason. The command is
     ``systemd-run --user --scope -p Delegate=yes --quiet --collect -- ARGV``, the way systemd's own
     documentation obtains a delegated cgroup without root: the scope keeps this process's pid,
     terminal, directory and environment, since systemd-run execs ARGV itself.
@@ -338,8 +344,35 @@ def systemd_scope_command(
     bus = os.path.join(runtime_dir, "bus")
     if not os.path.exists(bus):
         return None, f"systemd's user manager is not running (no user bus at {bus})"
-    command = [systemd_run, "--user", "--scope", "-p", "Delegate=yes", "--quiet", "--collect", "--", *argv]
-    return command, ""
+    failed = _scope_fails(systemd_run, runtime_dir, env.get("PATH", ""))
+    if failed:
+        return None, failed
+    return [*_scope_prefix(systemd_run), *argv], ""
+
+
+def _scope_prefix(systemd_run: str) -> list[str]:
+    return [systemd_run, "--user", "--scope", "-p", "Delegate=yes", "--quiet", "--collect", "--"]
+
+
+@functools.lru_cache(maxsize=8)
+def _scope_fails(systemd_run: str, runtime_dir: str, path: str) -> str:
+    """Why a delegated scope cannot be had here (a trial `true` in one failed), or "" (once per process).
+
+    A bus socket can be there while its manager refuses this user (e.g. after `su`): the run would
+    then exec into a systemd-run that fails, with no way back to the portable mechanisms.
+    """
+    env = {**os.environ, "XDG_RUNTIME_DIR": runtime_dir, "PATH": path}
+    try:
+        trial = [*_scope_prefix(systemd_run), shutil.which("true", path=path) or "true"]
+        done = subprocess.run(trial, env=env, capture_output=True, text=True, timeout=SCOPE_TRIAL_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"systemd-run --user --scope failed here: {exc}"
+    if done.returncode == 0:
+        return ""
+    said = done.stderr.strip().splitlines()
+    return f"systemd-run --user --scope failed here (exit {done.returncode})" + (
+        f": {said[-1]}" if said else ""
+    )
 
 
 def exec_in_systemd_scope(command: list[str]) -> None:

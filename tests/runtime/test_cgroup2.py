@@ -88,6 +88,19 @@ def test_scope_needs_the_user_managers_bus(tmp_path: Path, fake_systemd_run: Pat
     )
 
 
+def test_scope_falls_back_when_systemd_run_fails_here(tmp_path: Path) -> None:
+    # A bus socket is there, but its manager refuses this user (as after `su`): a trial scope fails, so
+    # the run stays here with the portable mechanisms instead of exec'ing into a failing systemd-run.
+    failing = tmp_path / "bin" / "systemd-run"
+    failing.parent.mkdir()
+    failing.write_text("#!/bin/sh\necho 'Failed to connect to bus: Permission denied' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    assert cgroup2.systemd_scope_command(["flyte-decl"], user_session(tmp_path, failing)) == (
+        None,
+        "systemd-run --user --scope failed here (exit 1): Failed to connect to bus: Permission denied",
+    )
+
+
 def test_exec_in_scope_runs_the_command_marked_as_re_executed(tmp_path: Path, fake_systemd_run: Path) -> None:
     # A real exec: the process becomes systemd-run (here the fake), which execs the command.
     code = (
