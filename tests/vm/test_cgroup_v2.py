@@ -268,8 +268,8 @@ def test_memory_breach_is_oom_killed_by_the_kernel_with_no_overshoot(
     record = result.actions[-1]
     assert record.kind == FailureKind.OOM_KILLED, record
     assert record.message.startswith("memory limit 64Mi exceeded (peak ")
-    # memory.peak, and the kill counted in memory.events: the kernel never lets it past memory.max.
-    assert record.peak_memory is not None and record.peak_memory - 64 * MI <= 0
+    # memory.peak, and the kill counted in memory.events: the kernel lets it reach memory.max, never past.
+    assert record.peak_memory is not None and 56 * MI <= record.peak_memory <= 64 * MI, record.peak_memory
     assert children(mechanisms.cgroup_root or "") == ["runner"], "the action's cgroup is removed"
 
 
