@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import pickle
 import select
 import socket
 import sys
@@ -42,7 +43,7 @@ from flyte_decl.errors import NonRecoverableError, child_failure
 from flyte_decl.runtime import datetimes, proctree
 from flyte_decl.runtime.limits import ChildSetup
 from flyte_decl.runtime.records import ActionFailed, FailureKind
-from flyte_decl.runtime.wire import Connection, dump_payload, load_payload, recv_message, send_message
+from flyte_decl.runtime.wire import Connection, dump_payload, frame, load_payload, recv_message, send_message
 
 T = TypeVar("T")
 
@@ -202,13 +203,61 @@ def task_call(task: str, is_async: bool, drop_first: bool = False) -> Callable[.
     return lambda args, kwargs: submit(args, kwargs).result()
 
 
+_session_prepared = False
+
+
+def prepare_session() -> None:
+    """What a freshly forked child does before it knows its launch: own session, subreaper, no stdin.
+
+    The fork server's spare children (`forkserver._Spare`) do it while they wait; `_confine` does it
+    for a child forked for a launch. Orphans of the task's own tree (double forks, setsid'd daemons)
+    are re-parented to this process, so the memory watchdog counts them and the kill at the end
+    reaches them.
+    """
+    global _session_prepared
+    os.setsid()
+    proctree.set_child_subreaper()
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    _session_prepared = True
+
+
+def rehearse(loop: asyncio.AbstractEventLoop | None) -> None:
+    """Run, on made-up values, the steps every action takes before and after its task's own code.
+
+    For a spare child waiting for its launch: what these steps write to memory shared with the
+    fork server (reference counts, the allocator's pages) is copied now rather than on the way to
+    the task. The action state they set is set again by the real steps. With `loop` (the server's
+    event loop, when it has async tasks), the loop is made this process's own (`_own_loop`) and
+    a coroutine run on it as a task's is.
+    """
+    info = {"run": "r0", "action": "a0", "task": "", "attempt": 1, "data_dir": os.sep}
+    payload = pickle.loads(frame(("inputs", dump_payload(((0,), {"i": 0})), info))[8:])[1]
+    _context.enter_action(info)
+    load_payload(payload)
+    if loop is not None:
+        _run_eagerly(_own_loop(loop), _call_async(_nothing, (), {}))
+    else:
+        _call(_nothing_sync, (), {})
+    _context.action_ended()
+    _context.enter_action({})
+    frame(("succeeded", dump_payload(0)))
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _nothing_sync() -> None:
+    return None
+
+
 def _confine(launch: Launch, log_fd: int, lifeline: int) -> None:
     """Become an action (or warm worker) process: own session, limits, lifeline, environment."""
-    os.setsid()
+    if not _session_prepared:
+        prepare_session()
     launch.setup.apply()
-    # Orphans of this task's own tree (double forks, setsid'd daemons) are re-parented here, so
-    # the memory watchdog counts them and the kill at the end reaches them.
-    proctree.set_child_subreaper()
     _hold_lifeline(lifeline)
     _redirect_output(log_fd)
     _change_environ(launch.env_changes)
@@ -428,12 +477,15 @@ def _own_loop(inherited: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop
     the one thing it shares with other processes, its self-pipe (how other threads wake it),
     replaced. Should a Python version lack those internals, build a new loop after all.
     """
+    if getattr(inherited, "_flyte_decl_owner", None) == os.getpid():
+        return inherited  # made this process's own already (a spare's `rehearse`)
     close_pipe = getattr(inherited, "_close_self_pipe", None)
     make_pipe = getattr(inherited, "_make_self_pipe", None)
     if close_pipe is None or make_pipe is None:
         return asyncio.new_event_loop()
     close_pipe()
     make_pipe()
+    inherited._flyte_decl_owner = os.getpid()  # type: ignore[attr-defined]
     return inherited
 
 
@@ -509,9 +561,6 @@ def _change_environ(changes: dict[str, str | None]) -> None:
 
 
 def _redirect_output(log_fd: int) -> None:
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.close(log_fd)

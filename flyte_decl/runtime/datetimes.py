@@ -38,7 +38,15 @@ def with_defaults(
     return {**kwargs, **{name: value for name, value in defaults.items() if name not in given}}
 
 
-@functools.lru_cache(maxsize=256)
+def prepare_defaults(function: Callable[..., Any]) -> None:
+    """Work out now what `with_defaults` needs for `function`, e.g. in a fork server before it forks.
+
+    Each action is a fork of the server: what the server has cached, no action computes again.
+    """
+    _datetime_defaults(function)
+
+
+@functools.lru_cache(maxsize=4096)
 def _datetime_defaults(function: Callable[..., Any]) -> dict[str, Any]:
     try:
         parameters = inspect.signature(function).parameters.values()

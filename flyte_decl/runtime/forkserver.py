@@ -9,8 +9,14 @@ the submitter the action installs, with their `.override` settings. It answers `
 an import error per task that could not be loaded, and its environment after the imports.
 
 Then, for each ``("launch", Launch)`` message (the action's socket and log pipe travel beside it as
-descriptors) it forks; the child becomes the action (`action.run_action`). It tells the runner
-``("started", key, pid)`` and, once reaped, ``("exited", key, wait_status)``. A launch marked
+descriptors) a child of its own becomes the action (`action.run_action`). It tells the runner
+``("started", key, pid)`` and, once reaped, ``("exited", key, wait_status)``. The fork is taken off
+the launch's path: whenever the server has nothing else to do it keeps one *spare* child forked
+ahead, which has left the server's state behind, started its own session and waits for exactly one
+launch on a socket of its own (`_Spare`). A launch goes to the spare if there is one (its descriptors
+are passed on to it), else to a fresh fork, as a burst of launches finds. Either way the child
+confines itself (cgroups, rlimits, affinity, environment) before any task code runs, and runs one
+action only; a spare that never gets a launch exits when its socket closes. A launch marked
 `worker` forks a warm worker of a reusable environment instead (`action.run_worker`): the same
 confinement, then one action after another over the socket that came with the launch.
 
@@ -36,19 +42,21 @@ import dataclasses
 import gc
 import inspect
 import os
+import pickle
 import selectors
 import signal
 import socket
 import sys
+import traceback
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from flyte_decl import _alias
 from flyte_decl.binding import Binding, Unbindable, bind
-from flyte_decl.runtime import cgroup2, proctree
-from flyte_decl.runtime.action import Launch, run_action, run_worker, task_call
+from flyte_decl.runtime import cgroup2, datetimes, proctree
+from flyte_decl.runtime.action import Launch, prepare_session, rehearse, run_action, run_worker, task_call
 from flyte_decl.runtime.limits import own_cgroup_dirs
 from flyte_decl.runtime.reroute import reroute
 from flyte_decl.runtime.wire import Connection
@@ -113,6 +121,19 @@ def load_tasks(environment: str, specs: list[TaskSpec]) -> LoadedTasks:
     return LoadedTasks(functions, problems, names)
 
 
+@dataclass
+class _Spare:
+    """A child forked ahead of its launch: `sock` is the server's end of the socket it waits on.
+
+    The server writes the pickled Launch to it, the action's socket and log pipe beside the first
+    byte, and closes it; the child reads to end of file. End of file with nothing read (the
+    server closed it, or died) makes the child exit without running anything.
+    """
+
+    pid: int
+    sock: socket.socket
+
+
 class ForkServer:
     """The server loop: launches, reaping, and the runner's liveness, on one selector."""
 
@@ -127,6 +148,8 @@ class ForkServer:
         # forked actions would share with this server and with each other.
         self._loop = asyncio.SelectorEventLoop(selectors.PollSelector())
         self._actions: dict[int, int] = {}  # pid -> launch key
+        self._ready = False  # the tasks are loaded: spares may be forked
+        self._spare: _Spare | None = None
         # Actions inherit the read end; the write end stays here, so they see EOF once this server is gone.
         self._lifeline, self._lifeline_end = os.pipe()
         self._runner = os.getppid()
@@ -166,6 +189,8 @@ class ForkServer:
         self._selector.modify(
             self._conn.sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if self._conn.wants_write else 0)
         )
+        if self._ready and self._spare is None:
+            self._fork_spare()  # after the replies went out: the next launch need not wait for a fork
         return True
 
     def _handle(self, message: tuple[Any, ...]) -> None:
@@ -175,6 +200,8 @@ class ForkServer:
             self._async = {
                 name: inspect.iscoroutinefunction(fn) for name, fn in self._loaded.functions.items()
             }
+            for function in self._loaded.functions.values():
+                datetimes.prepare_defaults(function)
             # Whatever the imports printed must not land in the first action's log.
             sys.stdout.flush()
             sys.stderr.flush()
@@ -184,34 +211,94 @@ class ForkServer:
             gc.freeze()
             # The environment as the imports left it: what each action's env_changes apply to.
             self._conn.send(("ready", self._loaded.problems, dict(os.environ)))
+            self._ready = True
         elif message[0] == "launch":
             launch: Launch = message[1]
             sock_fd, log_fd = self._conn.fds.popleft(), self._conn.fds.popleft()
             self._fork(launch, sock_fd, log_fd)
 
     def _fork(self, launch: Launch, sock_fd: int, log_fd: int) -> None:
-        function = self._loaded.functions[launch.task]
-        loop = self._loop if self._async[launch.task] else None
-        try:
-            pid = os.fork()
-        except OSError as exc:
-            self._conn.send(("fork_failed", launch.key, f"cannot fork: {exc}"))
+        spare, self._spare = self._spare, None
+        if spare is not None and self._hand_to(spare, launch, sock_fd, log_fd):
+            pid = spare.pid
         else:
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                self._conn.send(("fork_failed", launch.key, f"cannot fork: {exc}"))
+                os.close(sock_fd)
+                os.close(log_fd)
+                return
             if pid == 0:
-                self._become_action(sock_fd)
-                if launch.worker:  # a warm worker runs any of this environment's tasks, one at a time
-                    loops = {name: self._loop if is_async else None for name, is_async in self._async.items()}
-                    sock = socket.socket(fileno=sock_fd)
-                    functions, names = self._loaded.functions, self._loaded.names
-                    run_worker(launch, functions, loops, names, sock, log_fd, self._lifeline)
-                sock = socket.socket(fileno=sock_fd)
-                run_action(launch, function, self._loaded.names, sock, log_fd, self._lifeline, loop)
-            self._actions[pid] = launch.key
-            self._conn.send(("started", launch.key, pid))
+                self._become_action()
+                self._run(launch, sock_fd, log_fd)
+        self._actions[pid] = launch.key
+        self._conn.send(("started", launch.key, pid))
         os.close(sock_fd)
         os.close(log_fd)
 
-    def _become_action(self, sock_fd: int) -> None:
+    def _run(self, launch: Launch, sock_fd: int, log_fd: int) -> NoReturn:
+        """In the child: become the action (or warm worker) `launch` describes; never returns."""
+        os.set_inheritable(sock_fd, False)
+        sock = socket.socket(fileno=sock_fd)
+        if launch.worker:  # a warm worker runs any of this environment's tasks, one at a time
+            loops = {name: self._loop if is_async else None for name, is_async in self._async.items()}
+            functions, names = self._loaded.functions, self._loaded.names
+            run_worker(launch, functions, loops, names, sock, log_fd, self._lifeline)
+        loop = self._loop if self._async[launch.task] else None
+        function = self._loaded.functions[launch.task]
+        run_action(launch, function, self._loaded.names, sock, log_fd, self._lifeline, loop)
+
+    def _fork_spare(self) -> None:
+        """Fork a child that waits for the next launch (see `_Spare`); none if the fork fails."""
+        ours, theirs = socket.socketpair()
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            return
+        if pid == 0:
+            ours.close()
+            self._become_action()
+            self._await_launch(theirs)
+        theirs.close()
+        self._spare = _Spare(pid, ours)
+
+    def _await_launch(self, sock: socket.socket) -> NoReturn:
+        """In a spare: take a session of its own now, then wait for one launch and run it."""
+        status = 0
+        try:
+            prepare_session()
+            rehearse(self._loop if any(self._async.values()) else None)
+            data, fds, _flags, _address = socket.recv_fds(sock, 65536, 2, socket.MSG_CMSG_CLOEXEC)
+            chunks = [data]
+            while data:
+                data = sock.recv(1 << 20)
+                chunks.append(data)
+            sock.close()
+            if len(fds) == 2:
+                self._run(pickle.loads(b"".join(chunks)), *fds)
+            for fd in fds:  # a launch cut off: the server died while handing it over
+                os.close(fd)
+        except BaseException:
+            traceback.print_exc()
+            status = 70
+        os._exit(status)
+
+    def _hand_to(self, spare: _Spare, launch: Launch, sock_fd: int, log_fd: int) -> bool:
+        """Pass `launch` and its descriptors to the spare; False if it is gone (fork instead)."""
+        data = pickle.dumps(launch, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            sent = socket.send_fds(spare.sock, [data], [sock_fd, log_fd])
+            spare.sock.sendall(data[sent:])
+            return True
+        except OSError:  # it died (it is reaped as any child); the launch gets a fresh fork
+            return False
+        finally:
+            spare.sock.close()
+
+    def _become_action(self) -> None:
         """In the forked child: drop every trace of the server before the task runs."""
         signal.set_wakeup_fd(-1)
         for signum in (signal.SIGCHLD, signal.SIGTERM):
@@ -222,7 +309,6 @@ class ForkServer:
         os.close(self._wake_write)
         os.close(self._lifeline_end)
         self._conn.close()  # also closes descriptors that arrived for later launches
-        os.set_inheritable(sock_fd, False)
 
     def _reap(self) -> None:
         left_orphans = False
@@ -236,13 +322,17 @@ class ForkServer:
             key = self._actions.pop(pid, None)
             if key is not None:
                 self._conn.send(("exited", key, status), flush=False)
+            elif self._spare is not None and pid == self._spare.pid:  # killed before its launch came
+                self._spare.sock.close()
+                self._spare = None
             # An action that exits normally has killed its own descendants; one that died, or an
             # orphan dying here, means others may have been re-parented to this server.
             left_orphans = left_orphans or key is None or status != 0
         if left_orphans:
             # Anything re-parented here that is not a live action was left behind by one that ended.
+            spare = self._spare.pid if self._spare is not None else None
             for orphan in proctree.children(os.getpid()):
-                if orphan not in self._actions:
+                if orphan not in self._actions and orphan != spare:
                     proctree.kill_tree(orphan)
 
     def _kill_everything(self) -> None:

@@ -92,10 +92,14 @@ class ChildSetup:
 
     def apply(self) -> None:
         """Join the cgroups, set the affinity and the backstop rlimit; raises OSError on failure."""
+        pid = b"%d" % os.getpid()
         for procs in self.cgroup_procs:
-            try:
-                with open(procs, "w") as handle:
-                    handle.write(str(os.getpid()))
+            try:  # os-level: a freshly forked child touches (and copies) fewer pages than with open()
+                fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.write(fd, pid)
+                finally:
+                    os.close(fd)
             except OSError as exc:
                 raise OSError(
                     exc.errno, f"cannot join cgroup {os.path.dirname(procs)}: {exc.strerror}"
