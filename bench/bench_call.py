@@ -9,7 +9,10 @@ ratios much less):
   child writes one byte to a pipe and exits, read and waited for by the parent;
 - one level of nesting: the same, awaiting a task that itself awaits the tiny task;
 - N tiny actions gathered from one parent (`bench_fanout.py`'s fan-out, whole run), against
-  `multiprocessing` with a fresh fork per task on one worker thread per core.
+  `multiprocessing` with a fresh fork per task on one worker thread per core; beside the times, the
+  CPU time (user + system) and minor page faults per action of every process involved (`getrusage`
+  of this process and its reaped children: the runner, fork servers, actions, forked tasks), which
+  other sessions' load moves much less than wall time.
 
     python bench/bench_call.py                      # 200 sequential calls, 1000 gathered, 3 pairs
     python bench/bench_call.py -n 10000 -r 1 --no-cgroups
@@ -19,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench_fanout import TASKS, flyte_decl_config, fork_task, run_flyte_decl, run_in_parallel
@@ -100,6 +105,21 @@ def bare_forks(n: int) -> float:
     return statistics.median(seconds)
 
 
+def _cpu_and_faults() -> tuple[float, int]:
+    """CPU seconds and minor page faults so far of this process and every child it has reaped."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return cpu, own.ru_minflt + children.ru_minflt
+
+
+def _per_action(n: int, run: Callable[[], float]) -> tuple[float, float, float]:
+    """(what `run` returns, CPU ms per action, minor faults per action) of one run of n actions."""
+    cpu, faults = _cpu_and_faults()
+    value = run()
+    cpu_after, faults_after = _cpu_and_faults()
+    return value, (cpu_after - cpu) / n * 1e3, (faults_after - faults) / n
+
+
 def _load() -> str:
     return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
@@ -114,6 +134,10 @@ def main() -> None:
     args = parser.parse_args()
 
     pairs: dict[str, list[tuple[float, float]]] = {"call": [], "nested": [], "fanout": []}
+    costs: dict[str, list[tuple[float, float]]] = {
+        "flyte-decl": [],
+        "mp fork": [],
+    }  # (CPU ms, faults) per action
     print(f"load before: {_load()}  ({os.cpu_count()} cores)")
     with tempfile.TemporaryDirectory(prefix="bench-call-") as folder:
         root = Path(folder)
@@ -129,9 +153,11 @@ def main() -> None:
                 (flyte_decl_calls(root, args.calls, True, args.no_cgroups), bare_forks(args.calls))
             )
             if not args.skip_fanout:
-                _rate, wall = run_flyte_decl(root, args.n, args.no_cgroups)
-                baseline = args.n / run_in_parallel(args.n, fork)
+                wall, *ours = _per_action(args.n, lambda: run_flyte_decl(root, args.n, args.no_cgroups)[1])
+                baseline, *theirs = _per_action(args.n, lambda: args.n / run_in_parallel(args.n, fork))
                 pairs["fanout"].append((wall, baseline))
+                costs["flyte-decl"].append((ours[0], ours[1]))
+                costs["mp fork"].append((theirs[0], theirs[1]))
 
     print(f"load after:  {_load()}")
     print(f"limits: memory by {mechanisms['memory']}; cpu by {mechanisms['cpu']}")
@@ -153,6 +179,12 @@ def main() -> None:
     if pairs["fanout"]:
         print()
         print("gathered: ratio is flyte-decl's time over multiprocessing's (below 1.0: faster)")
+        print("per gathered action, all processes (medians):", end="")
+        for name, values in costs.items():
+            cpu = statistics.median(value[0] for value in values)
+            faults = statistics.median(value[1] for value in values)
+            print(f"  {name} {cpu:.2f} ms CPU, {faults:.0f} minor faults;", end="")
+        print()
 
 
 if __name__ == "__main__":

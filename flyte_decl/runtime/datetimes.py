@@ -20,8 +20,6 @@ from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from pydantic_core import to_jsonable_python
-
 # Every pickle that holds a datetime names its class; one without this text has none to convert.
 MARK = b"datetime"
 
@@ -92,6 +90,10 @@ def json_default(value: Any) -> str:
     if isinstance(value, (datetime, date, time)):
         return value.isoformat()
     if isinstance(value, timedelta):
+        # Imported here: every fork server and action imports this module, and pydantic_core adds
+        # about 4 MiB to the memory each fork copies the page tables of.
+        from pydantic_core import to_jsonable_python
+
         text: str = to_jsonable_python(value)
         return text
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")

@@ -407,11 +407,7 @@ class _Cgroup:
 
     def _keyed(self, name: str, key: str) -> int | None:
         """The value of `key` in a flat keyed file such as memory.oom_control or memory.events."""
-        for line in (self._read(name) or "").splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[0] == key:
-                return int(parts[1])
-        return None
+        return _keyed_value(self._read(name) or "", key)
 
     def limit_memory(self, limit: int | None) -> None:
         """Set the memory limit in bytes; None: none (only a reused v1 cgroup has one to lift)."""
@@ -507,10 +503,11 @@ class _Cgroup:
         """
         if self.version != 1 or proctree.cgroup_members(self.procs):
             return False
-        if self._read("memory.oom_control") is None:
+        oom_control = self._read("memory.oom_control")
+        if oom_control is None:
             return os.path.isdir(self.path)  # a cpu cgroup: its quota is written again
         try:
-            if self.oom_kills() > 0:
+            if (_keyed_value(oom_control, "oom_kill") or 0) > 0:
                 return False
             if int(self._read("memory.usage_in_bytes") or _REUSE_RESIDUAL + 1) > _FORCE_EMPTY_ABOVE:
                 self._write("memory.force_empty", "0")
@@ -551,6 +548,15 @@ class _Cgroup:
                     log.warning("cannot remove cgroup %s: %s", self.path, exc.strerror)
                     return False
             time.sleep(0.005)
+
+
+def _keyed_value(text: str, key: str) -> int | None:
+    """The value of `key` in the text of a flat keyed file ("oom_kill 0" lines)."""
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == key:
+            return int(parts[1])
+    return None
 
 
 # --- the portable mechanisms -------------------------------------------------------------------
