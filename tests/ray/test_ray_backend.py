@@ -1,4 +1,4 @@
-"""`--backend ray` on a real three-node Ray cluster (see conftest): placement, limits, results, store."""
+"""`--backend ray` on a real four-node Ray cluster (see conftest): placement, limits, results, store."""
 
 from __future__ import annotations
 
