@@ -68,6 +68,18 @@ def ray_cluster() -> Iterator[TestCluster]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def ray_backend(ray_cluster: TestCluster) -> Iterator[Any]:
+    """A `RayCluster` connected to the session's cluster, for the tests of one module."""
+    from flyte_decl.backends.ray import RayCluster
+
+    cluster = RayCluster(ray_cluster.address)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path

@@ -6,11 +6,8 @@ The cluster's `gpu` node declares one GPU and the label and resource Ray gives a
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from flyte_decl.backends.ray import RayCluster
 from flyte_decl.backends.ray.accelerator import accelerator_selector
@@ -24,15 +21,6 @@ import os
 def where() -> str:
     return os.environ["FLYTE_DECL_NODE"]
 """
-
-
-@pytest.fixture(scope="module")
-def ray_backend(ray_cluster: Any) -> Iterator[RayCluster]:
-    cluster = RayCluster(ray_cluster.address)
-    try:
-        yield cluster
-    finally:
-        cluster.close()
 
 
 def run(root: Path, backend: RayCluster, **fields: Any) -> RunResult:

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from test_ray_cli import API_PROGRAM
+
 CONFIG = """\
 version: 1
 run:
@@ -49,20 +51,10 @@ def test_the_config_s_run_section_runs_on_ray_and_places_a_gpu_type_on_its_node(
     assert data["actions"][0]["node"] == ray_cluster.nodes["gpu"]
 
 
-PROGRAM = """
-import os
-import flyte_decl as flyte
-
-env = flyte.TaskEnvironment(name="api", resources=flyte.Resources(cpu=0.5, memory="128Mi"))
-
-@env.task
-async def where() -> str:
-    return os.environ["FLYTE_DECL_NODE"]
-
-if __name__ == "__main__":
-    run = flyte.run(where)
-    print(run.status, run.outputs == run.actions[0].node)
-"""
+# The program of test_ray_cli, with no backend argument: the config gives it.
+PROGRAM = API_PROGRAM.replace(
+    'flyte.with_runcontext(backend="ray", address=os.environ["CLUSTER"]).run', "flyte.run"
+)
 
 
 def test_flyte_run_in_a_program_takes_the_backend_from_the_config(tmp_path: Path, ray_cluster: Any):
