@@ -60,6 +60,8 @@ def choose_backend(document: Document, backend: str | None, address: str | None)
 
 
 def _where(document: Document, path: tuple[str, ...]) -> str:
-    """`run.backend at environments.yaml:3`, or `run.backend of profile gpu at environments.yaml:12`."""
-    layer = document.layer(path)
-    return f"{'.'.join(path)}{' of ' + layer if layer else ''} at {document.mark(path).short}"
+    """`run.backend at environments.yaml:3`, `run.backend of profile gpu at environments.yaml:12`, or
+    `run.backend at <cli --set>`."""
+    mark, layer = document.mark(path), document.layer(path)
+    of = f" of {layer}" if layer and not mark.file.startswith("<") else ""
+    return f"{'.'.join(path)}{of} at {mark.short}"

@@ -136,3 +136,19 @@ def test_diff_shows_a_changed_run_section(write, flyte_decl):
         "",
         "old.yaml -> new.yaml: 2 run settings changed",
     ]
+
+
+def test_explain_says_where_the_config_runs_and_which_layer_chose_it(write, flyte_decl):
+    write(CONFIG.replace("backend: ray", "backend: ray\n  address: auto"))
+    explained = flyte_decl("explain", "where", "--profile", "here", "--format", "json")
+    assert json.loads(explained.out)["run"] == {
+        "backend": "local",
+        "address": None,
+        "source": "run.backend of profile here at environments.yaml:7",
+    }
+    text = flyte_decl("explain", "where", "--set", "run.backend=ray").out.splitlines()
+    assert (
+        text[-1] == "  note: runs on ray at auto, set by run.backend at <cli --set> (--backend overrides it)"
+    )
+    write(CONFIG.replace("run:\n  backend: ray\n", ""))
+    assert "run" not in json.loads(flyte_decl("explain", "where", "--format", "json").out)
