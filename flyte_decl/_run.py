@@ -28,7 +28,7 @@ from typing import Any
 from flyte_decl import _context, _task_environment, errors
 from flyte_decl._task import TaskTemplate, module_name
 from flyte_decl.backends.choice import AddressWithoutRay, BackendChoice, choose_backend
-from flyte_decl.backends.ray import RayCluster
+from flyte_decl.backends.ray import RayCluster, import_ray
 from flyte_decl.config.load import find_task, load
 from flyte_decl.render.history import render_removed
 from flyte_decl.runtime.records import ActionEvent, ActionRecord, Failure, RunResult
@@ -207,6 +207,8 @@ class RunContext:
             choice = choose_backend(resolved.document, self.backend, self.address)
         except AddressWithoutRay:
             raise ValueError(ADDRESS_WITHOUT_RAY) from None
+        if choice.name == "ray":
+            import_ray()  # the install line, before the run is recorded
         # The program's own tasks are bound (it declared them); its env_vars may carry a secret, as -e does.
         preflight(resolved, {**os.environ, **self.env_vars}, include_code=False)
         config = resolved.run_config()

@@ -96,6 +96,8 @@ def test_with_runcontext_backend_beats_the_config(project: Path):
     assert (local.returncode, local.stdout) == (0, "succeeded\n"), local.stderr
     from_config = _run(project, "prog.py")
     assert from_config.returncode != 0 and "needs Ray: pip install 'flyte-decl[ray]'" in from_config.stderr
+    listed = _run(project, "-m", "flyte_decl", "runs", "list", "--format", "json")
+    assert len(json.loads(listed.stdout)) == 1  # refused before it was recorded
 
 
 def test_a_backend_typo_is_located_with_a_did_you_mean(write, flyte_decl):
