@@ -27,7 +27,8 @@ from typing import Any
 
 from flyte_decl import _context, _task_environment, errors
 from flyte_decl._task import TaskTemplate, module_name
-from flyte_decl.backends.ray import RayCluster
+from flyte_decl.backends.choice import AddressWithoutRay, BackendChoice, choose_backend
+from flyte_decl.backends.ray import RayCluster, import_ray
 from flyte_decl.config.load import find_task, load
 from flyte_decl.render.history import render_removed
 from flyte_decl.runtime.records import ActionEvent, ActionRecord, Failure, RunResult
@@ -130,6 +131,9 @@ class Run:
 
 
 _MODES = ("local", "hybrid", "remote")
+ADDRESS_WITHOUT_RAY = (
+    "address is the Ray cluster's address; it needs backend='ray' (or run: {backend: ray} in the config)"
+)
 # Run-level settings Flyte accepts that have no local meaning; each is accepted with one notice.
 _NOT_LOCAL = {"name", "version", "copy_style", "dry_run", "copy_bundle_to", "interactive_mode", "raw_data_path",
               "run_base_dir", "labels", "annotations", "service_account", "project", "domain", "interruptible",
@@ -142,7 +146,8 @@ class RunContext:
     """Run-level settings, as Flyte's `with_runcontext`: `mode`, `queue` (the root task's), `env_vars`
     (every action), `custom_context` (every action's `flyte.ctx().custom_context`), `overwrite_cache`,
     `log_level`, plus flyte-decl's `config`, `profile`, and `backend` ("local", or "ray" with an
-    optional Ray `address`, as `flyte-decl run --backend ray --address`).
+    optional Ray `address`, as `flyte-decl run --backend ray --address`; default: the config's
+    `run:` section, else "local").
 
     Settings Flyte has that mean nothing locally (labels, service_account, ...) are accepted with one
     notice on stderr; an unknown keyword is a TypeError, as in Flyte. `mode="remote"` is refused.
@@ -152,7 +157,7 @@ class RunContext:
                  env_vars: dict[str, str] | None = None, custom_context: dict[str, str] | None = None,
                  overwrite_cache: bool = False, log_level: int | None = None,
                  config: str | Path | list[str | Path] | None = None, profile: str | None = None,
-                 backend: str = "local", address: str | None = None, **settings: Any) -> None:  # fmt: skip
+                 backend: str | None = None, address: str | None = None, **settings: Any) -> None:  # fmt: skip
         unknown = sorted(set(settings) - _NOT_LOCAL)
         if unknown:
             raise TypeError(
@@ -163,10 +168,10 @@ class RunContext:
             )
         if mode is not None and mode not in _MODES:
             raise ValueError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
-        if backend not in ("local", "ray"):
+        if backend not in (None, "local", "ray"):
             raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
-        if address is not None and backend != "ray":
-            raise ValueError("address is the Ray cluster's address; it needs backend='ray'")
+        if address is not None and backend == "local":
+            raise ValueError(ADDRESS_WITHOUT_RAY)
         if mode == "remote":
             raise ValueError("mode 'remote' is not available: flyte-decl runs locally; use mode='local'")
         for name in sorted(set(settings) - _noticed):
@@ -198,6 +203,12 @@ class RunContext:
         resolved = load(self.configs or None, profile=self.profile, queue=self.queue, root_task=task.full_name,
                         code=code, cwd=code.root_dir, snapshot=texts)  # fmt: skip
         name = find_task(resolved, task.full_name)
+        try:
+            choice = choose_backend(resolved.document, self.backend, self.address)
+        except AddressWithoutRay:
+            raise ValueError(ADDRESS_WITHOUT_RAY) from None
+        if choice.name == "ray":
+            import_ray()  # the install line, before the run is recorded
         # The program's own tasks are bound (it declared them); its env_vars may carry a secret, as -e does.
         preflight(resolved, {**os.environ, **self.env_vars}, include_code=False)
         config = resolved.run_config()
@@ -209,22 +220,23 @@ class RunContext:
         # As `flyte-decl run FILE.py TASK` records it, so `flyte-decl rerun` can run it again.
         request = RunRequest([str(Path(inspect.getfile(task.func)).resolve()), task.func.__name__], texts,
                              [self.profile] if self.profile else [], queue=self.queue, env=env,
-                             configs=[str(Path(c).resolve()) for c in self.configs])  # fmt: skip
+                             configs=[str(Path(c).resolve()) for c in self.configs], backend=self.backend,
+                             address=self.address, used_backend=choice.name, used_address=choice.address)  # fmt: skip
         if task.func.__module__ == "__main__":  # its classes live in the script the fork servers import
             env = {**env, ENV_MAIN_MODULE: module_name(task.func)}
         run = Run.of(_recorded(prepared, inputs, request, env, task.display_name, self.overwrite_cache,
-                              self.backend, self.address))  # fmt: skip
+                              choice))  # fmt: skip
         if run.status != "succeeded":
             raise _run_failure(run)
         return run
 
 
 def _recorded(prepared: PreparedRun, inputs: dict[str, Any], request: RunRequest, env: dict[str, str],
-              short_name: str | None, overwrite_cache: bool, backend: str, address: str | None) -> RunResult:  # fmt: skip
+              short_name: str | None, overwrite_cache: bool, choice: BackendChoice) -> RunResult:  # fmt: skip
     """Run the root task, recorded in the run store as `flyte-decl run` records it (so `runs`, `logs`,
     `report`, `rerun` see it, and `cache: auto` hits). What actions print goes to stdout line by line,
-    unprefixed: in Flyte's local mode tasks run in the program's own process and print there. `backend`
-    "ray" runs the actions on the Ray cluster at `address` (see `flyte_decl.backends.ray`)."""
+    unprefixed: in Flyte's local mode tasks run in the program's own process and print there. A
+    `choice` of "ray" runs the actions on the Ray cluster at its address (see `flyte_decl.backends.ray`)."""
     store = Store.open(home_dir(prepared.spec.root_dir))
     recorder = Recorder.start(store, prepared, inputs, request, overwrite_cache=overwrite_cache)
 
@@ -233,7 +245,7 @@ def _recorded(prepared: PreparedRun, inputs: dict[str, Any], request: RunRequest
         if event.line is not None:
             print(event.line, flush=True)
 
-    cluster = RayCluster(address) if backend == "ray" else None
+    cluster = RayCluster(choice.address) if choice.name == "ray" else None
     try:
         runner = prepared.runner(on_event=on_event, log_dir=recorder.log_dir, reuse=recorder.reuse,
                                  on_answer=recorder.on_answer,

@@ -88,6 +88,7 @@ class TaskSpec:
     memory_request: int | None = None
     memory_limit: int | None = None
     gpu: int = 0
+    accelerator: str | None = None  # the GPU type of `gpu: A100:1` ("A100"); None: any
     queue: str = DEFAULT_QUEUE
     env_vars: dict[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()

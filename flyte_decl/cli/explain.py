@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from flyte_decl.backends.choice import choose_backend
 from flyte_decl.cli.options import config_options, format_option
 from flyte_decl.render.explain import render_explain
 from flyte_decl.session import resolve_target
@@ -55,4 +56,7 @@ def explain(
             }
             for i in resolved_task.overrides
         ]
-    click.echo(render_explain(resolved_task, fmt, overrides))
+    backend = choose_backend(resolved.document, None, None)  # as `run` with no --backend flag
+    click.echo(
+        render_explain(resolved_task, fmt, overrides, backend if backend.source != "default" else None)
+    )

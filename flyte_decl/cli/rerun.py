@@ -95,4 +95,4 @@ def replay(
         )
     inputs: dict[str, Any] = load_payload(store.payload(run.inputs_digest))
     return prepared, inputs, RunRequest(request.target, texts, request.profiles, request.sets, request.queue,
-                                        request.env, request.configs)  # fmt: skip
+                                        request.env, request.configs, request.backend, request.address)  # fmt: skip

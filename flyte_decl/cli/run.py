@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from flyte_decl import masking
+from flyte_decl.backends.choice import AddressWithoutRay, BackendChoice, choose_backend
 from flyte_decl.backends.ray import RayCluster, import_ray
 from flyte_decl.cli.options import config_options, verbosity_options
 from flyte_decl.cli.params import task_command
@@ -53,15 +54,16 @@ from flyte_decl.store.store import Store
 @click.option(
     "--backend",
     type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="Where actions run: this machine, or a Ray cluster (pip install 'flyte-decl[ray]').",
+    default=None,
+    help="Where actions run: this machine, or a Ray cluster (pip install 'flyte-decl[ray]'); "
+    "default: the config's run.backend, else local.",
 )
 @click.option(
     "--address",
     default=None,
     metavar="ADDRESS",
-    help="Ray cluster to run on (--backend ray); default: RAY_ADDRESS, else a Ray instance started for the run.",
+    help="Ray cluster to run on (--backend ray); default: the config's run.address, else RAY_ADDRESS, "
+    "else a Ray instance started for the run.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: run, status, outputs, actions.")
 @click.option(
@@ -80,7 +82,7 @@ def run(
     queue: str | None,
     sets: tuple[str, ...],
     env_items: tuple[str, ...],
-    backend: str,
+    backend: str | None,
     address: str | None,
     as_json: bool,
     dry_run: bool,
@@ -101,13 +103,14 @@ def run(
             return 0
         return list_runnable(configs, profiles)
     extras = list(ctx.args)
-    if address is not None and backend != "ray":
-        raise UsageError("--address is the Ray cluster's address; it needs --backend ray")
+    if address is not None and backend == "local":
+        raise UsageError(ADDRESS_WITHOUT_RAY)
     if backend == "ray":
         import_ray()  # one line saying how to install the extra, before anything is imported
     snapshot: dict[str, str] = {}
     prepared = prepare_run(target, extras, configs=configs, profiles=profiles, sets=sets, queue=queue,
                            env_items=env_items, snapshot=snapshot, check=not dry_run)  # fmt: skip
+    backend_for(prepared, backend, address)  # the config's run.backend, checked before anything starts
     command = task_command(prepared.task, prepared.function, lambda inputs: inputs)
     if show_help:
         click.echo(command.get_help(click.Context(command, info_name=f"flyte-decl run {prepared.task}")))
@@ -118,8 +121,29 @@ def run(
     if dry_run:
         return dry(prepared, as_json=as_json)
     request = RunRequest.of(target, extras, snapshot, profiles, sets, queue, prepared.env, configs)
+    request.backend, request.address = backend, address
     return execute(prepared, inputs, request, as_json=as_json, overwrite_cache=overwrite_cache,
-                   verbosity=verbosity, backend=backend, address=address)  # fmt: skip
+                   verbosity=verbosity)  # fmt: skip
+
+
+ADDRESS_WITHOUT_RAY = (
+    "--address is the Ray cluster's address; it needs --backend ray (or run: {backend: ray} in the config)"
+)
+
+
+def backend_for(prepared: PreparedRun, backend: str | None, address: str | None) -> BackendChoice:
+    """The run's backend: the flags, else the config's `run:` section, else local (`choose_backend`).
+
+    Raises UsageError (exit 2) for `--address` on a run that is not on Ray, and with the install
+    line when the backend is Ray and the `ray` extra is missing.
+    """
+    try:
+        choice = choose_backend(prepared.resolved.document, backend, address)
+    except AddressWithoutRay:
+        raise UsageError(ADDRESS_WITHOUT_RAY) from None
+    if choice.name == "ray":
+        import_ray()
+    return choice
 
 
 def list_runnable(configs: tuple[str, ...], profiles: tuple[str, ...]) -> int:
@@ -160,13 +184,15 @@ def execute(
     source_run: str | None = None,
     recover_from: str | None = None,
     verbosity: int = NORMAL,
-    backend: str = "local",
-    address: str | None = None,
 ) -> int:
     """Run a prepared task, recorded in the run store; shared by `run`, `rerun` and `recover`.
 
-    `backend` "ray" runs the actions on the Ray cluster at `address` (see `flyte_decl.backends.ray`).
+    The backend is `request.backend` (the `--backend` flag), else the config's `run.backend`, else
+    local; "ray" runs the actions on the Ray cluster at `request.address`, else the config's
+    `run.address` (see `flyte_decl.backends.ray`).
     """
+    choice = backend_for(prepared, request.backend, request.address)
+    request.used_backend, request.used_address = choice.name, choice.address
     _enter_systemd_scope()
     store = Store.open(home_dir(prepared.spec.root_dir))
     recorder = Recorder.start(store, prepared, inputs, request, origin=origin, source_run=source_run,
@@ -183,14 +209,14 @@ def execute(
     started = time.monotonic()
     cluster = None
     try:
-        cluster = RayCluster(address) if backend == "ray" else None
+        cluster = RayCluster(choice.address) if choice.name == "ray" else None
         runner = prepared.runner(on_event=on_event, log_dir=recorder.log_dir, reuse=recorder.reuse,
                                  on_answer=recorder.on_answer,
                                  backend=cluster.backend if cluster else None)  # fmt: skip
         if not quiet:
             header = prepared.header(runner.mechanisms).removeprefix("run ")
             if cluster is not None:  # the limits hold on each node, by what that node has
-                header += f"; {cluster.describe()}"
+                header += f"; {cluster.describe()}" + (f" {choice.describe()}" if choice.describe() else "")
             click.echo(f"run {recorder.run.id}: {header}", err=True)
             click.echo(f"config: {recorder.run.sources.describe()}", err=True)
         with view, _aborting_on_signals(runner.abort) as interrupted:

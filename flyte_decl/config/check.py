@@ -166,7 +166,11 @@ def _problem(doc: ParsedDocument, path: Path_, is_key: bool, group: list[Any]) -
         expected = error.get("ctx", {}).get("expected", "")
         text = doc.texts.get(path)
         got = repr(text) if text is not None and not _CANONICAL.fullmatch(text) else repr(error["input"])
-        return Problem(where, dotted(path), f"must be {expected}, got {got}")
+        hint = ""
+        if isinstance(error["input"], str):  # a near miss of one of the choices: say which
+            near = did_you_mean(error["input"], re.findall(r"'([^']*)'", expected))
+            hint = near if near.startswith("did you mean") else ""
+        return Problem(where, dotted(path), f"must be {expected}, got {got}", hint)
     if kind in ("greater_than_equal", "greater_than"):
         return Problem(
             where, dotted(path), f"must be at least {error['ctx'].get('ge', 1)}, got {error['input']!r}"

@@ -33,6 +33,7 @@ from flyte_decl.problems import ConfigLoadError, Mark, Problem, UsageError, did_
 
 CONFIG_NAMES = ("environments.yaml", "environments.yml", "environments.toml")
 SET_SOURCE = "<cli --set>"
+RUN_SET_PREFIX = "run."  # `--set run.backend=ray` sets the document's `run:` section, not the root task
 
 
 def discover(cwd: Path | None = None) -> Path:
@@ -192,6 +193,26 @@ def parse_sets(sets: Sequence[str]) -> tuple[list[tuple], list[Problem]]:
     return [(path, value, Origin("cli --set", mark)) for path, value, _ in assignments], problems
 
 
+def apply_run_sets(document: Document, items: Sequence[str]) -> list[Problem]:
+    """Overlay `--set run.KEY=VALUE` items on the document's `run:` section (over file and profiles),
+    labelled as the layer "cli --set"; returns the document's shape problems after it."""
+    values: dict[str, Any] = {}
+    texts: dict[Path_, str] = {}
+    for item in items:
+        key, _, text = item.removeprefix(RUN_SET_PREFIX).partition("=")
+        value, value_texts, _ = read_value(text, SET_SOURCE) if text else (None, {}, [])
+        values[key] = value
+        texts.update({("run", key, *path): written for path, written in value_texts.items()})
+    marks: dict[Path_, Mark] = {
+        ("run", *path): Mark(SET_SOURCE) for path in [(), *((key,) for key in values)]
+    }
+    wrapped = Document({"version": 1, "run": values}, marks, dict(marks), [SET_SOURCE], texts=texts)
+    if not isinstance(document.data.get("run"), dict):
+        document.data["run"] = {}
+    overlay(document, wrapped, ("run",), ("run",), layer="cli --set")
+    return check_shape(document)
+
+
 def check_code_layers(code: CodeLayers) -> list[Problem]:
     """Settings declared in Python code (`TaskEnvironment`, `@env.task`), checked by the file's rules
     (ranges, the cpu limit's minimum), each at the line that declares it."""
@@ -304,6 +325,10 @@ def _check(
     if profiles and not problems:
         apply_profiles(document, profiles)
         problems = check_shape(document)
+    run_sets = [item for item in sets if item.startswith(RUN_SET_PREFIX)]
+    if run_sets and not problems:
+        sets = [item for item in sets if not item.startswith(RUN_SET_PREFIX)]
+        problems = apply_run_sets(document, run_sets)
     references = check_references(document, code.environments if code else (), code.tasks if code else ())
     problems += _not_following_from(problems, references)
     if code is not None:

@@ -328,6 +328,19 @@ class Retention(_Strict):
     )
 
 
+class Run(_Strict):
+    """Where `flyte-decl run` runs actions when no `--backend` flag (or `with_runcontext(backend=...)`) says."""
+
+    backend: Literal["local", "ray"] | None = Field(
+        None, description="'local' (this machine, the default) or 'ray' (a Ray cluster; the 'ray' extra)."
+    )
+    address: str | None = Field(
+        None,
+        description="The Ray cluster with backend 'ray': 'auto', 'ray://host:port' or 'host:port'; "
+        "default: Ray's own rule (RAY_ADDRESS, else a Ray instance started for the run).",
+    )
+
+
 class Match(_Strict):
     """Which tasks an override applies to; shell-style globs on names."""
 
@@ -350,6 +363,7 @@ class Profile(_Strict):
     defaults: Settings | None = Field(None, description="Overlaid on `defaults`.")
     queues: dict[Name, Queue | None] | None = Field(None, description="Overlaid on `queues`.")
     capacity: Capacity | None = Field(None, description="Overlaid on `capacity`.")
+    run: Run | None = Field(None, description="Overlaid on `run`.")
     environments: dict[Name, Environment | None] | None = Field(
         None, description="Overlaid on `environments`."
     )
@@ -366,6 +380,7 @@ class Document(_Strict):
     )
     capacity: Capacity | None = Field(None, description="What the local scheduler may hand out.")
     retention: Retention | None = Field(None, description="Which recorded runs to remove after each run.")
+    run: Run | None = Field(None, description="Where runs execute: {backend: local | ray, address}.")
     environments: dict[Name, Environment | None] | None = Field(
         None, description="Task environments by name."
     )

@@ -461,6 +461,7 @@ def to_spec(task: ResolvedTask, doc: Document) -> TaskSpec:
         memory_request=memory("resources.memory.request"),
         memory_limit=memory("resources.memory.limit"),
         gpu=_gpu_count(value("resources.gpu")),
+        accelerator=_gpu_accelerator(value("resources.gpu")),
         queue=str(value("queue", DEFAULT_QUEUE)),
         env_vars={k: str(v) for k, v in task.section("env_vars").items()},
         secrets=tuple(value("secrets") or ()),
@@ -495,6 +496,13 @@ def _gpu_count(gpu: Any) -> int:
         return gpu
     _, _, count = str(gpu).partition(":")
     return int(count) if count.isdigit() else 1
+
+
+def _gpu_accelerator(gpu: Any) -> str | None:
+    """The accelerator of `gpu: "A100:2"` ("A100"); None for a plain count."""
+    if gpu is None or isinstance(gpu, int):
+        return None
+    return str(gpu).partition(":")[0] or None
 
 
 def _retry_policy(task: ResolvedTask) -> RetryPolicy:

@@ -115,6 +115,10 @@ def _run_wide_warnings(resolved: Resolved) -> list[str]:
     capacity = resolved.document.data.get("capacity")
     if capacity:
         out.append("capacity is not exported: it bounds the local scheduler only; a cluster has its own")
+    if resolved.document.data.get("run"):
+        out.append(
+            "run is not exported: it says where `flyte-decl run` executes (local or Ray); Flyte runs on its cluster"
+        )
     return out
 
 

@@ -14,7 +14,7 @@ from flyte_decl.review.changes import Change, ConfigDiff
 from flyte_decl.words import counted
 
 MARKDOWN_MARKER = "<!-- flyte-decl diff -->"  # lets a CI job find and update its earlier comment
-_KIND_ORDER = ("task", "environment", "queue", "capacity")
+_KIND_ORDER = ("task", "environment", "queue", "capacity", "run")
 
 
 def render_diff(diff: ConfigDiff, fmt: str) -> str:

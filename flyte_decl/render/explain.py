@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from flyte_decl import masking
+from flyte_decl.backends.choice import BackendChoice
 from flyte_decl.config.resolve import ResolvedTask
 
 _ORDER = (
@@ -32,8 +33,12 @@ def field_order(path: str) -> tuple[int, str]:
     return (_ORDER.index(head) if head in _ORDER else len(_ORDER), path.replace(".request", ".!"))
 
 
-def explain_data(task: ResolvedTask, overrides: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The task's fields as JSON-ready data; values of declared secrets show as `****`."""
+def explain_data(
+    task: ResolvedTask, overrides: list[dict[str, Any]] | None = None, backend: BackendChoice | None = None
+) -> dict[str, Any]:
+    """The task's fields as JSON-ready data; values of declared secrets show as `****`.
+
+    With `backend` (the config's `run:` section chose one), `run` says which and where it is set."""
     masker = masking.current()
     data: dict[str, Any] = {
         "task": task.name,
@@ -45,15 +50,27 @@ def explain_data(task: ResolvedTask, overrides: list[dict[str, Any]] | None = No
             for path, (value, origin) in sorted(task.fields.items(), key=lambda item: field_order(item[0]))
         ],
     }
+    notes = []
     if any(path == "image" or path.startswith("image.") for path in task.fields):
-        data["notes"] = [IMAGE_NOTE]
+        notes.append(IMAGE_NOTE)
+    if backend is not None:
+        data["run"] = {"backend": backend.name, "address": backend.address, "source": backend.source}
+        at = f" at {backend.address}" if backend.address else ""
+        notes.append(f"runs on {backend.name}{at}, set by {backend.source} (--backend overrides it)")
+    if notes:
+        data["notes"] = notes
     if overrides is not None:
         data["overrides"] = overrides
     return data
 
 
-def render_explain(task: ResolvedTask, fmt: str, overrides: list[dict[str, Any]] | None = None) -> str:
-    data = explain_data(task, overrides)
+def render_explain(
+    task: ResolvedTask,
+    fmt: str,
+    overrides: list[dict[str, Any]] | None = None,
+    backend: BackendChoice | None = None,
+) -> str:
+    data = explain_data(task, overrides, backend)
     if fmt == "json":
         return json.dumps(data, indent=2)
     rows = [

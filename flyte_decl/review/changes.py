@@ -77,7 +77,7 @@ def meaning(path: str, value: Any) -> Any:
 class Change:
     """One effective setting that differs. `old`/`new` are as written; None means unset on that side.
 
-    `subject` is a task's full name (`kind` "task"), `queue NAME`, `environment NAME` or `capacity`;
+    `subject` is a task's full name (`kind` "task"), `queue NAME`, `environment NAME`, `capacity` or `run`;
     `source` is where the new value is set, `was` where the old one was (None where unset).
     """
 
@@ -162,7 +162,7 @@ def compare(old: Resolved, new: Resolved, old_label: str, new_label: str) -> Con
 
 
 def _document_changes(old: Resolved, new: Resolved) -> list[Change]:
-    """Settings outside tasks that still change how they run: depends_on, queues, capacity."""
+    """Settings outside tasks that still change how they run: depends_on, queues, capacity, run."""
 
     def settings(resolved: Resolved, base: Path_, layer: str, values: dict[str, Any]) -> Fields:
         return {
@@ -189,12 +189,14 @@ def _document_changes(old: Resolved, new: Resolved) -> list[Change]:
             settings(old, ("queues", queue), "queues", _section(queues[0], queue)),
             settings(new, ("queues", queue), "queues", _section(queues[1], queue)),
         )
-    return changes + _changes(
-        "capacity",
-        "capacity",
-        settings(old, ("capacity",), "capacity", _section(old.document.data, "capacity")),
-        settings(new, ("capacity",), "capacity", _section(new.document.data, "capacity")),
-    )
+    for section in ("capacity", "run"):
+        changes += _changes(
+            section,
+            section,
+            settings(old, (section,), section, _section(old.document.data, section)),
+            settings(new, (section,), section, _section(new.document.data, section)),
+        )
+    return changes
 
 
 def _section(data: dict[str, Any], key: str) -> dict[str, Any]:

@@ -58,6 +58,11 @@ class RunRequest:
     queue: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     configs: list[str] = field(default_factory=list)  # the -c paths (absolute), a subset of `texts`
+    backend: str | None = None  # --backend as given (a rerun reuses it); None: the config's run.backend
+    address: str | None = None  # --address as given
+    # What the run ran on, whoever chose it (the flag, the config's `run:` section, the default).
+    used_backend: str = "local"
+    used_address: str | None = None
 
     @classmethod
     def of(

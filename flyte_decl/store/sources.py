@@ -45,6 +45,10 @@ class ConfigSources:
     sets: list[str] = field(default_factory=list)
     env: list[str] = field(default_factory=list)  # names of -e items, never their values
     queue: str | None = None
+    backend: str = "local"  # what the run ran on ("local" or "ray") and Ray's address, if given
+    address: str | None = None
+    backend_flag: str | None = None  # --backend / --address as given
+    address_flag: str | None = None
 
     @classmethod
     def from_snapshot(cls, snapshot: Mapping[str, Any]) -> ConfigSources:
@@ -60,6 +64,10 @@ class ConfigSources:
             list(snapshot.get("sets") or ()),
             sorted(snapshot.get("env") or {}),
             snapshot.get("queue"),
+            snapshot.get("used_backend") or "local",
+            snapshot.get("used_address"),
+            snapshot.get("backend"),
+            snapshot.get("address"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -71,6 +79,8 @@ class ConfigSources:
             "sets": self.sets,
             "env": self.env,
             "queue": self.queue,
+            "backend": self.backend,
+            "address": self.address,
         }
 
     def flags(self) -> list[str]:
@@ -80,12 +90,18 @@ class ConfigSources:
         items += [f"-e {name}" for name in self.env]
         if self.queue:
             items.append(f"--queue {self.queue}")
+        if self.backend_flag:
+            items.append(f"--backend {self.backend_flag}")
+        if self.address_flag:
+            items.append(f"--address {self.address_flag}")
         return items
 
     def describe(self) -> str:
-        """One line: the files with their hashes, then the flags; `no config file` for code-only runs."""
+        """One line: the files with their hashes, the flags, then the backend when not local;
+        `no config file` for code-only runs."""
         files = [f.describe() for f in self.files] or ["no config file"]
-        return ", ".join(files + self.flags())
+        where = [f"backend {self.backend}" + (f" at {self.address}" if self.address else "")]
+        return ", ".join(files + self.flags() + (where if self.backend != "local" else []))
 
 
 def digest(text: str) -> str:

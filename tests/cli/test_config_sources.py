@@ -33,6 +33,8 @@ def test_a_run_records_and_shows_its_config_sources(ws, monkeypatch) -> None:
         "sets": ["timeout=20s"],
         "env": ["API_TOKEN", "MODE"],
         "queue": None,
+        "backend": "local",
+        "address": None,
     }
     assert json.loads(result.out)["config"] == expected
     assert json.loads(ws.cli("runs", "show", "r1", "--format", "json").out)["config"] == expected

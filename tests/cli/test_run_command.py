@@ -71,7 +71,8 @@ def test_user_errors_are_one_line_with_exit_2():
         (("run",), "run needs a task: flyte-decl run TASK [--PARAM VALUE]...; the tasks here:"),
         (
             ("run", "hello_wf", "--address", "10.0.0.1:6379"),
-            "error: --address is the Ray cluster's address; it needs --backend ray",
+            "error: --address is the Ray cluster's address; it needs --backend ray "
+            "(or run: {backend: ray} in the config)",
         ),
         (
             ("run", "hello_wf", "--queue", "fast"),

@@ -2,8 +2,9 @@
 
 They are deselected from the main run (`-m 'not vm and not ray'`); run them with
 ``python -m pytest -m ray tests/ray`` after ``pip install -e '.[ray]'``. One cluster serves the
-session: a head and two worker nodes (`ray.cluster_utils.Cluster`), one worker labelled for queue
-`highmem`, with Ray's files under a temporary folder.
+session: a head and three worker nodes (`ray.cluster_utils.Cluster`), one worker labelled for queue
+`highmem`, one with a (declared, not real) A100 GPU labelled as Ray labels a GPU node, with Ray's
+files under a temporary folder.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class TestCluster:
     def __init__(self, cluster: Any, nodes: dict[str, str]) -> None:
         self.cluster = cluster
         self.address: str = cluster.address
-        self.nodes = nodes  # "head", "worker", "highmem" -> Ray node id
+        self.nodes = nodes  # "head", "worker", "highmem", "gpu" -> Ray node id
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +50,12 @@ def ray_cluster() -> Iterator[TestCluster]:
     )
     worker = cluster.add_node(num_cpus=2, **system)
     highmem = cluster.add_node(num_cpus=1, labels={"flyte-decl.queue": "highmem"}, **system)
+    # What Ray gives a node with one A100 (found from the device there; declared here).
+    a100 = {"labels": {"ray.io/accelerator-type": "A100"}, "resources": {"accelerator_type:A100": 1}}
+    gpu = cluster.add_node(num_cpus=1, num_gpus=1, **a100, **system)
     cluster.wait_for_nodes()
-    nodes = {"head": cluster.head_node.node_id, "worker": worker.node_id, "highmem": highmem.node_id}
+    nodes = {"head": cluster.head_node.node_id, "worker": worker.node_id, "highmem": highmem.node_id,
+             "gpu": gpu.node_id}  # fmt: skip
     try:
         yield TestCluster(cluster, nodes)
     finally:
@@ -61,6 +66,18 @@ def ray_cluster() -> Iterator[TestCluster]:
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_backend(ray_cluster: TestCluster) -> Iterator[Any]:
+    """A `RayCluster` connected to the session's cluster, for the tests of one module."""
+    from flyte_decl.backends.ray import RayCluster
+
+    cluster = RayCluster(ray_cluster.address)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
 
 
 @pytest.fixture

@@ -1,9 +1,8 @@
-"""`--backend ray` on a real three-node Ray cluster (see conftest): placement, limits, results, store."""
+"""`--backend ray` on a real four-node Ray cluster (see conftest): placement, limits, results, store."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +50,6 @@ def flaky(marker: str) -> str:
         raise RuntimeError("first attempt fails")
     return "second attempt"
 """
-
-
-@pytest.fixture(scope="module")
-def ray_backend(ray_cluster: Any) -> Iterator[RayCluster]:
-    cluster = RayCluster(ray_cluster.address)
-    try:
-        yield cluster
-    finally:
-        cluster.close()
 
 
 class Project:

@@ -96,7 +96,7 @@ def test_a_ray_run_is_recorded_and_runs_show_names_each_attempts_node(tmp_path: 
     shown = json.loads(_cli(tmp_path, "runs", "show", data["run"], "--format", "json").stdout)
     pieces = [action for action in shown["actions"] if action["task"] == "wf.piece"]
     assert len(pieces) == 3 and {action["node"] for action in pieces} == {ray_cluster.nodes["highmem"]}
-    assert "; on Ray, 3 nodes\n" in _cli(tmp_path, "run", "fan", "--n", "1", "--backend", "ray",
+    assert "; on Ray, 4 nodes\n" in _cli(tmp_path, "run", "fan", "--n", "1", "--backend", "ray",
                                         "--address", ray_cluster.address).stderr  # fmt: skip
     text = _cli(tmp_path, "runs", "show", data["run"]).stdout
     assert "NODE" in text and ray_cluster.nodes["highmem"][:8] in text

@@ -4,9 +4,11 @@ Each attempt is one Ray task (`node.run_attempt`) with the resolved spec's reque
 resources: cpu -> ``num_cpus``, memory -> ``memory`` (bytes), gpu -> ``num_gpus``, and its queue ->
 ``label_selector={"flyte-decl.queue": QUEUE}`` (`QUEUE_LABEL`); the ``default`` queue runs on any
 node, and so does every queue on a Ray instance started for the run (as the local backend serves
-every declared queue). Ray leaves a task that no node can take pending forever, so before
-submitting, an attempt whose queue no live node serves, or whose request is larger than every
-node that serves it, ends ``unschedulable`` at once, naming what exists.
+every declared queue). A GPU type (``gpu: A100:1``) adds Ray's own node label to the selector,
+``{"ray.io/accelerator-type": "A100"}`` (see `accelerator`; Ray sets it on each GPU node). Ray
+leaves a task that no node can take pending forever, so before submitting, an attempt whose queue
+or GPU type no live node has, or whose request is larger than every node that has them, ends
+``unschedulable`` at once, naming what exists.
 
 The Ray task connects back to this driver's listener (`RayCluster` opens one per run); the
 attempt's socket and log arrive as TCP connections and are served by the runner exactly as a local
@@ -31,6 +33,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from flyte_decl.backends.ray.accelerator import accelerator_selector, with_accelerator
 from flyte_decl.backends.ray.node import Job, run_attempt
 from flyte_decl.problems import UsageError
 from flyte_decl.quantity import format_bytes, format_cpu
@@ -172,8 +175,14 @@ class RayBackend:
             options["memory"] = demand.memory
         if demand.gpu:
             options["num_gpus"] = demand.gpu
-        if action.queue != DEFAULT_QUEUE and not self.cluster.self_started:
-            options["label_selector"] = {QUEUE_LABEL: action.queue}
+        selector = (
+            {QUEUE_LABEL: action.queue}
+            if action.queue != DEFAULT_QUEUE and not self.cluster.self_started
+            else {}
+        )
+        selector.update(accelerator_selector(spec.accelerator, self.nodes))
+        if selector:
+            options["label_selector"] = selector
         ref = self.cluster.remote.options(**options).remote(self.address, self.token, action.key)
         with self.lock:
             self.remotes[action.key] = _Remote(action, ref)
@@ -250,6 +259,10 @@ class RayBackend:
                     f"{', '.join([DEFAULT_QUEUE, *served])}; label a node with {QUEUE_LABEL}={queue})"
                 )
             where = f"no live Ray node of queue {queue!r}"
+        if spec.accelerator:
+            nodes, missing = with_accelerator(spec, nodes, where)
+            if missing:
+                return missing
         want = demand_of(spec, queue).resources
         if any(want.fits_in(_node_resources(node)) for node in nodes):
             return None
