@@ -291,8 +291,8 @@ def mechanisms_in(unified: str | None, v1: Mapping[str, str]) -> Mechanisms:
         note = f"cgroup v1 is not writable here ({'; '.join(unwritable)})"
     elif not note and isinstance(claimed, cgroup2.Unclaimed):
         note = claimed.reason  # e.g. the empty unified hierarchy of a machine without v1 controllers
-    elif not note:
-        note = "no cgroup hierarchy with a memory or cpu controller is mounted here"
+    elif not note:  # none is mounted, or a cgroup namespace's (a container's) was not mounted inside it
+        note = "no mounted cgroup hierarchy with a memory or cpu controller shows this process's cgroup"
     if memory != "watchdog" and cpu != "quota-throttle":
         note = ""
     if cpu_root == memory_root or cpu_root is None:

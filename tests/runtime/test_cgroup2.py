@@ -269,7 +269,7 @@ def test_cgroup_v2_without_controllers_says_so() -> None:
 
 
 def test_no_cgroup_hierarchy_at_all_says_so() -> None:
-    why = "no cgroup hierarchy with a memory or cpu controller is mounted here"
+    why = "no mounted cgroup hierarchy with a memory or cpu controller shows this process's cgroup"
     assert reasons(mechanisms_in(None, {})) == (
         "watchdog/quota-throttle",
         why,
