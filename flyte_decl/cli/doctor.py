@@ -62,9 +62,8 @@ def _cgroups(mechanisms: Mechanisms) -> dict[str, str]:
     inside such a scope, so the lines say what a run will really get there.
     """
     if mechanisms.situation:
-        return {
-            "cgroups": f"cgroup v2, {mechanisms.situation} {os.path.dirname(mechanisms.cgroup_root or '')}"
-        }
+        how = f"cgroup v2, {mechanisms.situation} {os.path.dirname(mechanisms.cgroup_root or '')}"
+        return {"cgroups": f"{how}; {mechanisms.note}" if mechanisms.note else how}
     if not mechanisms.note:
         return {}
     command = systemd_scope_for_run([sys.executable, "-m", "flyte_decl", "doctor", "--format", "json"])

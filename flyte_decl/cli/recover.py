@@ -15,7 +15,7 @@ import click
 from flyte_decl.cli.history import open_store, replay_options
 from flyte_decl.cli.options import verbosity_options
 from flyte_decl.cli.rerun import replay, reuse_lines
-from flyte_decl.cli.run import execute
+from flyte_decl.cli.run import enter_systemd_scope, execute
 from flyte_decl.problems import UsageError
 from flyte_decl.render.run import QUIET
 from flyte_decl.store.store import RUNNING
@@ -28,6 +28,7 @@ def recover(
     run: str, config: str | None, current_config: bool, overwrite_cache: bool, as_json: bool, verbosity: int
 ) -> int:
     """Re-run RUN (an id like r12, or `last`), reusing the outputs of its actions that succeeded."""
+    enter_systemd_scope()  # before the recorded config is loaded and its modules imported
     store = open_store(config)
     try:
         found = store.run(run)

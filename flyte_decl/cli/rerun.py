@@ -17,7 +17,7 @@ import click
 from flyte_decl import masking
 from flyte_decl.cli.history import open_store, replay_options
 from flyte_decl.cli.options import verbosity_options
-from flyte_decl.cli.run import execute
+from flyte_decl.cli.run import enter_systemd_scope, execute
 from flyte_decl.config.read import display_path
 from flyte_decl.problems import UsageError
 from flyte_decl.render.run import QUIET
@@ -35,6 +35,7 @@ def rerun(
     run: str, config: str | None, current_config: bool, overwrite_cache: bool, as_json: bool, verbosity: int
 ) -> int:
     """Run RUN's task again (RUN: an id like r12, or `last`) with the same inputs and config."""
+    enter_systemd_scope()  # before the recorded config is loaded and its modules imported
     store = open_store(config)
     try:
         found = store.run(run)

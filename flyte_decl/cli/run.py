@@ -107,6 +107,8 @@ def run(
         raise UsageError(ADDRESS_WITHOUT_RAY)
     if backend == "ray":
         import_ray()  # one line saying how to install the extra, before anything is imported
+    if not dry_run and not show_help:
+        enter_systemd_scope()  # before the user's modules are imported: their top level runs once
     snapshot: dict[str, str] = {}
     prepared = prepare_run(target, extras, configs=configs, profiles=profiles, sets=sets, queue=queue,
                            env_items=env_items, snapshot=snapshot, check=not dry_run)  # fmt: skip
@@ -193,7 +195,6 @@ def execute(
     """
     choice = backend_for(prepared, request.backend, request.address)
     request.used_backend, request.used_address = choice.name, choice.address
-    _enter_systemd_scope()
     store = Store.open(home_dir(prepared.spec.root_dir))
     recorder = Recorder.start(store, prepared, inputs, request, origin=origin, source_run=source_run,
                               overwrite_cache=overwrite_cache, recover_from=recover_from)  # fmt: skip
@@ -236,8 +237,12 @@ def execute(
     return _finish(result, config, as_json, interrupted[0], time.monotonic() - started, verbosity)
 
 
-def _enter_systemd_scope() -> None:
-    """On cgroup v2 without a subtree of our own, re-run this very command in a delegated systemd scope."""
+def enter_systemd_scope() -> None:
+    """On cgroup v2 without a subtree of our own, re-run this very command in a delegated systemd scope.
+
+    Called by `run`, `rerun` and `recover` before they load the config or import any of the user's
+    modules: the decision needs only this machine's cgroups, and the exec starts the program anew.
+    """
     if os.path.basename(sys.argv[0]) not in ("flyte-decl", "__main__.py"):
         return  # called from Python (tests, the API), not as the program: nothing to re-execute
     command = systemd_scope_for_run(list(sys.orig_argv))

@@ -23,9 +23,15 @@ is found by trying, never from the uid:
 4. the hierarchy's root, which only root may write (root on a systemd host, started from a login
    session whose scope belongs to systemd).
 
+A base that offers every wanted controller (its ``cgroup.controllers``) is tried before one that
+offers fewer, in the order above among equals: root started in a login session's scope (which holds
+the shell) under a slice that hands out memory only gets memory and cpu in the hierarchy's root.
+
 A non-root user in a login session fails all four (the session scope is systemd's): the run then
 re-executes itself in a delegated scope of systemd's user manager, ``systemd-run --user --scope -p
-Delegate=yes`` (`systemd_scope_command`), where case 2 applies.
+Delegate=yes`` (`systemd_scope_command`), where case 2 applies. A container's cgroup namespace
+root that holds processes besides the runner cannot hand out controllers (the no-internal-process
+rule); the runner moves no process it does not own, and says so (`Unclaimed`).
 
 Nothing is left behind: per-action cgroups are removed by their limiter when the action ends; at
 exit the runner leaves its leaf (where the kernel lets it) and removes its subtree; and at every
@@ -38,7 +44,7 @@ Example::
     if isinstance(claimed, Subtree):
         claimed.path, claimed.controllers    # ('/sys/fs/cgroup/.../flyte-decl-4242', {'cpu', 'memory'})
     else:
-        claimed                              # why not, in one line
+        claimed.reason                       # why not, in one line
 """
 
 from __future__ import annotations
@@ -92,6 +98,19 @@ class Subtree:
     home: str  # the cgroup the runner was in before it moved
 
 
+@dataclass(frozen=True)
+class Unclaimed:
+    """Why this runner has no subtree: `reason` in one line, for ``doctor`` and the run header.
+
+    `denied` is True when a base was refused for want of permission (EACCES, EPERM), which a cgroup
+    delegated to this user (a systemd user scope) would give; not when the hierarchy has no
+    controllers, is read-only, or a base holds other processes.
+    """
+
+    reason: str
+    denied: bool = False
+
+
 def hierarchy_root(cgroup: str) -> str:
     """The mount point of the cgroup2 hierarchy that `cgroup` (a directory in it) belongs to."""
     path = os.path.normpath(cgroup)
@@ -111,15 +130,18 @@ def controllers(cgroup: str, name: str = "cgroup.controllers") -> set[str]:
         return set()
 
 
-def claim_subtree(own: str) -> Subtree | str:
+def claim_subtree(own: str) -> Subtree | Unclaimed:
     """Create this runner's subtree and move the runner into its leaf; or why that is impossible here.
 
-    `own` is this process's cgroup directory on the unified hierarchy. Returns a `Subtree`, or a
-    one-line reason naming each base tried. Stale subtrees in every writable base are swept first.
+    `own` is this process's cgroup directory on the unified hierarchy. Returns a `Subtree`, or an
+    `Unclaimed` whose one-line reason names each base tried. Stale subtrees in every writable base
+    are swept first.
     """
     root = hierarchy_root(own)
     if not set(WANTED) & controllers(root):
-        return f"the cgroup v2 hierarchy at {root} has neither a memory nor a cpu controller"
+        return Unclaimed(f"the cgroup v2 hierarchy at {root} has neither a memory nor a cpu controller")
+    if _read_only(root):
+        return Unclaimed(f"the cgroup v2 hierarchy at {root} is mounted read-only")
     bases: list[str] = []
     parent = os.path.dirname(own)
     if os.path.basename(own) == RUNNER_LEAF and _SUBTREE_NAME.fullmatch(os.path.basename(parent)):
@@ -129,16 +151,52 @@ def claim_subtree(own: str) -> Subtree | str:
         bases.append(parent)  # a leaf shared with others (a shell) in a cgroup that hands out controllers
     bases.append(root)
     bases = list(dict.fromkeys(bases))
+    # Every wanted controller before fewer (sorted is stable: among equals, the order above).
+    bases = sorted(bases, key=lambda base: -len(set(WANTED) & controllers(base)))
     for base in bases:
         if os.access(base, os.W_OK):
             sweep(base)
     reasons: list[str] = []
+    denied = crowded_root = False
     for base in bases:
         try:
             return _claim_in(base, own, root)
         except OSError as exc:
-            reasons.append(f"{_display(base, root)}: {exc.strerror or exc}")
-    return "no cgroup v2 subtree of our own (" + "; ".join(reasons) + ")"
+            denied = denied or exc.errno in (errno.EACCES, errno.EPERM)
+            if exc.errno == errno.EBUSY:  # the no-internal-process rule; never at the real root
+                reasons.append(f"{_display(base, root)}: {_occupants(base)}")
+                crowded_root = crowded_root or base == root
+            else:
+                reasons.append(f"{_display(base, root)}: {exc.strerror or exc}")
+    reason = "no cgroup v2 subtree of our own (" + "; ".join(reasons) + ")"
+    if crowded_root:  # a cgroup namespace's root (a container) that holds other processes
+        reason += "; in a container, run flyte-decl as its entrypoint or give it a delegated cgroup subtree"
+    return Unclaimed(reason, denied)
+
+
+def _read_only(path: str) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _occupants(cgroup: str, shown: int = 3) -> str:
+    """'holds other processes: pid 7 (sleep), pid 9 (sh)', the reason for a base's EBUSY."""
+    pids = [
+        pid for pid in proctree.cgroup_members(os.path.join(cgroup, "cgroup.procs")) if pid != os.getpid()
+    ]
+    if not pids:
+        return "holds other processes"
+    named = []
+    for pid in pids[:shown]:
+        try:
+            with open(f"/proc/{pid}/comm") as handle:
+                named.append(f"pid {pid} ({handle.read().strip()})")
+        except OSError:
+            named.append(f"pid {pid}")
+    more = f" and {len(pids) - shown} more" if len(pids) > shown else ""
+    return f"holds other processes: {', '.join(named)}{more}"
 
 
 def _display(path: str, root: str) -> str:

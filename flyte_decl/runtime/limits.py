@@ -40,7 +40,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from flyte_decl.runtime import cgpool, cgroup2, proctree
@@ -121,7 +121,9 @@ class Mechanisms:
     (`cgroup2.claim_subtree`). On cgroup v1 the cpu controller has its own hierarchy, named by
     `cpu_cgroup_root`. `situation` says how a v2 subtree was obtained (``"hierarchy root"``,
     ``"delegated subtree"``, ``"systemd user scope"``); `note` says in one line why the kernel
-    does not enforce a resource that the portable mechanisms cover instead.
+    does not enforce a resource that the portable mechanisms cover instead. `delegation_missing`
+    is True on a cgroup v2 machine where only permission was missing, which a delegated systemd
+    user scope gives (`systemd_scope_for_run`).
     """
 
     memory: str  # "cgroup-v2" | "cgroup-v1" | "watchdog"
@@ -130,6 +132,7 @@ class Mechanisms:
     cpu_cgroup_root: str | None = None
     situation: str = ""
     note: str = ""
+    delegation_missing: bool = False
 
     def describe(self) -> dict[str, str]:
         """One human line per resource, for ``flyte-decl doctor`` and the run header.
@@ -222,68 +225,97 @@ def detect_mechanisms(*, allow_cgroups: bool = True) -> Mechanisms:
     ``FLYTE_DECL_NO_CGROUPS=1`` in the environment, or ``allow_cgroups=False``, forces the
     portable mechanisms. On cgroup v2 the first call moves this process into a leaf cgroup of its
     own (see `cgroup2.claim_subtree`); the subtree is removed at exit where the kernel allows it.
+    Whenever the kernel does not enforce memory or cpu, `Mechanisms.note` says why in one line.
 
-    >>> detect_mechanisms(allow_cgroups=False)
-    Mechanisms(memory='watchdog', cpu='quota-throttle', cgroup_root=None, cpu_cgroup_root=None, situation='', note='')
+    >>> detect_mechanisms(allow_cgroups=False).summary()
+    'watchdog (memory), quota-throttle (cpu); cgroups are turned off for this runner'
     """
-    if not allow_cgroups or os.environ.get(ENV_NO_CGROUPS, "") not in ("", "0"):
-        return Mechanisms("watchdog", "quota-throttle")
+    if os.environ.get(ENV_NO_CGROUPS, "") not in ("", "0"):
+        return Mechanisms(
+            "watchdog",
+            "quota-throttle",
+            note=f"{ENV_NO_CGROUPS}={os.environ[ENV_NO_CGROUPS]} turns cgroups off",
+        )
+    if not allow_cgroups:
+        return Mechanisms("watchdog", "quota-throttle", note="cgroups are turned off for this runner")
     return _detect_cgroups()
 
 
 @functools.lru_cache(maxsize=1)
 def _detect_cgroups() -> Mechanisms:
-    unified, v1 = own_cgroup_dirs()
+    return mechanisms_in(*own_cgroup_dirs())
+
+
+def mechanisms_in(unified: str | None, v1: Mapping[str, str]) -> Mechanisms:
+    """The mechanisms for this process's cgroups: `unified` on the v2 hierarchy, {v1 controller: dir}.
+
+    Claims a v2 subtree where one can be had (`cgroup2.claim_subtree`), else probes v1; each
+    resource the kernel does not enforce gets the portable mechanism and `Mechanisms.note` the
+    reason, e.g. ``cgroup v1 is not writable here (memory: /sys/fs/cgroup/memory: Permission denied)``.
+    """
     memory, memory_root = "watchdog", None
     cpu, cpu_root = "quota-throttle", None
     situation = note = ""
+    delegation_missing = False
     claimed = cgroup2.claim_subtree(unified) if unified else None
     if isinstance(claimed, cgroup2.Subtree):
         atexit.register(cgroup2.release, claimed)
         situation = claimed.situation
-        if "memory" in claimed.controllers and _probe(claimed.path, ("memory.max",)):
+        if "memory" in claimed.controllers and not _probe(claimed.path, ("memory.max",)):
             memory, memory_root = "cgroup-v2", claimed.path
-        if "cpu" in claimed.controllers and _probe(claimed.path, ("cpu.max",)):
+        if "cpu" in claimed.controllers and not _probe(claimed.path, ("cpu.max",)):
             cpu, cpu_root = "cgroup-v2", claimed.path
         missing = [name for name, how in (("memory", memory), ("cpu", cpu)) if not how.startswith("cgroup")]
         if missing:  # e.g. a systemd user manager that delegates memory but not cpu
             note = f"no {' or '.join(missing)} controller was delegated to {claimed.base}"
     elif claimed and unified and set(cgroup2.WANTED) & cgroup2.controllers(cgroup2.hierarchy_root(unified)):
-        note = claimed  # a cgroup v2 machine whose kernel enforcement we cannot reach
-        _, why_not = cgroup2.systemd_scope_command([])
-        note += "; a run re-executes itself in a systemd user scope" if not why_not else f"; {why_not}"
-    if memory == "watchdog" and "memory" in v1 and _probe(v1["memory"], ("memory.limit_in_bytes",)):
-        memory, memory_root = "cgroup-v1", v1["memory"]
-    if (
-        cpu == "quota-throttle"
-        and "cpu" in v1
-        and _probe(v1["cpu"], ("cpu.cfs_quota_us", "cpu.cfs_period_us"))
-    ):
-        cpu, cpu_root = "cgroup-v1", v1["cpu"]
+        note = claimed.reason  # a cgroup v2 machine whose kernel enforcement we cannot reach
+        if claimed.denied:  # what a delegated systemd user scope would give
+            delegation_missing = True
+            _, why_not = cgroup2.systemd_scope_command([])
+            note += "; a run re-executes itself in a systemd user scope" if not why_not else f"; {why_not}"
+    unwritable: list[str] = []
+    if memory == "watchdog" and "memory" in v1:
+        failed = _probe(v1["memory"], ("memory.limit_in_bytes",))
+        if failed:
+            unwritable.append(f"memory: {failed}")
+        else:
+            memory, memory_root = "cgroup-v1", v1["memory"]
+    if cpu == "quota-throttle" and "cpu" in v1:
+        failed = _probe(v1["cpu"], ("cpu.cfs_quota_us", "cpu.cfs_period_us"))
+        if failed:
+            unwritable.append(f"cpu: {failed}")
+        else:
+            cpu, cpu_root = "cgroup-v1", v1["cpu"]
     for root in {root for root in (memory_root, cpu_root) if root}:
         _remove_stale_cgroups(root)
     if "cgroup-v2" not in (memory, cpu):
         situation = ""
+    if not note and unwritable:
+        note = f"cgroup v1 is not writable here ({'; '.join(unwritable)})"
+    elif not note and isinstance(claimed, cgroup2.Unclaimed):
+        note = claimed.reason  # e.g. the empty unified hierarchy of a machine without v1 controllers
+    elif not note:  # none is mounted, or a cgroup namespace's (a container's) was not mounted inside it
+        note = "no mounted cgroup hierarchy with a memory or cpu controller shows this process's cgroup"
     if memory != "watchdog" and cpu != "quota-throttle":
         note = ""
     if cpu_root == memory_root or cpu_root is None:
-        return Mechanisms(memory, cpu, memory_root, situation=situation, note=note)
-    return Mechanisms(memory, cpu, memory_root, cpu_root, situation, note)
+        return Mechanisms(memory, cpu, memory_root, situation=situation, note=note,
+                          delegation_missing=delegation_missing)  # fmt: skip
+    return Mechanisms(memory, cpu, memory_root, cpu_root, situation, note, delegation_missing)
 
 
 def systemd_scope_for_run(argv: list[str]) -> list[str] | None:
     """The command to re-execute a run in a delegated systemd user scope, or None to run here.
 
-    Only on a cgroup v2 machine where this process could not claim a subtree of its own (a
-    non-root user in a login session) and systemd's user manager is there to delegate one;
-    ``FLYTE_DECL_SYSTEMD_SCOPE=0`` (or ``FLYTE_DECL_NO_CGROUPS=1``) turns it off. The reason it
-    is not used is in `Mechanisms.note`.
+    Only on a cgroup v2 machine where this process could not claim a subtree of its own for want
+    of permission (a non-root user in a login session) and systemd's user manager is there to
+    delegate one; ``FLYTE_DECL_SYSTEMD_SCOPE=0`` (or ``FLYTE_DECL_NO_CGROUPS=1``) turns it off.
+    The reason it is not used is in `Mechanisms.note`. Needs no configuration: a run decides this
+    before it imports any of the user's modules.
     """
-    mechanisms = detect_mechanisms()
-    if mechanisms.memory != "watchdog" and mechanisms.cpu != "quota-throttle":
+    if not detect_mechanisms().delegation_missing:
         return None
-    if not mechanisms.note or mechanisms.situation:
-        return None  # not a cgroup v2 machine, or the cgroups were turned off
     command, _ = cgroup2.systemd_scope_command(argv)
     return command
 
@@ -331,15 +363,22 @@ def own_cgroup_dirs() -> tuple[str | None, dict[str, str]]:
     return unified, v1
 
 
-def _probe(parent: str, files: tuple[str, ...]) -> bool:
-    """Whether we can create a child cgroup under `parent` that has the controller's `files`."""
+def _probe(parent: str, files: tuple[str, ...]) -> str:
+    """Why no child cgroup with the controller's `files` can be made under `parent`, or "" if it can.
+
+    >>> _probe("/nonexistent", ("memory.limit_in_bytes",))
+    '/nonexistent: No such file or directory'
+    """
     path = os.path.join(parent, f"{CGROUP_PREFIX}probe-{os.getpid()}-{next(_cgroup_sequence)}")
     try:
         os.mkdir(path)
-    except OSError:
-        return False
+    except OSError as exc:
+        return f"{parent}: {exc.strerror or exc}"
     try:
-        return all(os.access(os.path.join(path, name), os.W_OK) for name in (*files, "cgroup.procs"))
+        for name in (*files, "cgroup.procs"):
+            if not os.access(os.path.join(path, name), os.W_OK):
+                return f"{parent}: no writable {name} in a child cgroup"
+        return ""
     finally:
         with contextlib.suppress(OSError):
             os.rmdir(path)

@@ -3,6 +3,7 @@ themselves are tested in a VM: tests/vm)."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from flyte_decl.cli.doctor import _cgroups
 from flyte_decl.runtime import cgroup2
-from flyte_decl.runtime.limits import Mechanisms
+from flyte_decl.runtime.limits import Mechanisms, detect_mechanisms, mechanisms_in, own_cgroup_dirs
 
 
 @pytest.fixture
@@ -140,7 +142,7 @@ def test_a_hierarchy_without_controllers_is_refused_with_a_reason(tmp_path: Path
     for folder in (tmp_path, tmp_path / "a", own):
         (folder / "cgroup.controllers").write_text("pids\n")
     assert cgroup2.hierarchy_root(str(own)) == str(tmp_path)
-    assert cgroup2.claim_subtree(str(own)) == (
+    assert cgroup2.claim_subtree(str(own)) == cgroup2.Unclaimed(
         f"the cgroup v2 hierarchy at {tmp_path} has neither a memory nor a cpu controller"
     )
 
@@ -242,3 +244,132 @@ def test_a_fork_server_whose_runner_died_kills_every_action_cgroup_of_the_run() 
             sleeper.kill()
             sleeper.wait()
         cgroup2.destroy(subtree)
+
+
+# --- every fallback says why: one line in doctor (`cgroups:`) and in the run header ------------------
+
+
+def reasons(mechanisms: Mechanisms) -> tuple[str, str, str]:
+    """(mechanisms, doctor's `cgroups` line, the run header's words) for a portable fallback."""
+    return f"{mechanisms.memory}/{mechanisms.cpu}", _cgroups(mechanisms)["cgroups"], mechanisms.summary()
+
+
+@pytest.mark.skipif(
+    not os.path.exists(f"{UNIFIED}/cgroup.controllers"), reason="needs an empty cgroup2 mount at " + UNIFIED
+)
+def test_cgroup_v2_without_controllers_says_so() -> None:
+    # This machine's unified hierarchy is a real cgroup2 mount with no controller in it; seen alone
+    # (no v1 hierarchy to fall back on), as on a v2 machine whose controllers all went elsewhere.
+    why = f"the cgroup v2 hierarchy at {UNIFIED} has neither a memory nor a cpu controller"
+    assert reasons(mechanisms_in(UNIFIED, {})) == (
+        "watchdog/quota-throttle",
+        why,
+        f"watchdog (memory), quota-throttle (cpu); {why}",
+    )
+
+
+def test_no_cgroup_hierarchy_at_all_says_so() -> None:
+    why = "no mounted cgroup hierarchy with a memory or cpu controller shows this process's cgroup"
+    assert reasons(mechanisms_in(None, {})) == (
+        "watchdog/quota-throttle",
+        why,
+        f"watchdog (memory), quota-throttle (cpu); {why}",
+    )
+
+
+def test_cgroups_turned_off_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLYTE_DECL_NO_CGROUPS", "1")
+    assert reasons(detect_mechanisms())[1:] == (
+        "FLYTE_DECL_NO_CGROUPS=1 turns cgroups off",
+        "watchdog (memory), quota-throttle (cpu); FLYTE_DECL_NO_CGROUPS=1 turns cgroups off",
+    )
+
+
+def v1_dirs() -> dict[str, str]:
+    _, v1 = own_cgroup_dirs()
+    if not {"memory", "cpu"} <= set(v1):
+        pytest.skip("needs cgroup v1 memory and cpu hierarchies (this machine's)")
+    return v1
+
+
+def in_child(work: str) -> str:
+    """Run `work` (Python code that sets `out`) in a forked child, as nobody if this is root; its `out`."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.close(read)
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+            scope: dict[str, str] = {}
+            exec(work, scope)
+            os.write(write, scope["out"].encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as handle:
+        out = handle.read()
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    return out
+
+
+NOBODY = 65534
+
+
+def test_a_user_who_cannot_write_cgroup_v1_is_told_so() -> None:
+    # This machine's own v1 hierarchies, as an ordinary user (nobody, when the suite runs as root):
+    # the same doctor line and header as `flyte-decl doctor` and `run` give there.
+    v1 = v1_dirs()
+    if os.geteuid() != 0 and all(os.access(v1[name], os.W_OK) for name in ("memory", "cpu")):
+        pytest.skip("this user may write the cgroup v1 hierarchies")
+    got = in_child(
+        "import json\n"
+        "from flyte_decl.cli.doctor import _cgroups\n"
+        "from flyte_decl.runtime.limits import mechanisms_in, own_cgroup_dirs\n"
+        "found = mechanisms_in(*own_cgroup_dirs())\n"
+        "out = json.dumps([found.memory, found.cpu, _cgroups(found), found.summary()])\n"
+    )
+    why = (
+        f"cgroup v1 is not writable here (memory: {v1['memory']}: Permission denied; "
+        f"cpu: {v1['cpu']}: Permission denied)"
+    )
+    assert json.loads(got) == [
+        "watchdog",
+        "quota-throttle",
+        {"cgroups": why},
+        f"watchdog (memory), quota-throttle (cpu); {why}",
+    ]
+
+
+@pytest.mark.requires_root("mounts the cgroup v1 hierarchies read-only in a mount namespace of its own")
+def test_a_read_only_cgroupfs_is_named_as_the_reason() -> None:
+    # As a container sees cgroupfs by default: mounted read-only. A private mount namespace (unshare)
+    # keeps the change from everything else on the machine.
+    v1 = v1_dirs()
+    points = [
+        subprocess.run(["findmnt", "-n", "-o", "TARGET", "--target", v1[name]], capture_output=True,
+                       text=True, check=True).stdout.strip()
+        for name in ("memory", "cpu")
+    ]  # fmt: skip
+    remount = " && ".join(f"mount -o remount,bind,ro {point}" for point in dict.fromkeys(points))
+    code = (
+        "import json; from flyte_decl.runtime.limits import detect_mechanisms; "
+        "found = detect_mechanisms(); print(json.dumps([found.memory, found.cpu, found.note]))"
+    )
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+         f'{remount} && exec "$0" -c "$1"', sys.executable, code],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [
+        "watchdog",
+        "quota-throttle",
+        f"cgroup v1 is not writable here (memory: {v1['memory']}: Read-only file system; "
+        f"cpu: {v1['cpu']}: Read-only file system)",
+    ]

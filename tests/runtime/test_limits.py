@@ -65,7 +65,7 @@ def mechanisms(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     if request.param == "portable":
         monkeypatch.setenv(ENV_NO_CGROUPS, "1")
         found = detect_mechanisms()
-        assert found == Mechanisms("watchdog", "quota-throttle")
+        assert found == Mechanisms("watchdog", "quota-throttle", note=f"{ENV_NO_CGROUPS}=1 turns cgroups off")
         return found
     return detect_mechanisms()
 

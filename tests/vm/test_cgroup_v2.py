@@ -379,10 +379,10 @@ def test_a_process_in_the_delegated_cgroup_means_no_subtree_and_says_why(folder:
         squatter.kill()
         squatter.wait()
     assert report["memory"].startswith("/proc watchdog"), report
-    assert report["cgroups"].startswith(
-        "no cgroup v2 subtree of our own (/occupied: Device or resource busy; "
+    assert report["cgroups"] == (
+        f"no cgroup v2 subtree of our own (/occupied: holds other processes: pid {squatter.pid} (sleep); "
+        "/: Permission denied); systemd's user manager is not running (XDG_RUNTIME_DIR is not set)"
     )
-    assert report["cgroups"].endswith("systemd's user manager is not running (XDG_RUNTIME_DIR is not set)")
     assert subtrees(base) == []
 
 
@@ -404,19 +404,33 @@ def test_a_user_without_a_cgroup_re_executes_the_run_in_a_systemd_user_scope(fol
         """)
     )
     fake.chmod(0o755)
+    # The program's top level records each import: the runner decides on the scope before it imports
+    # the program, so only the re-executed runner (and its fork server) import it.
+    (folder / "once.py").write_text(
+        textwrap.dedent(PROGRAM)
+        + "import os\n"
+        + "with open(__file__ + '.imports', 'a') as log:\n"
+        + "    log.write(f\"{os.getpid()} {os.environ.get('FLYTE_DECL_IN_SYSTEMD_SCOPE', '')}\\n\")\n"
+    )
+    imports = folder / "once.py.imports"
+    imports.write_text("")
+    imports.chmod(0o666)
     runtime = folder / "run-user"
     runtime.mkdir(mode=0o755)
     (runtime / "bus").write_text("")  # where the user manager's bus would be
     env = {"PATH": f"{fake.parent}:{os.environ['PATH']}", "XDG_RUNTIME_DIR": str(runtime)}
 
     # Started in this runner's leaf, which belongs to root: nothing in cgroupfs is this user's.
-    code, out, err = finish(flyte_decl("run", "prog.py", "hello", cwd=folder, user=NOBODY, env=env))
+    runner = flyte_decl("run", "once.py", "hello", cwd=folder, user=NOBODY, env=env)
+    code, out, err = finish(runner)
 
     assert code == 0, err
     called = (folder / "scope.argv").read_text().splitlines()
     assert called[:7] == ["--user", "--scope", "-p", "Delegate=yes", "--quiet", "--collect", "--"]
-    assert called[7:-1] == [sys.executable, "-m", "flyte_decl", "run", "prog.py", "hello"]
+    assert called[7:-1] == [sys.executable, "-m", "flyte_decl", "run", "once.py", "hello"]
     assert called[-1] == "marker=1", "the re-executed run is marked, so it never tries again"
+    by_runner = [line for line in imports.read_text().splitlines() if line.split()[0] == str(runner.pid)]
+    assert by_runner == [f"{runner.pid} 1"], "the program is imported once, after the re-exec"
     header = next(line for line in err.splitlines() if "enforced by" in line)
     assert "enforced by watchdog (memory), quota-throttle (cpu); no cgroup v2 subtree of our own (" in header
     assert "; already re-executed in a systemd scope, which gave no usable subtree" in header
