@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +46,19 @@ async def fan(n: int) -> list[int]:
 async def square_where(i: int) -> tuple[int, str]:
     return i * i, os.environ.get("FLYTE_DECL_NODE", "local")
 
+def nest(depth: int) -> int:
+    return 0 if depth == 0 else 1 + nest(depth - 1)
+
+def slow_where(i: int) -> str:
+    time.sleep(0.3)
+    return os.environ["FLYTE_DECL_NODE"]
+
+async def fan_slow(n: int) -> list[str]:
+    return list(await asyncio.gather(*(slow_where_async(i) for i in range(n))))
+
+async def slow_where_async(i: int) -> str:
+    return slow_where(i)
+
 def flaky(marker: str) -> str:
     if not os.path.exists(marker):
         open(marker, "w").close()
@@ -76,6 +90,9 @@ class Project:
             "fan": {},
             "square_where": {"cpu_request": 1.0, "cpu_limit": 1.0},
             "flaky": {"retries": RetryPolicy(count=1)},
+            "nest": {"cpu_request": 1.0, "cpu_limit": 1.0},
+            "fan_slow": {"cpu_request": 0.1},
+            "slow_where_async": {"fn": "slow_where", "queue": "highmem", "cpu_request": 1.0},
             "nowhere": {"fn": "where", "queue": "gpu"},
             "huge": {"fn": "square", "memory_request": 2**40, "memory_limit": 2**40},
         }.items():
@@ -165,3 +182,31 @@ def test_a_failed_attempt_is_retried_on_ray(project: Project, ray_backend: RayCl
     assert result.status == Phase.SUCCEEDED and result.outputs == "second attempt"
     assert [(r.attempt, r.phase) for r in result.actions] == [(1, Phase.FAILED), (2, Phase.SUCCEEDED)]
     assert result.actions[0].kind == FailureKind.USER_ERROR
+
+
+def test_nesting_deeper_than_the_cluster_has_cpus_runs(
+    project: Project, ray_backend: RayCluster, ray_cluster: Any
+):
+    # The cluster has 4 CPUs; each level requests 1 and waits on the next: a parent awaiting its
+    # calls holds no CPU on its node meanwhile.
+    result = project.run(ray_backend, "nest", {"depth": 6})
+    assert result.status == Phase.SUCCEEDED, result.error
+    assert result.outputs == 6 and len(result.actions) == 7
+    assert {record.node for record in result.actions} <= set(ray_cluster.nodes.values())
+
+
+def test_attempts_wait_for_room_on_the_nodes_of_their_queue(
+    project: Project, ray_backend: RayCluster, ray_cluster: Any
+):
+    # The cluster has 4 CPUs, the highmem node 1: three 1-CPU attempts of queue highmem run there
+    # one after another.
+    result = project.run(ray_backend, "fan_slow", {"n": 3})
+    assert result.status == Phase.SUCCEEDED, result.error
+    assert result.outputs == [ray_cluster.nodes["highmem"]] * 3
+    spans = sorted(
+        (record.started_at or 0.0, record.ended_at or 0.0)
+        for record in result.actions
+        if record.task == "env.slow_where_async"
+    )
+    assert len(spans) == 3
+    assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(spans))

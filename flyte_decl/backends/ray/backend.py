@@ -154,6 +154,21 @@ def ray_demand(options: dict[str, Any]) -> dict[str, float]:
     return {name: amount for name, amount in want.items() if amount}
 
 
+def label_selector_matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    """Whether a node's labels satisfy a Ray label selector: ``value``, ``!value``, ``in(a,b)``, ``!in(a,b)``."""
+    for label, want in selector.items():
+        have = labels.get(label)
+        negated = want.startswith("!")
+        want = want[1:] if negated else want
+        if want.startswith("in(") and want.endswith(")"):
+            matches = have in {value.strip() for value in want[3:-1].split(",")}
+        else:
+            matches = have == want
+        if matches == negated:
+            return False
+    return True
+
+
 def _fits(want: dict[str, float], have: dict[str, float]) -> bool:
     return all(amount <= have.get(name, 0) + 1e-9 for name, amount in want.items())
 
@@ -173,7 +188,7 @@ class _Node:
     ended: bool = False  # its `serve` ended (seen by the waiting thread)
 
     def serves(self, selector: dict[str, str]) -> bool:
-        return all(self.labels.get(label) == value for label, value in selector.items())
+        return label_selector_matches(selector, self.labels)
 
     def free(self) -> dict[str, float]:
         """Its resources less what the run's attempts placed here hold (a parent awaiting calls holds none)."""

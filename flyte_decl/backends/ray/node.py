@@ -40,7 +40,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from flyte_decl.runtime import proctree
+from flyte_decl.runtime import cgpool, proctree
 from flyte_decl.runtime.action import Launch
 from flyte_decl.runtime.limits import ActionLimiter, CpuPool, Limits, Monitor, detect_mechanisms
 from flyte_decl.runtime.records import FailureKind
@@ -157,6 +157,7 @@ class _RunOnNode:
             self.monitor.remove(attempt.limiter)
             attempt.limiter.close()
         self.monitor.stop()
+        cgpool.POOL.drain()  # the actions' cgroups kept for reuse, as the local backend does
         self.selector.close()
         self.control.close()
 
