@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +92,7 @@ class Project:
             "square_where": {"cpu_request": 1.0, "cpu_limit": 1.0},
             "flaky": {"retries": RetryPolicy(count=1)},
             "nest": {"cpu_request": 1.0, "cpu_limit": 1.0},
+            "held": {"fn": "sleepy", "queue": "highmem"},
             "fan_slow": {"cpu_request": 0.1},
             "slow_where_async": {"fn": "slow_where", "queue": "highmem", "cpu_request": 1.0},
             "nowhere": {"fn": "where", "queue": "gpu"},
@@ -210,3 +212,34 @@ def test_attempts_wait_for_room_on_the_nodes_of_their_queue(
     )
     assert len(spans) == 3
     assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(spans))
+
+
+def test_a_node_agent_that_dies_takes_its_attempts_with_it_and_they_fail_crashed(
+    project: Project, ray_backend: RayCluster, ray_cluster: Any
+):
+    cluster = RayCluster(ray_cluster.address)  # agents of its own: this test kills one
+    pid_file = project.root / "pid"
+    results = []
+    try:
+        run = threading.Thread(
+            target=lambda: results.append(
+                project.run(cluster, "held", {"seconds": 60}, PID_FILE=str(pid_file))
+            )
+        )
+        run.start()
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline and run.is_alive()
+            time.sleep(0.1)
+        cluster.ray.kill(cluster.agents[ray_cluster.nodes["highmem"]])
+        run.join(60)
+    finally:
+        cluster.close()
+    (result,) = results
+    assert result.status == Phase.FAILED
+    assert result.error is not None and result.error.kind == FailureKind.CRASHED
+    assert result.error.message.startswith("env.held lost its Ray node agent"), result.error.message
+    deadline = time.monotonic() + 10
+    while alive(int(pid_file.read_text())) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(int(pid_file.read_text()))

@@ -560,6 +560,7 @@ class RayBackend:
             with contextlib.suppress(KeyError, ValueError):
                 self.run.selector.unregister(node.control.sock)
             node.control.close()
+            node.control = None
         self._accept_all()
         for remote in list(node.remotes.values()):
             action = remote.action
