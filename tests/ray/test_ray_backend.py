@@ -233,12 +233,14 @@ def test_a_node_agent_that_dies_takes_its_attempts_with_it_and_they_fail_crashed
             time.sleep(0.1)
         cluster.ray.kill(cluster.agents[ray_cluster.nodes["highmem"]])
         run.join(60)
+        after = project.run(cluster, "where", {})  # on a new agent there
     finally:
         cluster.close()
     (result,) = results
     assert result.status == Phase.FAILED
     assert result.error is not None and result.error.kind == FailureKind.CRASHED
     assert result.error.message.startswith("env.held lost its Ray node agent"), result.error.message
+    assert after.status == Phase.SUCCEEDED and after.outputs == ray_cluster.nodes["highmem"], after.error
     deadline = time.monotonic() + 10
     while alive(int(pid_file.read_text())) and time.monotonic() < deadline:
         time.sleep(0.1)

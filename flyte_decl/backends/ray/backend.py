@@ -384,13 +384,13 @@ class RayBackend:
         spec, queue = action.spec, action.queue
         options = self.task_options(action)
         selector = options.get("label_selector", {})
-        nodes = [
-            node for node in self.seen if all(node.get("Labels", {}).get(k) == v for k, v in selector.items())
-        ]
+        lost = {node.id for node in self.nodes.values() if node.lost}
+        seen = [node for node in self.seen if node["NodeID"] not in lost]
+        nodes = [node for node in seen if label_selector_matches(selector, node.get("Labels", {}))]
         where = "no live Ray node"
         if queue != DEFAULT_QUEUE and not self.cluster.self_started:
             if not nodes:
-                served = sorted({n.get("Labels", {}).get(QUEUE_LABEL) for n in self.seen} - {None})
+                served = sorted({n.get("Labels", {}).get(QUEUE_LABEL) for n in seen} - {None})
                 return (
                     f"{spec.name}: no live Ray node serves queue {queue!r} (queues served: "
                     f"{', '.join([DEFAULT_QUEUE, *served])}; label a node with {QUEUE_LABEL}={queue})"
@@ -556,6 +556,8 @@ class RayBackend:
         if node.lost or self.stopping:
             return
         node.lost = problem
+        # The next run starts a new agent there (Ray ends an actor once no handle to it is left).
+        self.cluster.agents.pop(node.id, None)
         if node.control is not None:
             with contextlib.suppress(KeyError, ValueError):
                 self.run.selector.unregister(node.control.sock)
@@ -571,6 +573,17 @@ class RayBackend:
                 self.run._fail_before_start(action, FailureKind.CRASHED, f"{action.spec.name} {problem}")
             else:
                 self._exited(remote, None, None)
+        for remote in list(self.pending):  # waiting for room on nodes that are all gone now
+            if not any(n.serves(remote.selector) and _fits(remote.demand, n.resources) for n in self._live()):
+                action = remote.action
+                self.pending.remove(remote)
+                self._forget(remote)
+                self.run.by_key.pop(action.key, None)
+                message = f"{action.spec.name}: no live Ray node that could run it is left"
+                self.run._fail_before_start(action, FailureKind.UNSCHEDULABLE, message)
+
+    def _live(self) -> list[_Node]:
+        return [node for node in self.nodes.values() if not node.lost]
 
     def _wait_nodes(self) -> None:
         """On a thread of its own: notice agents whose `serve` ends (the actor died) and wake the runner."""
