@@ -3,23 +3,24 @@
 Compares, in one process, on a Ray instance started here for the benchmark (this machine's CPUs),
 each method run once per round and the rounds alternating:
 
-- flyte-decl `--backend ray`: every tiny call an action of its own, placed by Ray (one Ray task) and
-  confined on its node by flyte-decl (own process, memory and CPU limits, timeout, inline I/O
-  check, log), the same tasks and limits as `bench_fanout.py`;
+- flyte-decl `--backend ray`: every tiny call an action of its own, placed on a Ray node by the
+  driver and forked and confined there by the node's agent (own process, memory and CPU limits,
+  timeout, inline I/O check, log), the same tasks and limits as `bench_fanout.py`;
 - plain `@ray.remote` tasks with the same CPU request (no isolation, no limits);
 - flyte-decl `--backend local` (`bench_fanout.py`'s flyte-decl run).
 
 Reports the median actions per second over the rounds and the median of the per-round ratios to
-flyte-decl on Ray. The flyte-decl rates are measured over the children (first queued to last ended);
+flyte-decl on Ray, with the time (UTC) and the load average after each size. The flyte-decl rates are measured over the children (first queued to last ended);
 plain Ray from the first submit to the last result.
 
     python bench/bench_ray.py                     # 1000 actions, 3 rounds
-    python bench/bench_ray.py -n 100 -n 1000 -r 1 # the per-action cost as N grows
+    python bench/bench_ray.py -n 100 -n 1000 -n 10000 -r 1  # the per-action cost as N grows
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import shutil
 import statistics
@@ -64,6 +65,11 @@ def run_plain_ray(n: int) -> float:
     return n / elapsed
 
 
+def _now() -> str:
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, load average {load}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, action="append", help="actions per run (default 1000; repeatable)")
@@ -76,9 +82,7 @@ def main() -> None:
     os.environ.setdefault("RAY_TMPDIR", str(root))
     started = time.perf_counter()
     cluster = RayCluster(None)
-    print(
-        f"Ray started in {time.perf_counter() - started:.1f} s; {os.cpu_count()} CPUs, load {os.getloadavg()}"
-    )
+    print(f"Ray started in {time.perf_counter() - started:.1f} s; {os.cpu_count()} CPUs; {_now()}")
     try:
         run_on_ray(cluster, root, 20)  # warm up: Ray's workers and their fork servers
         run_plain_ray(20)
@@ -95,6 +99,7 @@ def main() -> None:
                 rate = statistics.median(values)
                 ratio = statistics.median(value / b for value, b in zip(values, base, strict=True))
                 print(f"{n:>6}  {method:<32} {rate:>10.0f} {1000 / rate:>10.2f} {ratio:>14.2f}x")
+            print(f"{'':>6}  {_now()}")
     finally:
         cluster.close()
         shutil.rmtree(root, ignore_errors=True)

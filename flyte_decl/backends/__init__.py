@@ -10,8 +10,9 @@ or that it could not start (`_Run._fail_before_start`). Everything an attempt sa
 calls and its outcome) travels on its socket and is read by the runner, whatever the backend.
 
 - `local`: a warm fork server per environment on this machine forks each attempt.
-- `ray` (the `flyte-decl[ray]` extra): Ray places each attempt on a node of a cluster by its
-  resources and queue, where the same fork server machinery confines it.
+- `ray` (the `flyte-decl[ray]` extra): one agent per node of a Ray cluster; the driver places each
+  attempt on a node by its requests and queue as Ray's resources and labels, and the same fork
+  server machinery confines it there.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,19 @@ async def fan(n: int) -> list[int]:
 async def square_where(i: int) -> tuple[int, str]:
     return i * i, os.environ.get("FLYTE_DECL_NODE", "local")
 
+def nest(depth: int) -> int:
+    return 0 if depth == 0 else 1 + nest(depth - 1)
+
+def slow_where(i: int) -> str:
+    time.sleep(0.3)
+    return os.environ["FLYTE_DECL_NODE"]
+
+async def fan_slow(n: int) -> list[str]:
+    return list(await asyncio.gather(*(slow_where_async(i) for i in range(n))))
+
+async def slow_where_async(i: int) -> str:
+    return slow_where(i)
+
 def flaky(marker: str) -> str:
     if not os.path.exists(marker):
         open(marker, "w").close()
@@ -66,6 +81,10 @@ class Project:
             "fan": {},
             "square_where": {"cpu_request": 1.0, "cpu_limit": 1.0},
             "flaky": {"retries": RetryPolicy(count=1)},
+            "nest": {"cpu_request": 1.0, "cpu_limit": 1.0},
+            "held": {"fn": "sleepy", "queue": "highmem"},
+            "fan_slow": {"cpu_request": 0.1},
+            "slow_where_async": {"fn": "slow_where", "queue": "highmem", "cpu_request": 1.0},
             "nowhere": {"fn": "where", "queue": "gpu"},
             "huge": {"fn": "square", "memory_request": 2**40, "memory_limit": 2**40},
         }.items():
@@ -155,3 +174,67 @@ def test_a_failed_attempt_is_retried_on_ray(project: Project, ray_backend: RayCl
     assert result.status == Phase.SUCCEEDED and result.outputs == "second attempt"
     assert [(r.attempt, r.phase) for r in result.actions] == [(1, Phase.FAILED), (2, Phase.SUCCEEDED)]
     assert result.actions[0].kind == FailureKind.USER_ERROR
+
+
+def test_nesting_deeper_than_the_cluster_has_cpus_runs(
+    project: Project, ray_backend: RayCluster, ray_cluster: Any
+):
+    # Each level requests 1 CPU and waits on the next, 9 levels on a cluster of 5 CPUs: a parent
+    # awaiting its calls holds no CPU on its node meanwhile.
+    ray = pytest.importorskip("ray")
+    cpus = sum(node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"])
+    assert cpus < 9
+    result = project.run(ray_backend, "nest", {"depth": 8})
+    assert result.status == Phase.SUCCEEDED, result.error
+    assert result.outputs == 8 and len(result.actions) == 9
+    assert {record.node for record in result.actions} <= set(ray_cluster.nodes.values())
+
+
+def test_attempts_wait_for_room_on_the_nodes_of_their_queue(
+    project: Project, ray_backend: RayCluster, ray_cluster: Any
+):
+    # The cluster has 4 CPUs, the highmem node 1: three 1-CPU attempts of queue highmem run there
+    # one after another.
+    result = project.run(ray_backend, "fan_slow", {"n": 3})
+    assert result.status == Phase.SUCCEEDED, result.error
+    assert result.outputs == [ray_cluster.nodes["highmem"]] * 3
+    spans = sorted(
+        (record.started_at or 0.0, record.ended_at or 0.0)
+        for record in result.actions
+        if record.task == "env.slow_where_async"
+    )
+    assert len(spans) == 3
+    assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(spans))
+
+
+def test_a_node_agent_that_dies_takes_its_attempts_with_it_and_they_fail_crashed(
+    project: Project, ray_backend: RayCluster, ray_cluster: Any
+):
+    cluster = RayCluster(ray_cluster.address)  # agents of its own: this test kills one
+    pid_file = project.root / "pid"
+    results = []
+    try:
+        run = threading.Thread(
+            target=lambda: results.append(
+                project.run(cluster, "held", {"seconds": 60}, PID_FILE=str(pid_file))
+            )
+        )
+        run.start()
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline and run.is_alive()
+            time.sleep(0.1)
+        cluster.ray.kill(cluster.agents[ray_cluster.nodes["highmem"]])
+        run.join(60)
+        after = project.run(cluster, "where", {})  # on a new agent there
+    finally:
+        cluster.close()
+    (result,) = results
+    assert result.status == Phase.FAILED
+    assert result.error is not None and result.error.kind == FailureKind.CRASHED
+    assert result.error.message.startswith("env.held lost its Ray node agent"), result.error.message
+    assert after.status == Phase.SUCCEEDED and after.outputs == ray_cluster.nodes["highmem"], after.error
+    deadline = time.monotonic() + 10
+    while alive(int(pid_file.read_text())) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(int(pid_file.read_text()))

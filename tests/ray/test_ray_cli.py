@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ray_helpers import alive
+from ray_helpers import alive, start_time
 
 CONFIG = """
 version: 1
@@ -120,14 +120,14 @@ def test_ctrl_c_or_a_killed_driver_leaves_no_action_alive_on_any_node(
     deadline = time.monotonic() + 120
     while len(list(pids.iterdir())) < 3 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
-    started = [int(path.name) for path in pids.iterdir()]
-    assert len(started) == 3, process.communicate()
+    started = {int(path.name): start_time(int(path.name)) for path in pids.iterdir()}
+    assert len(started) == 3 and None not in started.values(), process.communicate()
     process.send_signal(signum)
     _out, err = process.communicate(timeout=60)
     # Ctrl-C: the driver kills them itself; SIGKILL: Ray's owner-death handling ends the run's workers,
     # and with each its fork server and every action under it.
     assert process.returncode == (130 if signum == signal.SIGINT else -signal.SIGKILL), err
     deadline = time.monotonic() + (5 if signum == signal.SIGINT else 60)
-    while [pid for pid in started if alive(pid)] and time.monotonic() < deadline:
+    while [pid for pid, at in started.items() if alive(pid, at)] and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert [pid for pid in started if alive(pid)] == []
+    assert [pid for pid, at in started.items() if alive(pid, at)] == []

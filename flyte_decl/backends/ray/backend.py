@@ -1,23 +1,30 @@
-"""The Ray backend: Ray places each attempt on a node; flyte-decl confines it there (see `node`).
+"""The Ray backend: the driver places each attempt on a Ray node; flyte-decl confines it there (see `node`).
 
-Each attempt is one Ray task (`node.run_attempt`) with the resolved spec's requests as Ray
-resources: cpu -> ``num_cpus``, memory -> ``memory`` (bytes), gpu -> ``num_gpus``, and its queue ->
-``label_selector={"flyte-decl.queue": QUEUE}`` (`QUEUE_LABEL`); the ``default`` queue runs on any
-node, and so does every queue on a Ray instance started for the run (as the local backend serves
-every declared queue). A GPU type (``gpu: A100:1``) adds Ray's own node label to the selector,
-``{"ray.io/accelerator-type": "A100"}`` (see `accelerator`; Ray sets it on each GPU node). Ray
-leaves a task that no node can take pending forever, so before submitting, an attempt whose queue
-or GPU type no live node has, or whose request is larger than every node that has them, ends
-``unschedulable`` at once, naming what exists.
+Each live node runs one `node.NodeAgent` Ray actor (no resources of its own, placed by node
+affinity) that starts, confines and reports many attempts, so an attempt costs a fork on a warm
+fork server, not a Ray worker process. Placement stays Ray's vocabulary: an attempt's request is
+built as Ray task options (`RayBackend.task_options`: cpu -> ``num_cpus``, memory -> ``memory``
+in bytes, gpu -> ``num_gpus``, a queue -> ``label_selector={"flyte-decl.queue": QUEUE}``
+(`QUEUE_LABEL`); the ``default`` queue runs on any node, and so does every queue on a Ray instance
+started for the run, as the local backend serves every declared queue; a GPU type, ``gpu: A100:1``,
+adds Ray's own node label ``{"ray.io/accelerator-type": "A100"}``, see `accelerator`), and the driver places it
+on a live node whose labels match and whose Ray resources (`ray.nodes()`) have room, counting
+every attempt of the run it placed there, the least loaded node first. An attempt that fits no
+node now waits (queued) until one has room. A parent waiting on nested calls holds nothing on its
+node meanwhile (as Ray's blocked workers, and the runner's `Scheduler.block`), so nesting deeper
+than the cluster's CPUs still runs. Before placing, an attempt whose queue no live node serves, or
+whose GPU type no live node has, or whose request is larger than every node that has them, ends
+``unschedulable`` at once, naming what exists (Ray would leave it pending forever).
 
-The Ray task connects back to this driver's listener (`RayCluster` opens one per run); the
-attempt's socket and log arrive as TCP connections and are served by the runner exactly as a local
-attempt's socket and pipe, so nested calls, outputs and log lines take the same path. Secrets travel
-only on those connections (never as Ray task arguments, runtime_env or names).
+The agents connect back to this driver's listener (`RayCluster` opens one per run): one control
+connection per node, then the attempt's socket and log as TCP connections, served by the runner
+exactly as a local attempt's socket and pipe, so nested calls, outputs and log lines take the same
+path. Jobs and secrets travel only on those connections (never as Ray task or actor arguments,
+runtime_env or names).
 
-Cancelling: a kill is sent to the node, which kills the attempt's tree; stopping the run cancels
-every Ray task with ``force=True``, which kills their worker processes, whose fork servers then kill
-every descendant.
+Cancelling: a kill is sent to the node, which kills the attempt's tree. Ending the run closes the
+control connections and waits for each agent to have killed every attempt tree of the run and
+stopped its fork servers; a driver that dies closes them too, and Ray ends the agents it owns.
 """
 
 from __future__ import annotations
@@ -33,8 +40,8 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from flyte_decl.backends.ray.accelerator import accelerator_selector, with_accelerator
-from flyte_decl.backends.ray.node import Job, run_attempt
+from flyte_decl.backends.ray.accelerator import ACCELERATOR_LABEL, accelerator_selector, with_accelerator
+from flyte_decl.backends.ray.node import MAX_RUNS, Job, NodeAgent
 from flyte_decl.problems import UsageError
 from flyte_decl.quantity import format_bytes, format_cpu
 from flyte_decl.runtime.records import FailureKind
@@ -50,14 +57,11 @@ if TYPE_CHECKING:
 QUEUE_LABEL = "flyte-decl.queue"
 # How long a node may take to send its first frame on a new connection.
 _HELLO_TIMEOUT = 10.0
+# How long ending a run waits for each node to confirm that nothing of the run is left there.
+_NODE_STOP_WAIT = 15.0
+# How often the live nodes are read again from Ray (new nodes get an agent).
+_NODES_REFRESH = 1.0
 INSTALL_HINT = "--backend ray needs Ray: pip install 'flyte-decl[ray]'"
-# Ray's settings for an instance started for the run. An attempt holds its Ray worker process for
-# its whole life, so a fan-out of fractional-CPU attempts makes Ray start one worker per attempt in
-# flight; by default Ray kills every worker above one per CPU after 1 s idle, and the next burst
-# pays their start (seconds each on a busy node) and their fork servers' imports again. Kept for a
-# minute, the workers (and their warm fork servers) serve the rest of the run. A cluster that
-# flyte-decl joins keeps its own settings (`RAY_idle_worker_killing_time_threshold_ms` on `ray start`).
-WARM_WORKERS = {"idle_worker_killing_time_threshold_ms": 60_000}
 
 
 def import_ray() -> Any:
@@ -74,6 +78,7 @@ class RayCluster:
 
     `address` is Ray's: None follows Ray's own rule (``RAY_ADDRESS``, else a Ray instance started
     here for this connection and stopped by `close`). A self-started instance serves every queue.
+    The node agents (`agent`) live as long as this connection and serve each of its runs.
     """
 
     def __init__(self, address: str | None = None) -> None:
@@ -87,11 +92,11 @@ class RayCluster:
                     include_dashboard=False,
                     log_to_driver=False,
                     logging_level="ERROR",
-                    **({"_system_config": WARM_WORKERS} if self.self_started else {}),
                 )
             except ConnectionError as exc:
                 raise UsageError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
-        self.remote = self.ray.remote(max_retries=0)(run_attempt)
+        self.agent_class = self.ray.remote(num_cpus=0, max_concurrency=MAX_RUNS, max_restarts=0)(NodeAgent)
+        self.agents: dict[str, Any] = {}  # by node id
 
     def backend(self, run: _Run) -> RayBackend:
         return RayBackend(run, self)
@@ -99,6 +104,17 @@ class RayCluster:
     def nodes(self) -> list[dict[str, Any]]:
         """The live nodes, as `ray.nodes()` lists them."""
         return [node for node in self.ray.nodes() if node.get("Alive")]
+
+    def agent(self, node_id: str) -> Any:
+        """The node's agent actor, started there on first use (it starts no task of its own)."""
+        agent = self.agents.get(node_id)
+        if agent is None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
+            agent = self.agent_class.options(scheduling_strategy=strategy).remote()
+            self.agents[node_id] = agent
+        return agent
 
     def capacity(self) -> Resources:
         """What every live node has together: the runner admits no more than that at once."""
@@ -114,6 +130,10 @@ class RayCluster:
         return f"on Ray, {nodes} node{'s' if nodes != 1 else ''}{started}"
 
     def close(self) -> None:
+        for agent in self.agents.values():
+            with contextlib.suppress(Exception):
+                self.ray.kill(agent)
+        self.agents.clear()
         if self.owns_ray:
             self.ray.shutdown()
 
@@ -123,21 +143,81 @@ def _node_resources(node: dict[str, Any]) -> Resources:
     return Resources(round(have.get("CPU", 0) * 1000), int(have.get("memory", 0)), int(have.get("GPU", 0)))
 
 
+def ray_demand(options: dict[str, Any]) -> dict[str, float]:
+    """The Ray resources that task options ask for, by Ray's resource names (``CPU``, ``memory``, ...)."""
+    want = {
+        "CPU": options.get("num_cpus", 0),
+        "memory": options.get("memory", 0),
+        "GPU": options.get("num_gpus", 0),
+    }
+    want.update(options.get("resources", {}))
+    if options.get("accelerator_type"):
+        want[f"accelerator_type:{options['accelerator_type']}"] = 0.001  # as Ray asks for it
+    return {name: amount for name, amount in want.items() if amount}
+
+
+def label_selector_matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    """Whether a node's labels satisfy a Ray label selector: ``value``, ``!value``, ``in(a,b)``, ``!in(a,b)``."""
+    for label, want in selector.items():
+        have = labels.get(label)
+        negated = want.startswith("!")
+        want = want[1:] if negated else want
+        if want.startswith("in(") and want.endswith(")"):
+            matches = have in {value.strip() for value in want[3:-1].split(",")}
+        else:
+            matches = have == want
+        if matches == negated:
+            return False
+    return True
+
+
+def _fits(want: dict[str, float], have: dict[str, float]) -> bool:
+    return all(amount <= have.get(name, 0) + 1e-9 for name, amount in want.items())
+
+
+@dataclasses.dataclass(eq=False)
+class _Node:
+    """A live Ray node for this run: what it has, its agent and what the run placed there."""
+
+    id: str
+    resources: dict[str, float]  # Ray's resources of the node
+    labels: dict[str, str]
+    serving: Any  # the ref of its agent's `serve` for this run: ready once that ended
+    control: Connection | None = None  # once its agent has called
+    jobs: list[int] = dataclasses.field(default_factory=list)  # keys placed before it called
+    remotes: dict[int, _Remote] = dataclasses.field(default_factory=dict)  # placed here, by key
+    lost: str = ""
+    ended: bool = False  # its `serve` ended (seen by the waiting thread)
+
+    def serves(self, selector: dict[str, str]) -> bool:
+        return label_selector_matches(selector, self.labels)
+
+    def free(self) -> dict[str, float]:
+        """Its resources less what the run's attempts placed here hold (a parent awaiting calls holds none)."""
+        free = dict(self.resources)
+        for remote in self.remotes.values():
+            if not remote.action.children:
+                for name, amount in remote.demand.items():
+                    free[name] = free.get(name, 0) - amount
+        return free
+
+
 @dataclasses.dataclass(eq=False)
 class _Remote:
-    """One attempt placed on Ray: its task, and its control connection once the node has called."""
+    """One attempt for Ray: what it asks for, the node it was placed on, its connections."""
 
     action: Action
-    ref: Any
-    done: bool = False  # its Ray task has ended (seen by the waiting thread)
-    control: Connection | None = None
+    demand: dict[str, float]
+    selector: dict[str, str]
+    node: _Node | None = None
+    started: bool = False
     io: socket.socket | None = None
     log: socket.socket | None = None
     exited: bool = False
 
 
 class RayBackend:
-    """Runs a run's attempts as Ray tasks; every method on the runner's thread (`Backend`)."""
+    """Places a run's attempts on the nodes' agents; every method on the runner's thread (`Backend`)."""
 
     def __init__(self, run: _Run, cluster: RayCluster) -> None:
         self.run = run
@@ -145,21 +225,24 @@ class RayBackend:
         self.ray = cluster.ray
         self.token = secrets.token_hex(16)
         host = self.ray.util.get_node_ip_address()
-        self.listener = socket.create_server((host, 0), backlog=128)
+        self.listener = socket.create_server((host, 0), backlog=1024)
         self.listener.setblocking(False)
         self.address = (host, self.listener.getsockname()[1])
         run.selector.register(self.listener, selectors.EVENT_READ, lambda _mask: self._accept_all())
         self.remotes: dict[int, _Remote] = {}  # by attempt key
-        self.nodes = cluster.nodes()
-        self.nodes_at = time.monotonic()
-        # Attempts whose Ray task ended, handed from the waiting thread to the runner's.
-        self.finished: deque[_Remote] = deque()
+        self.pending: deque[_Remote] = deque()  # no node has room for them yet
+        self.nodes: dict[str, _Node] = {}
+        self.seen: list[dict[str, Any]] = []  # the live nodes as Ray last listed them
+        self.seen_at = 0.0
+        # Nodes whose agent's `serve` ended, handed from the waiting thread to the runner's.
+        self.finished: deque[_Node] = deque()
         self.lock = threading.Lock()
         self.stopping = False
         self.wake_read, self.wake_write = os.pipe()
         os.set_blocking(self.wake_read, False)
         run.selector.register(self.wake_read, selectors.EVENT_READ, lambda _mask: self._on_finished())
-        self.waiter = threading.Thread(target=self._wait_refs, name="flyte-decl-ray", daemon=True)
+        self._refresh_nodes(force=True)
+        self.waiter = threading.Thread(target=self._wait_nodes, name="flyte-decl-ray", daemon=True)
         self.waiter.start()
 
     # -- the backend interface ----------------------------------------------------------------------
@@ -167,10 +250,10 @@ class RayBackend:
     def capacity(self) -> Resources:
         return self.cluster.capacity()
 
-    def start(self, action: Action) -> None:
-        spec = action.spec
-        demand = demand_of(spec, action.queue).resources
-        options: dict[str, Any] = {"num_cpus": demand.cpu / 1000, "name": spec.name}
+    def task_options(self, action: Action) -> dict[str, Any]:
+        """The attempt's request as Ray task options: ``num_cpus``, ``memory``, ``num_gpus``, ``label_selector``."""
+        demand = demand_of(action.spec, action.queue).resources
+        options: dict[str, Any] = {"num_cpus": demand.cpu / 1000}
         if demand.memory:
             options["memory"] = demand.memory
         if demand.gpu:
@@ -180,58 +263,78 @@ class RayBackend:
             if action.queue != DEFAULT_QUEUE and not self.cluster.self_started
             else {}
         )
-        selector.update(accelerator_selector(spec.accelerator, self.nodes))
+        selector.update(accelerator_selector(action.spec.accelerator, self.seen))
         if selector:
             options["label_selector"] = selector
-        ref = self.cluster.remote.options(**options).remote(self.address, self.token, action.key)
-        with self.lock:
-            self.remotes[action.key] = _Remote(action, ref)
+        return options
+
+    def start(self, action: Action) -> None:
+        options = self.task_options(action)
+        remote = _Remote(action, ray_demand(options), dict(options.get("label_selector", {})))
+        self.remotes[action.key] = remote
+        if not self._place(remote):
+            self.pending.append(remote)
 
     def terminate(self, action: Action) -> None:
-        self._send(action, ("term",))
+        self._send(action, "term")
 
     def kill(self, action: Action) -> None:
-        self._send(action, ("kill",))
+        self._send(action, "kill")
 
     def withdraw(self, action: Action) -> None:
-        with self.lock:
-            remote = self.remotes.pop(action.key, None)
+        remote = self.remotes.get(action.key)
         if remote is not None:
-            self._drop(remote)
-            with contextlib.suppress(Exception):
-                self.ray.cancel(remote.ref, force=True)
+            self._send(action, "kill")  # should the node be starting it
+            self._forget(remote)
 
     def initializing(self, action: Action) -> bool:
-        return False
+        remote = self.remotes.get(action.key)  # placed on a node whose agent has not called yet
+        return remote is not None and remote.node is not None and remote.node.control is None
 
     def queued(self, action: Action) -> bool:
-        with self.lock:  # Ray has not placed it on a node yet
-            remote = self.remotes.get(action.key)
-        return remote is not None and remote.control is None
+        remote = self.remotes.get(action.key)  # no node has room for it yet
+        return remote is not None and remote.node is None
 
     def waiting_on_calls(self, parent: Action) -> None:
-        pass
+        self._place_pending()  # the parent's node has its room back
 
     def control_fds(self) -> set[int]:
-        return {r.control.sock.fileno() for r in self.remotes.values() if r.control and not r.control.closed}
+        return {n.control.sock.fileno() for n in self.nodes.values() if n.control and not n.control.closed}
 
     def kill_all(self) -> None:
         for remote in list(self.remotes.values()):
-            if remote.control is not None:
-                self._send(remote.action, ("kill",))
+            self._send(remote.action, "kill")
 
     def stop(self) -> None:
+        """Close every node's control connection and wait until each agent has ended the run there."""
         with self.lock:
+            if self.stopping:
+                return
             self.stopping = True
-            remotes = list(self.remotes.values())
-        for remote in remotes:
-            with contextlib.suppress(Exception):
-                self.ray.cancel(remote.ref, force=True)
-        for remote in remotes:
+        for remote in list(self.remotes.values()):
             self._drop(remote)
         with contextlib.suppress(KeyError, ValueError):
             self.run.selector.unregister(self.listener)
         self.listener.close()
+        controls = []
+        for node in self.nodes.values():
+            if node.control is not None and not node.control.closed:
+                with contextlib.suppress(KeyError, ValueError):
+                    self.run.selector.unregister(node.control.sock)
+                node.control.flush()
+                with contextlib.suppress(OSError):
+                    node.control.sock.shutdown(socket.SHUT_WR)  # the agent ends the run's attempts...
+                controls.append(node.control)
+        deadline = time.monotonic() + _NODE_STOP_WAIT
+        for control in controls:  # ...and closes its end once nothing of the run is left there
+            control.sock.setblocking(True)
+            with contextlib.suppress(OSError):
+                while time.monotonic() < deadline:
+                    control.sock.settimeout(max(0.01, deadline - time.monotonic()))
+                    if not control.sock.recv(65536):
+                        break
+            control.close()
+        # An agent that has not called yet finds the listener closed and ends its `serve` at once.
 
     def close(self) -> None:
         self.stop()
@@ -243,17 +346,59 @@ class RayBackend:
 
     # -- placement ----------------------------------------------------------------------------------
 
+    def _refresh_nodes(self, force: bool = False) -> None:
+        """Read the live nodes again (at most every second); a new node gets the run's agent call."""
+        if not force and time.monotonic() - self.seen_at < _NODES_REFRESH:
+            return
+        self.seen, self.seen_at = self.cluster.nodes(), time.monotonic()
+        for seen in self.seen:
+            node_id = seen["NodeID"]
+            if node_id not in self.nodes:
+                serving = self.cluster.agent(node_id).serve.remote(self.address, self.token)
+                node = _Node(node_id, dict(seen.get("Resources", {})), dict(seen.get("Labels", {})), serving)
+                with self.lock:
+                    self.nodes[node_id] = node
+
+    def _place(self, remote: _Remote) -> bool:
+        """Put the attempt on the least loaded node that serves it and has room; False: none has."""
+        best, best_cpu = None, -1.0
+        for node in self.nodes.values():
+            if node.lost or not node.serves(remote.selector):
+                continue
+            free = node.free()
+            if _fits(remote.demand, free) and free.get("CPU", 0) > best_cpu:
+                best, best_cpu = node, free.get("CPU", 0)
+        if best is None:
+            return False
+        remote.node = best
+        best.remotes[remote.action.key] = remote
+        if best.control is None:
+            best.jobs.append(remote.action.key)
+        else:
+            self._send_job(best, remote)
+        return True
+
+    def _place_pending(self) -> None:
+        for _ in range(len(self.pending)):
+            remote = self.pending.popleft()
+            if remote.exited:
+                continue
+            if not self._place(remote):
+                self.pending.append(remote)
+
     def problem(self, action: Action) -> str | None:
         """Why no live node could ever take this attempt, or None (Ray would leave it pending)."""
-        if time.monotonic() - self.nodes_at > 1.0:
-            self.nodes, self.nodes_at = self.cluster.nodes(), time.monotonic()
+        self._refresh_nodes()
         spec, queue = action.spec, action.queue
-        nodes = self.nodes
+        options = self.task_options(action)
+        selector = {k: v for k, v in options.get("label_selector", {}).items() if k != ACCELERATOR_LABEL}
+        lost = {node.id for node in self.nodes.values() if node.lost}
+        seen = [node for node in self.seen if node["NodeID"] not in lost]
+        nodes = [node for node in seen if label_selector_matches(selector, node.get("Labels", {}))]
         where = "no live Ray node"
         if queue != DEFAULT_QUEUE and not self.cluster.self_started:
-            nodes = [node for node in nodes if node.get("Labels", {}).get(QUEUE_LABEL) == queue]
             if not nodes:
-                served = sorted({n.get("Labels", {}).get(QUEUE_LABEL) for n in self.nodes} - {None})
+                served = sorted({n.get("Labels", {}).get(QUEUE_LABEL) for n in seen} - {None})
                 return (
                     f"{spec.name}: no live Ray node serves queue {queue!r} (queues served: "
                     f"{', '.join([DEFAULT_QUEUE, *served])}; label a node with {QUEUE_LABEL}={queue})"
@@ -263,16 +408,17 @@ class RayBackend:
             nodes, missing = with_accelerator(spec, nodes, where)
             if missing:
                 return missing
-        want = demand_of(spec, queue).resources
-        if any(want.fits_in(_node_resources(node)) for node in nodes):
+        want = ray_demand(options)
+        if any(_fits(want, node.get("Resources", {})) for node in nodes):
             return None
         largest = ", ".join(
             f"cpu {format_cpu(have.cpu / 1000)} memory {format_bytes(have.memory)} gpu {have.gpu}"
             for have in sorted({_node_resources(node) for node in nodes}, key=lambda r: (r.cpu, r.memory))
         )
+        asked = demand_of(spec, queue).resources
         return (
-            f"{spec.name} requests cpu {format_cpu(want.cpu / 1000)}, memory {format_bytes(want.memory)}, "
-            f"gpu {want.gpu}, but {where} has that much (nodes: {largest})"
+            f"{spec.name} requests cpu {format_cpu(asked.cpu / 1000)}, memory {format_bytes(asked.memory)}, "
+            f"gpu {asked.gpu}, but {where} has that much (nodes: {largest})"
         )
 
     # -- connections from the nodes -----------------------------------------------------------------
@@ -286,25 +432,25 @@ class RayBackend:
             self._greet(sock)
 
     def _greet(self, sock: socket.socket) -> None:
-        """Read a new connection's hello and hand it to its attempt (closed if it has none)."""
+        """Read a new connection's hello and hand it to its node or attempt (closed if it has none)."""
         sock.settimeout(_HELLO_TIMEOUT)
         try:
             tag, token, key, role = recv_message(sock)
         except (EOFError, OSError, ValueError):
             sock.close()
             return
-        remote = self.remotes.get(key) if tag == "hello" and token == self.token else None
+        if tag != "hello" or token != self.token:
+            sock.close()
+            return
+        if role == "node":
+            self._node_called(key, sock)
+            return
+        remote = self.remotes.get(key)
         if remote is None or remote.exited or remote.action.state not in (State.STARTING, State.RUNNING):
-            sock.close()  # withdrawn, or not ours: the node gives up
+            sock.close()  # withdrawn: its process reads EOF and ends, and the node kills it
             return
         sock.setblocking(False)
-        if role == "control":
-            remote.control = Connection(sock)
-            self.run.selector.register(
-                sock, selectors.EVENT_READ, lambda mask: self._on_control(remote, mask)
-            )
-            self._send(remote.action, ("job", self._job(remote.action)))
-        elif role == "io":
+        if role == "io":
             remote.io = sock
         elif role == "log":
             remote.log = sock
@@ -313,57 +459,79 @@ class RayBackend:
             remote.io = remote.log = None
             self.run._attach_io(remote.action, io, log.detach())
 
-    def _job(self, action: Action) -> Job:
-        spec, run = action.spec, self.run
+    def _node_called(self, node_id: str, sock: socket.socket) -> None:
+        node = self.nodes.get(node_id)
+        if node is None or node.control is not None or node.lost:
+            sock.close()
+            return
+        node.control = Connection(sock)
+        self.run.selector.register(sock, selectors.EVENT_READ, lambda mask: self._on_node(node, mask))
+        config = self.run.config
+        hidden = frozenset(name for spec in config.tasks.values() for name in spec.secrets)
+        node.control.send(("run", list(config.tasks.values()), hidden))
+        jobs, node.jobs = node.jobs, []
+        for key in jobs:
+            remote = node.remotes.get(key)
+            if remote is not None and not remote.exited:
+                self._send_job(node, remote)
+        self.run._watch_writes(node.control)
+
+    def _send_job(self, node: _Node, remote: _Remote) -> None:
+        action, run = remote.action, self.run
+        spec = action.spec
         env = dict(spec.env_vars)
         env.update({name: run.secrets[name] for name in spec.secrets if name in run.secrets})
         env.update(run.run_env)
-        hidden = frozenset(name for other in run.config.tasks.values() for name in other.secrets)
-        return Job(
-            self.token,
+        job = Job(
             spec.environment,
             spec.name,
             str(spec.root_dir),
             env,
-            hidden,
             spec.memory_limit,
             spec.cpu_limit,
             spec.max_inline_io_bytes,
-            list(run.config.tasks.values()),
         )
+        assert node.control is not None
+        node.control.send(("job", action.key, job))
+        remote.started = True
+        self.run._watch_writes(node.control)
 
-    def _send(self, action: Action, message: tuple[Any, ...]) -> None:
+    def _send(self, action: Action, tag: str) -> None:
         remote = self.remotes.get(action.key)
-        if remote is None or remote.control is None or remote.control.closed:
+        if remote is None or not remote.started:
             return
-        if message[0] == "job":
-            remote.control.send(message[1])
-        else:
-            remote.control.send(message)
-        self.run._watch_writes(remote.control)
+        node = remote.node
+        if node is None or node.control is None or node.control.closed:
+            return
+        node.control.send((tag, action.key))
+        self.run._watch_writes(node.control)
 
-    def _on_control(self, remote: _Remote, mask: int) -> None:
-        conn = remote.control
+    def _on_node(self, node: _Node, mask: int) -> None:
+        conn = node.control
         if conn is None:
             return
         if mask & selectors.EVENT_WRITE:
             conn.flush()
             if not conn.closed:
                 self.run._watch_writes(conn)
-        action = remote.action
         for message in conn.receive():
+            remote = node.remotes.get(message[1])
+            if remote is None or remote.exited:
+                continue
+            action = remote.action
             if message[0] == "started":
-                action.record.node = message[2]
-                self.run._on_started(action, message[1])
+                action.record.node = node.id
+                self.run._on_started(action, message[2])
             elif message[0] == "exited":
                 self._accept_all()  # its socket and log connected before it started
-                self._exited(remote, message[1], message[2])
+                self._exited(remote, message[2], message[3])
             elif message[0] == "failed":
                 self._forget(remote)
                 self.run.by_key.pop(action.key, None)
-                self.run._fail_before_start(action, FailureKind(message[1]), message[2], message[3])
-        if conn.closed and not remote.exited:
-            self._exited(remote, None, None)
+                self.run._fail_before_start(action, FailureKind(message[2]), message[3], message[4])
+                self._place_pending()
+        if conn.closed:
+            self._lose(node, "lost its Ray node agent, whose connection closed")
 
     def _exited(self, remote: _Remote, status: int | None, usage: Any) -> None:
         action = remote.action
@@ -378,69 +546,89 @@ class RayBackend:
         self.run.by_key.pop(action.key, None)
         if action.state in (State.STARTING, State.RUNNING):
             self.run._on_exited(action, status)
+        self._place_pending()
 
     def _forget(self, remote: _Remote) -> None:
         remote.exited = True
-        with self.lock:
-            self.remotes.pop(remote.action.key, None)
+        self.remotes.pop(remote.action.key, None)
+        if remote.node is not None:
+            remote.node.remotes.pop(remote.action.key, None)
         self._drop(remote)
 
     def _drop(self, remote: _Remote) -> None:
-        if remote.control is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self.run.selector.unregister(remote.control.sock)
-            remote.control.close()
         for sock in (remote.io, remote.log):
             if sock is not None:
                 sock.close()
+        remote.io = remote.log = None
 
-    # -- Ray tasks that end without reporting -------------------------------------------------------
+    # -- nodes that go away -------------------------------------------------------------------------
 
-    def _wait_refs(self) -> None:
-        """On a thread of its own: notice Ray tasks that end (or fail) and wake the runner."""
+    def _lose(self, node: _Node, problem: str) -> None:
+        """The node's agent is gone: each attempt placed there is lost (retried as a crash)."""
+        if node.lost or self.stopping:
+            return
+        node.lost = problem
+        # The next run starts a new agent there (Ray ends an actor once no handle to it is left).
+        self.cluster.agents.pop(node.id, None)
+        if node.control is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.run.selector.unregister(node.control.sock)
+            node.control.close()
+            node.control = None
+        self._accept_all()
+        for remote in list(node.remotes.values()):
+            action = remote.action
+            action.lost = problem
+            if action.state == State.STARTING and action.record.pid is None:
+                self._forget(remote)
+                self.run.by_key.pop(action.key, None)
+                self.run._fail_before_start(action, FailureKind.CRASHED, f"{action.spec.name} {problem}")
+            else:
+                self._exited(remote, None, None)
+        for remote in list(self.pending):  # waiting for room on nodes that are all gone now
+            if not any(n.serves(remote.selector) and _fits(remote.demand, n.resources) for n in self._live()):
+                action = remote.action
+                self.pending.remove(remote)
+                self._forget(remote)
+                self.run.by_key.pop(action.key, None)
+                message = f"{action.spec.name}: no live Ray node that could run it is left"
+                self.run._fail_before_start(action, FailureKind.UNSCHEDULABLE, message)
+
+    def _live(self) -> list[_Node]:
+        return [node for node in self.nodes.values() if not node.lost]
+
+    def _wait_nodes(self) -> None:
+        """On a thread of its own: notice agents whose `serve` ends (the actor died) and wake the runner."""
         while True:
             with self.lock:
                 if self.stopping:
                     return
-                refs = {remote.ref: remote for remote in self.remotes.values() if not remote.done}
+                refs = {node.serving: node for node in self.nodes.values() if not node.ended}
             if not refs:
                 time.sleep(0.05)
                 continue
             ready, _ = self.ray.wait(list(refs), num_returns=1, timeout=0.2)
             with self.lock:
                 for ref in ready:
-                    refs[ref].done = True
+                    refs[ref].ended = True
                     self.finished.append(refs[ref])
             if ready:
                 with contextlib.suppress(OSError):
                     os.write(self.wake_write, b"!")
 
     def _on_finished(self) -> None:
-        """Ray tasks ended: an attempt that has not reported its exit has lost its node or worker."""
         with contextlib.suppress(BlockingIOError):
             os.read(self.wake_read, 4096)
         with self.lock:
             finished = list(self.finished)
             self.finished.clear()
-        for remote in finished:
-            if remote.exited:
-                continue
-            self._accept_all()
-            if remote.control is not None and not remote.control.closed:
-                self._on_control(remote, selectors.EVENT_READ)  # its last report may be on its way
-            if remote.exited:
-                continue
+        for node in finished:
+            if node.control is not None and not node.control.closed:
+                self._on_node(node, selectors.EVENT_READ)  # its last reports may be on their way
             try:
-                self.ray.get(remote.ref, timeout=0)
-                problem = "lost its Ray task, which ended without reporting"
+                self.ray.get(node.serving, timeout=0)
+                problem = "lost its Ray node agent, which ended its run"
             except Exception as exc:
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                problem = f"lost its Ray task: {first}"
-            remote.action.lost = problem
-            if remote.action.state == State.STARTING and remote.control is None:
-                self._forget(remote)
-                self.run.by_key.pop(remote.action.key, None)
-                message = f"{remote.action.spec.name} {problem}"
-                self.run._fail_before_start(remote.action, FailureKind.CRASHED, message)
-            else:
-                self._exited(remote, None, None)
+                problem = f"lost its Ray node agent: {first}"
+            self._lose(node, problem)

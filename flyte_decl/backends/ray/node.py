@@ -1,25 +1,29 @@
-"""What runs on a Ray node for one attempt: flyte-decl's own confinement, driven from the driver.
+"""What runs on a Ray node: one long-lived agent per node that starts and confines many attempts.
 
-`run_attempt` is the body of the Ray task that Ray placed on this node for one attempt. It connects
-back to the driver (`RayBackend`'s listener) three times, each connection opened by a ``("hello",
-token, key, role)`` frame:
+`NodeAgent` is a Ray actor (no resources of its own), placed on its node by the driver
+(`RayCluster`, by node affinity) and kept for as long as the driver's connection to Ray. For each
+run, `NodeAgent.serve` connects back to the run's driver (`RayBackend`'s listener) and serves the
+run's attempts on this node until the driver's connection closes. Every connection starts with a
+``("hello", token, ...)`` frame:
 
-- ``control``: the driver answers with the job (task, folder, environment variables, limits, the
-  run's TaskSpecs); the node reports ``("started", pid, node_id)``, then ``("exited", wait_status,
-  usage)``, or ``("failed", kind, message, traceback)`` when the attempt could not start. The
-  driver may send ``("term",)`` (its timeout) and ``("kill",)``.
-- ``io``: handed to the action process as its socket; the driver speaks the usual wire protocol
-  on it (inputs, nested calls and their replies, the outcome).
-- ``log``: handed to the action as its stdout and stderr; the driver reads it as it reads a pipe.
+- ``("hello", token, node_id, "node")``: the run's control connection for this node. The driver
+  sends ``("run", specs, hidden)`` once (the run's TaskSpecs, every declared secret's name), then
+  ``("job", key, Job)`` per attempt, ``("term", key)`` (its timeout), ``("kill", key)``. The agent
+  reports ``("started", key, pid)``, ``("exited", key, wait_status, usage)`` and ``("failed", key,
+  kind, message, traceback)`` when the attempt could not start.
+- ``("hello", token, key, "io")``: handed to the attempt's process as its socket; the driver speaks
+  the usual wire protocol on it (inputs, nested calls and their replies, the outcome).
+- ``("hello", token, key, "log")``: the attempt's stdout and stderr; the driver reads it as a pipe.
 
 Each action sees the Ray id of its node as ``FLYTE_DECL_NODE``.
 
-The attempt itself is forked by a fork server of its environment (`flyte_decl.runtime.forkserver`)
-that this Ray worker process starts once per run and environment and keeps warm for the attempts
-that follow, and confined by an `ActionLimiter` here, exactly as on the local backend: memory over
-the whole tree (cgroup or watchdog), CPU, and no survivor. When the Ray worker process dies
-(`ray.cancel(force=True)`, the driver gone), every fork server it started sees its control socket
-close and kills every descendant.
+Attempts are forked by one warm fork server per run and environment on this node
+(`flyte_decl.runtime.forkserver`: imports once per node and environment) and each is confined by an
+`ActionLimiter` here, exactly as on the local backend: memory over the whole tree (cgroup or
+watchdog), CPU, and no survivor. When the driver's control connection closes (the run ended, or
+the driver died, even by SIGKILL), the agent kills every attempt's tree of that run and stops the
+run's fork servers, which kill every descendant. Should the agent itself die (Ray ends an actor
+whose owner, the driver, died), each fork server sees its control socket close and does the same.
 
 The nodes need flyte-decl and the task modules at the same paths as the driver (one image, or a
 shared filesystem).
@@ -27,231 +31,270 @@ shared filesystem).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import selectors
 import signal
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from flyte_decl.runtime import proctree
+from flyte_decl.runtime import cgpool, proctree
 from flyte_decl.runtime.action import Launch
-from flyte_decl.runtime.limits import ActionLimiter, CpuPool, Limits, Mechanisms, Monitor, detect_mechanisms
+from flyte_decl.runtime.limits import ActionLimiter, CpuPool, Limits, Monitor, detect_mechanisms
 from flyte_decl.runtime.records import FailureKind
-from flyte_decl.runtime.wire import Connection, recv_message, send_message
+from flyte_decl.runtime.wire import Connection, send_message
 from flyte_decl.spec import TaskSpec
 
 # Set in every action on a Ray node: the Ray id of the node it runs on.
 ENV_NODE = "FLYTE_DECL_NODE"
-# How long a fork server of an earlier run may take to exit when a new run replaces it.
+# How long a run's fork server may take to kill its descendants and exit once the run is over.
 _SERVER_EXIT_WAIT = 5.0
+# How many runs one agent serves at once (each on a thread of the actor).
+MAX_RUNS = 64
 
 
 @dataclass
 class Job:
-    """What the driver sends a node for one attempt (on the control connection)."""
+    """What the driver sends a node for one attempt (on the run's control connection)."""
 
-    run: str  # the run's token, which scopes the warm fork servers of this Ray worker
     environment: str
     task: str
     root_dir: str
     env: dict[str, str]  # the task's env_vars, its declared secrets and the run's variables
-    hidden: frozenset[str]  # every declared secret's name: no process gets these from the node
     memory_limit: int | None
     cpu_limit: float | None
     max_inline_io_bytes: int
-    specs: list[TaskSpec]
 
 
-@dataclass
+@dataclass(eq=False)
 class _Server:
+    """A run's warm fork server of one environment on this node."""
+
     process: subprocess.Popen[bytes]
     conn: Connection
-    problems: dict[str, tuple[str, str]]
-    environ: dict[str, str]
+    ready: bool = False
+    problems: dict[str, tuple[str, str]] = field(default_factory=dict)
+    environ: dict[str, str] = field(default_factory=dict)
+    waiting: list[tuple[int, Job]] = field(default_factory=list)  # jobs for once it is ready
 
 
-# This Ray worker process's warm fork servers, by (run token, environment); Ray reuses worker
-# processes for the tasks of one job, so an environment is imported once per worker, not per action.
-_servers: dict[tuple[str, str], _Server] = {}
-_mechanisms: Mechanisms | None = None
-_cpu_pool: CpuPool | None = None
+@dataclass(eq=False)
+class _Attempt:
+    key: int
+    server: _Server
+    limiter: ActionLimiter
+    pid: int | None = None
+    killed: bool = False
 
 
-def run_attempt(driver: tuple[str, int], token: str, key: int) -> str:
-    """Run one attempt on this node and report it to the driver; returns this node's Ray id."""
-    import ray
+class NodeAgent:
+    """The Ray actor of one node: serves each run's attempts there (`serve`, one thread per run)."""
 
-    node_id = ray.get_runtime_context().get_node_id()
-    control = _connect(driver, token, key, "control")
-    try:
-        job: Job = recv_message(control)
-    except EOFError:  # the driver no longer wants it
-        return node_id
-    server = _server(job)
-    if isinstance(server, str):
-        send_message(control, ("failed", FailureKind.CRASHED.value, server, ""))
-        return node_id
-    problem = server.problems.get(job.task)
-    if problem is not None:
-        send_message(control, ("failed", FailureKind.IMPORT_ERROR.value, *problem))
-        return node_id
-    _Attempt(job, key, server, control, node_id).run(driver, token)
-    return node_id
+    def __init__(self) -> None:
+        import ray
+
+        self.node_id: str = ray.get_runtime_context().get_node_id()
+        self.mechanisms = detect_mechanisms()
+        self.cpu_pool = CpuPool()
+
+    def serve(self, driver: tuple[str, int], token: str) -> str:
+        """Serve one run's attempts on this node until its driver's connection closes; the node's id."""
+        try:
+            control = _connect(driver, ("hello", token, self.node_id, "node"))
+        except OSError:  # the driver is gone already
+            return self.node_id
+        _RunOnNode(self, driver, token, control).serve()
+        return self.node_id
 
 
-def _connect(driver: tuple[str, int], token: str, key: int, role: str) -> socket.socket:
+def _connect(driver: tuple[str, int], hello: tuple[Any, ...]) -> socket.socket:
     sock = socket.create_connection(driver)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    send_message(sock, ("hello", token, key, role))
+    send_message(sock, hello)
     return sock
 
 
-def _server(job: Job) -> _Server | str:
-    """The warm fork server of the job's run and environment in this process, started if need be."""
-    for (run, environment), server in list(_servers.items()):
-        if run != job.run or server.process.poll() is not None:  # an earlier run's, or dead
-            del _servers[(run, environment)]
-            _stop(server)
-    warm = _servers.get((job.run, job.environment))
-    if warm is not None:
-        return warm
-    ours, theirs = socket.socketpair()
-    env = {name: value for name, value in os.environ.items() if name not in job.hidden}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flyte_decl.runtime.forkserver", str(theirs.fileno())],
-        pass_fds=[theirs.fileno()],
-        env=env,
-        cwd=job.root_dir,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    theirs.close()
-    ours.setblocking(True)
-    send_message(ours, ("init", job.environment, job.specs))
-    try:
-        _tag, problems, environ = recv_message(ours)
-    except EOFError:
-        process.wait()
-        return f"the fork server of {job.environment} exited with code {process.returncode} on this node"
-    ours.setblocking(False)
-    server = _Server(process, Connection(ours), problems, environ)
-    _servers[(job.run, job.environment)] = server
-    return server
+class _RunOnNode:
+    """One run on this node: its fork servers and attempts, on one selector loop."""
 
+    def __init__(self, agent: NodeAgent, driver: tuple[str, int], token: str, control: socket.socket) -> None:
+        self.agent, self.driver, self.token = agent, driver, token
+        self.control = Connection(control)
+        self.selector = selectors.DefaultSelector()
+        self.servers: dict[str, _Server] = {}  # by environment
+        self.attempts: dict[int, _Attempt] = {}  # by key
+        self.monitor = Monitor()
+        self.specs: list[TaskSpec] = []
+        self.hidden: frozenset[str] = frozenset()
 
-def _poke(fd: int) -> None:
-    os.write(fd, b"!")
+    def serve(self) -> None:
+        self.selector.register(self.control.sock, selectors.EVENT_READ, None)
+        try:
+            while not self.control.closed:
+                for key, mask in self.selector.select():
+                    if key.data is None:
+                        self._on_control(mask)
+                    else:
+                        self._on_server(key.data, mask)
+        finally:
+            self._end()
 
+    def _end(self) -> None:
+        """The run is over or its driver gone: nothing of it may outlive this."""
+        for attempt in self.attempts.values():
+            attempt.limiter.kill()
+        for server in self.servers.values():
+            server.conn.close()  # the server kills its descendants and exits
+        for server in self.servers.values():
+            try:
+                server.process.wait(_SERVER_EXIT_WAIT)
+            except subprocess.TimeoutExpired:
+                proctree.kill_tree(server.process.pid)
+                server.process.wait()
+        for attempt in self.attempts.values():
+            self.monitor.remove(attempt.limiter)
+            attempt.limiter.close()
+        self.monitor.stop()
+        cgpool.POOL.drain()  # the actions' cgroups kept for reuse, as the local backend does
+        self.selector.close()
+        self.control.close()
 
-def _stop(server: _Server) -> None:
-    server.conn.close()  # the server kills its descendants and exits
-    try:
-        server.process.wait(_SERVER_EXIT_WAIT)
-    except subprocess.TimeoutExpired:
-        proctree.kill_tree(server.process.pid)
-        server.process.wait()
+    def _report(self, message: tuple[Any, ...]) -> None:
+        self.control.send(message)
+        self._watch(self.control, None)
 
+    def _watch(self, conn: Connection, data: Any) -> None:
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.wants_write else 0)
+        if self.selector.get_key(conn.sock).events != events:
+            self.selector.modify(conn.sock, events, data)
 
-class _Attempt:
-    """One attempt's life on this node: launch, confine, relay the driver's signals, report."""
+    # -- the driver ---------------------------------------------------------------------------------
 
-    def __init__(self, job: Job, key: int, server: _Server, control: socket.socket, node_id: str) -> None:
-        self.job, self.key, self.server, self.node_id = job, key, server, node_id
-        self.control = control
-        global _mechanisms, _cpu_pool
-        _mechanisms = _mechanisms or detect_mechanisms()
-        _cpu_pool = _cpu_pool or CpuPool()
-        limits = Limits(memory=job.memory_limit, cpu=job.cpu_limit)
-        self.limiter = ActionLimiter(f"ray{key}", limits, _mechanisms, _cpu_pool)
-        self.pid: int | None = None
-        self.killed = False
+    def _on_control(self, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE:
+            self.control.flush()
+            self._watch(self.control, None)
+        for message in self.control.receive():
+            tag = message[0]
+            if tag == "run":
+                self.specs, self.hidden = message[1], message[2]
+            elif tag == "job":
+                self._on_job(message[1], message[2])
+            elif tag in ("term", "kill"):
+                attempt = self.attempts.get(message[1])
+                if attempt is None:
+                    if tag == "kill":  # not launched yet: it never will be
+                        for server in self.servers.values():
+                            server.waiting = [(k, job) for k, job in server.waiting if k != message[1]]
+                    continue
+                if tag == "term" and attempt.pid is not None:
+                    proctree.kill_tree(attempt.pid, pgid=attempt.pid, sig=signal.SIGTERM)
+                elif tag == "kill":
+                    attempt.killed = True
+                    if attempt.pid is not None:
+                        attempt.limiter.kill()
 
-    def run(self, driver: tuple[str, int], token: str) -> None:
-        job, server = self.job, self.server
-        io = _connect(driver, token, self.key, "io")
-        log = _connect(driver, token, self.key, "log")
-        env = {name: value for name, value in os.environ.items() if name not in job.hidden} | job.env
-        env[ENV_NODE] = self.node_id
+    def _on_job(self, key: int, job: Job) -> None:
+        server = self.servers.get(job.environment)
+        if server is None:
+            try:
+                server = self._start_server(job)
+            except OSError as exc:
+                self._report(("failed", key, FailureKind.CRASHED.value, f"{job.task}: {exc}", ""))
+                return
+        if not server.ready:
+            server.waiting.append((key, job))
+            return
+        self._launch(key, job, server)
+
+    def _start_server(self, job: Job) -> _Server:
+        ours, theirs = socket.socketpair()
+        env = {name: value for name, value in os.environ.items() if name not in self.hidden}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flyte_decl.runtime.forkserver", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+            env=env,
+            cwd=job.root_dir,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        theirs.close()
+        server = _Server(process, Connection(ours))
+        server.conn.send(("init", job.environment, self.specs))
+        self.servers[job.environment] = server
+        self.selector.register(ours, selectors.EVENT_READ, server)
+        self._watch(server.conn, server)
+        return server
+
+    def _launch(self, key: int, job: Job, server: _Server) -> None:
+        problem = server.problems.get(job.task)
+        if problem is not None:
+            self._report(("failed", key, FailureKind.IMPORT_ERROR.value, *problem))
+            return
+        try:
+            io = _connect(self.driver, ("hello", self.token, key, "io"))
+            log = _connect(self.driver, ("hello", self.token, key, "log"))
+        except OSError as exc:  # the driver is going away; its control connection says so next
+            self._report(("failed", key, FailureKind.CRASHED.value, f"{job.task}: {exc}", ""))
+            return
+        env = {name: value for name, value in os.environ.items() if name not in self.hidden} | job.env
+        env[ENV_NODE] = self.agent.node_id
         changes: dict[str, str | None] = {k: v for k, v in env.items() if server.environ.get(k) != v}
         changes.update((name, None) for name in server.environ.keys() - env.keys())
-        setup = self.limiter.child_setup()
-        launch = Launch(self.key, job.task, job.root_dir, changes, setup, job.max_inline_io_bytes)
+        limits = Limits(memory=job.memory_limit, cpu=job.cpu_limit)
+        limiter = ActionLimiter(
+            f"ray-{self.token[:8]}-{key}", limits, self.agent.mechanisms, self.agent.cpu_pool
+        )
+        launch = Launch(key, job.task, job.root_dir, changes, limiter.child_setup(), job.max_inline_io_bytes)
+        self.attempts[key] = _Attempt(key, server, limiter)
         server.conn.send(("launch", launch), [io.detach(), log.detach()])
-        selector = selectors.DefaultSelector()
-        wake_read, wake_write = os.pipe()
-        monitor = Monitor()
-        try:
-            selector.register(server.conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, "server")
-            selector.register(self.control, selectors.EVENT_READ, "control")
-            selector.register(wake_read, selectors.EVENT_READ, "wake")
-            self._loop(selector, monitor, wake_read, wake_write)
-        finally:
-            monitor.stop()
-            selector.close()
-            os.close(wake_read)
-            os.close(wake_write)
-            self.control.close()
+        self._watch(server.conn, server)
 
-    def _loop(
-        self, selector: selectors.BaseSelector, monitor: Monitor, wake_read: int, wake_write: int
-    ) -> None:
-        conn = self.server.conn
-        while True:
-            for key, mask in selector.select():
-                if key.data == "wake":
-                    with contextlib.suppress(BlockingIOError):
-                        os.read(wake_read, 64)
-                elif key.data == "control" and not self._on_control():
-                    selector.unregister(self.control)
-                elif mask & selectors.EVENT_WRITE:
-                    conn.flush()
-                if key.data != "server":
-                    continue
-                for message in conn.receive():
-                    if message[1] != self.key:
-                        continue
-                    if message[0] == "started":
-                        self.pid = message[2]
-                        self.limiter.attach(message[2])
-                        if self.killed:
-                            self.limiter.kill()
-                        monitor.add(self.limiter, lambda _breach: _poke(wake_write))
-                        send_message(self.control, ("started", message[2], self.node_id))
-                    elif message[0] == "exited":
-                        monitor.remove(self.limiter)
-                        usage = self.limiter.close()
-                        with contextlib.suppress(OSError):
-                            send_message(self.control, ("exited", message[2], usage))
-                        return
-                    elif message[0] == "fork_failed":
-                        self.limiter.close()
-                        with contextlib.suppress(OSError):
-                            send_message(self.control, ("failed", FailureKind.CRASHED.value, message[2], ""))
-                        return
-                if conn.closed:
-                    self.limiter.kill()
-                    _servers.pop((self.job.run, self.job.environment), None)
-                    with contextlib.suppress(OSError):
-                        send_message(self.control, ("exited", None, self.limiter.close()))
-                    return
-                events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.wants_write else 0)
-                selector.modify(conn.sock, events, "server")
+    # -- the fork servers ---------------------------------------------------------------------------
 
-    def _on_control(self) -> bool:
-        """Act on the driver's message; False once the driver has gone (the attempt is killed)."""
-        try:
-            message: Any = recv_message(self.control)
-        except (EOFError, OSError):  # the driver is gone: nothing of this attempt may outlive it
-            message = None
-        if message is not None and message[0] == "term":
-            if self.pid is not None:
-                proctree.kill_tree(self.pid, pgid=self.pid, sig=signal.SIGTERM)
-        elif message is None or message[0] == "kill":
-            self.killed = True
-            if self.pid is not None:
-                self.limiter.kill()
-        return message is not None
+    def _on_server(self, server: _Server, mask: int) -> None:
+        conn = server.conn
+        if mask & selectors.EVENT_WRITE:
+            conn.flush()
+        for message in conn.receive():
+            tag = message[0]
+            if tag == "ready":
+                server.ready, server.problems, server.environ = True, message[1], message[2]
+                waiting, server.waiting = server.waiting, []
+                for key, job in waiting:
+                    self._launch(key, job, server)
+                continue
+            attempt = self.attempts.get(message[1])
+            if attempt is None:
+                continue
+            if tag == "started":
+                attempt.pid = message[2]
+                attempt.limiter.attach(message[2])
+                if attempt.killed:
+                    attempt.limiter.kill()
+                self.monitor.add(attempt.limiter, lambda _breach: None)  # the limiter kills; `close` says so
+                self._report(("started", attempt.key, message[2]))
+            elif tag == "exited":
+                self._ended(attempt, ("exited", attempt.key, message[2]))
+            elif tag == "fork_failed":
+                self._ended(attempt, ("failed", attempt.key, FailureKind.CRASHED.value, message[2], ""))
+        if conn.closed:  # the fork server died: so did its attempts
+            self.selector.unregister(conn.sock)
+            conn.close()
+            self.servers = {env: other for env, other in self.servers.items() if other is not server}
+            for key, _job in server.waiting:
+                message = f"the fork server exited with code {server.process.wait()} on this node"
+                self._report(("failed", key, FailureKind.CRASHED.value, message, ""))
+            for attempt in [a for a in self.attempts.values() if a.server is server]:
+                attempt.limiter.kill()
+                self._ended(attempt, ("exited", attempt.key, None))
+            return
+        self._watch(conn, server)
+
+    def _ended(self, attempt: _Attempt, report: tuple[Any, ...]) -> None:
+        del self.attempts[attempt.key]
+        self.monitor.remove(attempt.limiter)
+        usage = attempt.limiter.close()
+        self._report((*report, usage) if report[0] == "exited" else report)
