@@ -12,8 +12,8 @@ Each YAML file is read twice, both times by libyaml's parser:
    every environment the task does not need made empty: line and column numbers stay those of the file.
 
 `read_focused` gives each file's Document: the first read's data with the second read's marks. The
-caller checks it whole; should it find any problem, the marks of an environment left out might be
-wanted, so it reads the files the usual way and reports from that (what `validate` reports).
+caller checks it whole; should it find any problem (a warning too), the marks of an environment left
+out may be wanted, so it reads the files the usual way and reports from that, as before.
 """
 
 from __future__ import annotations

@@ -108,6 +108,15 @@ def test_explain_locates_only_its_environments_and_shows_what_the_usual_reading_
     )
     for short in ("t", "u", "other.u", "x", "top.x"):
         same_as_usual(tmp_path, short)
+    _, tasks = same_as_usual(tmp_path, "top.t", sets=["resources.memory=3Gi"], queue="default")
+    assert [str(tasks["top.t"].fields[f][1]) for f in ("resources.memory.limit", "queue")] == [
+        "cli --set (<cli --set>)",
+        "cli --queue (<cli --queue>)",
+    ]
+    problems, _ = same_as_usual(tmp_path, "top.t", queue="nowhere")
+    assert problems == [
+        "<cli --queue>: error: queue: unknown queue 'nowhere' (expected one of: default, spot)"
+    ]
 
 
 def test_focused_text_keeps_every_line_number_and_the_needed_entries(write):
