@@ -47,11 +47,9 @@ _TYPED = {
     "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null",
 }
-# First characters of plain scalars that the resolver may type; any other plain scalar is a string.
-_RESOLVED_FIRST = frozenset(k for k in _Loader.yaml_implicit_resolvers if k is not None) | {""}
-_ANY_FIRST = None in _Loader.yaml_implicit_resolvers
 _NO_MARK = Mark("<plain>")
 _MISSING = object()
+
 _NULLS = ("", "~", "null", "Null", "NULL")  # with _CANONICAL: the forms check.py lets pass
 _SCALAR, _MAPPING_START, _MAPPING_END = yaml.ScalarEvent, yaml.MappingStartEvent, yaml.MappingEndEvent
 
@@ -90,10 +88,15 @@ class _PlainReader:
         self.get = loader.get_event
         self.constructor = yaml.constructor.SafeConstructor()
         self.plain: dict[str, Any] = {}  # plain scalar -> its value: a config repeats them
+        # First characters of the plain scalars the resolver may type (any other is a string), as
+        # registered now; a resolver for every first character (key None) is left to read_yaml.
+        self.typed_first = {*loader.yaml_implicit_resolvers, ""}
         self.keys: list[tuple[str, int, int]] = []
         self.end: tuple[int, int] | None = None
 
     def read(self) -> Plain:
+        if None in self.typed_first:
+            raise _NotPlain
         get = self.get
         get()  # StreamStartEvent
         if type(get()) is not yaml.DocumentStartEvent:
@@ -191,7 +194,7 @@ class _PlainReader:
         text: str = event.value
         if "$" in text:
             return self.interpolated(event)
-        if not event.implicit[0] or (text[:1] not in _RESOLVED_FIRST and not _ANY_FIRST):
+        if not event.implicit[0] or text[:1] not in self.typed_first:
             return text  # quoted, or plain and no type's first character
         found = self.plain.get(text, _MISSING)
         if found is _MISSING:
