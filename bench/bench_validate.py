@@ -7,7 +7,8 @@ Generates a config with `gen_config.py` (by default 10,000 environments of 10 ta
 really checked against its source), then runs as commands, one process each:
 
   * `flyte-decl validate`,
-  * `flyte-decl explain env5.task3` (reads and checks the whole file, resolves one task),
+  * `flyte-decl explain env5.task3` (reads and checks every value of the file, locates and resolves
+    one task),
 
 and, with `--baseline REV`, the same commands from that git revision of this checkout (exported with
 `git archive` into a temporary folder, run with the same interpreter), alternating current and

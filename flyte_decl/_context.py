@@ -1,8 +1,9 @@
 """`flyte.ctx()`, `flyte.custom_context(...)`, `get_custom_context()` and `flyte.group(name)`.
 
 Inside an action, `ctx()` is the action's `TaskContext` (as Flyte 2's): which run and action it is,
-the attempt, the custom context, a raw-data folder of its own and checkpoint paths. Outside a run it
-is None (falsy), as in Flyte::
+the attempt, the custom context, a raw-data folder of its own and checkpoint paths. Outside an action
+it is a null context, as in Flyte 2: falsy (`if flyte.ctx():` asks "in an action?"), with every field
+None, so `flyte.ctx().custom_context` reads without a None-guard::
 
     c = flyte.ctx()
     c.action.name, c.action.run_name, c.attempt        # "a3", "r1f3a9c2e", 1
@@ -22,7 +23,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -123,15 +124,33 @@ class TaskContext:
     data: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def checkpoint(self) -> Checkpoint:
-        return Checkpoint(self.checkpoint_paths, self.attempt)
+    def checkpoint(self) -> Checkpoint | None:
+        """None where there are no checkpoint paths (the null context), as in Flyte."""
+        return Checkpoint(self.checkpoint_paths, self.attempt) if self.checkpoint_paths else None
 
     @property
-    def run_base_dir(self) -> str:
-        return str(Path(self.raw_data_path.path).parent)
+    def run_base_dir(self) -> str | None:
+        return str(Path(self.raw_data_path.path).parent) if self.raw_data_path else None
 
     def __bool__(self) -> bool:
         return True
+
+
+class _NullTaskContext(TaskContext):
+    """`ctx()` outside an action, as Flyte 2's `flyte.models.NULL_TASK_CONTEXT`: falsy, every field None."""
+
+    def __init__(self) -> None:
+        for each in fields(TaskContext):
+            object.__setattr__(self, each.name, None)
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "NullTaskContext()"
+
+
+NULL_TASK_CONTEXT = _NullTaskContext()
 
 
 _action: TaskContext | None = None
@@ -223,10 +242,11 @@ def call_context() -> dict[str, Any]:
     return out
 
 
-def ctx() -> TaskContext | None:
-    """The running action's TaskContext; None outside a run (Flyte's `flyte.ctx()`)."""
+def ctx() -> TaskContext:
+    """The running action's TaskContext; outside an action the falsy NULL_TASK_CONTEXT, whose
+    fields are all None (Flyte 2's `flyte.ctx()`)."""
     if _action is None:
-        return None
+        return NULL_TASK_CONTEXT
     group = _group.get()
     return replace(_action, custom_context=get_custom_context(),
                    group_data=GroupData(group) if group else _action.group_data)  # fmt: skip

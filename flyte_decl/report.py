@@ -76,7 +76,7 @@ def get_tab(name: str, /, create_if_missing: bool = True) -> Tab:
 def _flush() -> None:
     """Write the report to `report.html` in the action's raw-data folder (a task with report=True only)."""
     current = _context.ctx()
-    if current is None or not current.data.get("report"):
+    if not current or not current.data.get("report"):
         return
     folder = Path(current.raw_data_path.path)
     folder.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flyte_decl import masking
+from flyte_decl.config import focus
 from flyte_decl.config.check import check_references, check_resources, check_shape
 from flyte_decl.config.model import ENV_VAR_PATTERN
 from flyte_decl.config.read import (
@@ -68,11 +69,18 @@ def read_documents(
     file is read from disk and added to it: run history keeps the texts a run was resolved from, and
     a rerun resolves from them again.
     """
-    files = [Path(p) for p in paths] if paths else [discover(cwd)]
-    document = _read(files[0], snapshot)
-    for path in files[1:]:
-        overlay(document, _read(path, snapshot))
-    return document
+    documents = [_read(path, snapshot) for path in _files(paths, cwd)]
+    return _overlaid(documents)
+
+
+def _files(paths: Sequence[str | Path] | None, cwd: Path | None) -> list[Path]:
+    return [Path(p) for p in paths] if paths else [discover(cwd)]
+
+
+def _overlaid(documents: list[Document]) -> Document:
+    for document in documents[1:]:
+        overlay(documents[0], document)
+    return documents[0]
 
 
 def _read(path: Path, snapshot: dict[str, str] | None) -> Document:
@@ -275,6 +283,17 @@ def check(
             root = code.root_dir or cwd or Path.cwd()
             document = Document({"version": 1}, {(): Mark("<code>")}, {}, ["<code>"], root)
         else:
+            if only_root and root_task and code is None and snapshot is None:
+                # One task's view: every value is read and checked, only the task's places are
+                # located. Any problem is reported from the usual reading, as `validate` does.
+                focused = focus.read_focused(_files(paths, cwd), root_task, parse_profiles(profile))
+                if focused is not None:
+                    document = _overlaid(focused)
+                    checked = _check(
+                        document, profile, sets, queue, root_task, strict, None, True, keep_fields
+                    )
+                    if not checked.problems:
+                        return checked
             document = read_documents(paths, cwd, snapshot)
         return _check(document, profile, sets, queue, root_task, strict, code, only_root, keep_fields)
 

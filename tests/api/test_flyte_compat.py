@@ -4,6 +4,7 @@ with only the import changed; Flyte's names (init, Image, errors, ctx, group, tr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import subprocess
@@ -332,8 +333,25 @@ def test_short_name_never_changes_the_task_identity() -> None:
     assert list(env.tasks) == ["labels.child"]
 
 
-def test_ctx_is_none_outside_a_run_and_trace_is_the_plain_call() -> None:
-    assert flyte.ctx() is None
+def test_ctx_outside_an_action_is_flytes_null_context() -> None:
+    """Checked against the real package: falsy, the same object each time, every field None."""
+    _alias.uninstall()
+    real = pytest.importorskip("flyte", reason="compared with the real package: pip install -e '.[flyte]'")
+    assert real.__name__ == "flyte"
+    ours, theirs = flyte.ctx(), real.ctx()
+    assert (bool(ours), repr(ours)) == (bool(theirs), repr(theirs)) == (False, "NullTaskContext()")
+    assert ours is flyte.ctx() and theirs is real.ctx()
+    names = {f.name for f in dataclasses.fields(ours)}
+    shared = names & {f.name for f in dataclasses.fields(theirs)}
+    assert {"action", "raw_data_path", "checkpoint_paths", "custom_context", "group_data", "data"} <= shared
+    assert {name: getattr(ours, name) for name in names} == dict.fromkeys(names)
+    assert {name: getattr(theirs, name) for name in shared} == dict.fromkeys(shared)
+    assert (ours.checkpoint, ours.run_base_dir) == (theirs.checkpoint, theirs.run_base_dir) == (None, None)
+    assert isinstance(ours, flyte.TaskContext) and isinstance(theirs, real.models.TaskContext)
+
+
+def test_ctx_is_null_outside_a_run_and_trace_is_the_plain_call() -> None:
+    assert not flyte.ctx() and flyte.ctx().custom_context is None
 
     @flyte.trace
     def double(x: int) -> int:
