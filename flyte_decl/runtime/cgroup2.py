@@ -35,8 +35,11 @@ rule); the runner moves no process it does not own, and says so (`Unclaimed`).
 
 Nothing is left behind: per-action cgroups are removed by their limiter when the action ends; at
 exit the runner leaves its leaf (where the kernel lets it) and removes its subtree; and at every
-start `sweep` kills (``cgroup.kill``) and removes, in every writable base, the subtree of any runner whose pid is gone, such as
-one that was SIGKILLed with its fork servers while actions ran.
+start `sweep` kills (``cgroup.kill``) and removes, in every writable base, the subtree of any runner
+that is gone (`runner_alive`: its pid is dead, or names a process that is not that runner), such as
+one that was SIGKILLed with its fork servers while actions ran. A runner in a transient systemd
+scope also sweeps the scopes beside it (`sweep_scopes`), where runners of earlier re-executed runs
+left theirs.
 
 Example::
 
@@ -74,6 +77,8 @@ ENV_SYSTEMD_SCOPE = "FLYTE_DECL_SYSTEMD_SCOPE"
 # Set in the re-executed runner, so that it never tries a second time.
 ENV_IN_SCOPE = "FLYTE_DECL_IN_SYSTEMD_SCOPE"
 _SUBTREE_NAME = re.compile(re.escape(SUBTREE_PREFIX) + r"(\d+)")
+# A transient scope (``systemd-run --scope``), as in ``…/user@1000.service/app.slice/run-u12.scope``.
+_SCOPE_NAME = re.compile(r"run-.+\.scope")
 _SWEEP_WAIT = 2.0  # seconds for killed members to leave a stale subtree before it is removed
 
 ROOT = "hierarchy root"
@@ -156,6 +161,7 @@ def claim_subtree(own: str) -> Subtree | Unclaimed:
     for base in bases:
         if os.access(base, os.W_OK):
             sweep(base)
+    sweep_scopes(own)
     reasons: list[str] = []
     denied = crowded_root = False
     for base in bases:
@@ -272,6 +278,7 @@ def sweep(base: str) -> int:
 
     A runner SIGKILLed together with its fork servers leaves its actions running in their cgroups;
     ``cgroup.kill`` (Linux 5.14+, else SIGKILL of every member, repeated) ends them all at once.
+    Whether the runner is gone is decided by `runner_alive`, never by its pid alone.
     """
     removed = 0
     try:
@@ -280,13 +287,64 @@ def sweep(base: str) -> int:
         return 0
     for name in names:
         match = _SUBTREE_NAME.fullmatch(name)
-        if not match or int(match.group(1)) == os.getpid() or proctree.is_alive(int(match.group(1))):
-            continue
         path = os.path.join(base, name)
+        if not match or int(match.group(1)) == os.getpid() or runner_alive(path, int(match.group(1))):
+            continue
         if destroy(path):
             removed += 1
             log.info("removed the cgroup subtree %s of a runner that is gone", path)
     return removed
+
+
+def runner_alive(subtree: str, pid: int) -> bool:
+    """Whether runner `pid`, which made `subtree` (``…/flyte-decl-PID``), still runs, despite pid reuse.
+
+    A runner lives in its subtree's leaf, so a live `pid` inside the subtree is the runner. A live
+    `pid` outside it is the runner claiming the subtree or leaving it at exit, or a process that got
+    the pid of a runner that died: it counts as the runner only if it is older than every process
+    inside and started by the subtree's creation (known from its ctime, to the second, see
+    `proctree.started_by`), as `leftovers` judges a per-action cgroup of v1.
+    """
+    started = proctree.start_time(pid)
+    if started is None or not proctree.is_alive(pid):
+        return False
+    members = [
+        member
+        for top, _dirs, _files in os.walk(subtree)
+        for member in proctree.cgroup_members(os.path.join(top, "cgroup.procs"))
+    ]
+    if pid in members:
+        return True
+    if any((proctree.start_time(member) or started + 1) <= started for member in members):
+        # Something its runner started, or that joined later, is older than `pid` (or of the same
+        # clock tick, which no runner and its action share: a runner takes far longer to start).
+        return False
+    try:
+        made = os.stat(subtree).st_ctime
+    except OSError:
+        return True  # removed meanwhile: nothing to sweep
+    return proctree.started_by(pid, made)
+
+
+def sweep_scopes(own: str) -> int:
+    """In a transient systemd scope `own`, `sweep` the other writable scopes beside it; how many removed.
+
+    A run re-executed in a scope of systemd's user manager (`systemd_scope_command`) makes its
+    subtree inside that scope, ``…/app.slice/run-u12.scope/flyte-decl-PID``. SIGKILLed with its fork
+    servers, it leaves its actions running there, which keeps the old scope alive, and the next run
+    starts in a new scope. Scopes beside this one that this user may write are those of the same
+    user manager (systemd delegates each to its user): one ``listdir`` of the parent and one per such
+    scope. Emptied, an old scope is collected by systemd. Returns 0 when `own` is not such a scope.
+    """
+    if not _SCOPE_NAME.fullmatch(os.path.basename(own)):
+        return 0
+    parent = os.path.dirname(own)
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return 0
+    scopes = [os.path.join(parent, name) for name in names if _SCOPE_NAME.fullmatch(name)]
+    return sum(sweep(scope) for scope in scopes if scope != own and os.access(scope, os.W_OK))
 
 
 def destroy(path: str, timeout: float = _SWEEP_WAIT) -> bool:

@@ -40,8 +40,6 @@ SWEEP_WAIT = 2.0
 # Rounds of "stop what carries a dead runner's mark, look again": each round only finds processes
 # forked by a not-yet-stopped one (as in proctree.kill_tree).
 _ROUNDS = 10
-# A process's start time is known to the boot time's whole second: allow that much.
-_START_SLACK = 1.0
 _ACTION_CGROUP = re.compile(re.escape(CGROUP_PREFIX) + r"(\d+)-\d+-")
 
 
@@ -92,27 +90,11 @@ def _sweep_cgroups(mechanisms: Mechanisms) -> tuple[list[str], set[int]]:
                 made = os.stat(path).st_ctime
             except OSError:
                 continue
-            if _started_before(int(match.group(1)), made):
+            if proctree.started_by(int(match.group(1)), made):
                 continue  # its runner is still running
             stale.append(path)
             killed |= proctree.kill_tree(None, cgroup_procs=[os.path.join(path, "cgroup.procs")])
     return stale, killed
-
-
-def _started_before(pid: int, moment: float) -> bool:
-    """Whether a live process `pid` exists that started no later than `moment` (epoch seconds)."""
-    started = proctree.start_time(pid)
-    if started is None or not proctree.is_alive(pid):
-        return False
-    return _boot_time() + started / proctree.CLOCK_TICKS <= moment + _START_SLACK
-
-
-def _boot_time() -> float:
-    with open("/proc/stat", "rb") as handle:
-        for line in handle:
-            if line.startswith(b"btime "):
-                return float(line.split()[1])
-    return 0.0
 
 
 def _sweep_marked() -> set[int]:

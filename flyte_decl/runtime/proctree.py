@@ -34,6 +34,10 @@ _STATE, _PPID, _UTIME, _STIME, _CUTIME, _CSTIME, _STARTTIME = 0, 1, 11, 12, 13, 
 _FLAGS = 6
 _PF_EXITING = 0x4  # the kernel's flag for a process in its exit path (include/linux/sched.h)
 
+# How much later than a given moment a process may have started and still count as started by it
+# (`started_by`): start times count from boot, whose moment moves a little when the clock is set.
+START_SLACK = 1.0
+
 # Rounds of "stop what we found, look again" before the kill; each round can only add processes
 # forked by a not-yet-stopped member, so a handful always suffices outside a deliberate race.
 _FREEZE_ROUNDS = 20
@@ -145,6 +149,25 @@ def start_time(pid: int) -> int | None:
     """Start time in clock ticks since boot: with the pid, it names one process despite pid reuse."""
     fields = _stat(pid)
     return int(fields[_STARTTIME]) if fields else None
+
+
+def started_by(pid: int, moment: float) -> bool:
+    """Whether a live process `pid` exists that started no later than `moment` (epoch seconds).
+
+    A start time counts clock ticks from boot, whose moment is known to /proc/uptime's 10 ms and
+    moves when the clock is set: a process that started up to `START_SLACK` seconds after
+    `moment` counts as started by then.
+    """
+    started = start_time(pid)
+    if started is None or not is_alive(pid):
+        return False
+    return _boot_time() + started / CLOCK_TICKS <= moment + START_SLACK
+
+
+def _boot_time() -> float:
+    # To /proc/uptime's 10 ms, where /proc/stat's btime has whole seconds (and is rounded down).
+    with open("/proc/uptime", "rb") as handle:
+        return time.time() - float(handle.read().split()[0])
 
 
 def cpu_seconds(pid: int) -> float | None:

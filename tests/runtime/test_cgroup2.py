@@ -9,12 +9,13 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from flyte_decl.cli.doctor import _cgroups
-from flyte_decl.runtime import cgroup2
+from flyte_decl.runtime import cgroup2, proctree
 from flyte_decl.runtime.limits import Mechanisms, detect_mechanisms, mechanisms_in, own_cgroup_dirs
 
 
@@ -195,6 +196,90 @@ def test_sweep_kills_and_removes_the_subtree_of_a_runner_that_is_gone() -> None:
         orphan.wait()
         if os.path.exists(stale):
             cgroup2.destroy(stale)
+
+
+@needs_unified
+def test_a_reused_pid_does_not_keep_a_dead_runners_subtree() -> None:
+    # The subtree's action outlived its runner, whose pid now names a younger, unrelated process.
+    survivor = sleeper_in(os.path.join(UNIFIED, "flyte-decl-test-survivor"))
+    reuser = subprocess.Popen(["sleep", "60"])
+    stale = os.path.join(UNIFIED, f"flyte-decl-{reuser.pid}")
+    # A live runner sits in its leaf; its actions are left alone.
+    runner = subprocess.Popen(["sleep", "60"])
+    live = os.path.join(UNIFIED, f"flyte-decl-{runner.pid}")
+    sleepers = [survivor, reuser, runner]
+    try:
+        for cgroup, member in ((f"{stale}/flyte-decl-1-1-task", survivor), (f"{live}/runner", runner)):
+            os.makedirs(cgroup)
+            with open(f"{cgroup}/cgroup.procs", "w") as handle:
+                handle.write(str(member.pid))
+        sleepers.append(sleeper_in(f"{live}/flyte-decl-{runner.pid}-1-task"))
+
+        assert not cgroup2.runner_alive(stale, reuser.pid)
+        assert cgroup2.runner_alive(live, runner.pid)
+        assert cgroup2.sweep(UNIFIED) >= 1
+
+        assert survivor.wait(timeout=5) == -9
+        assert not os.path.exists(stale)
+        assert reuser.poll() is None, "the process that reused the pid is not touched"
+        assert os.path.isdir(live) and sleepers[-1].poll() is None
+    finally:
+        for sleeper in sleepers:
+            sleeper.kill()
+            sleeper.wait()
+        for path in (stale, live, os.path.join(UNIFIED, "flyte-decl-test-survivor")):
+            if os.path.exists(path):
+                cgroup2.destroy(path)
+
+
+def test_an_empty_subtree_belongs_to_a_live_pid_only_if_it_started_first(tmp_path: Path) -> None:
+    # A runner that is claiming its subtree is not in it yet: it counts if it started by the
+    # subtree's creation, a process that got the pid later does not (start times known to a second).
+    older = subprocess.Popen(["sleep", "60"])
+    subtree = tmp_path / "flyte-decl-1"
+    subtree.mkdir()
+    time.sleep(proctree.START_SLACK + 0.2)
+    younger = subprocess.Popen(["sleep", "60"])
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    try:
+        assert cgroup2.runner_alive(str(subtree), older.pid)
+        assert not cgroup2.runner_alive(str(subtree), younger.pid)
+        assert not cgroup2.runner_alive(str(subtree), dead.pid)
+    finally:
+        for sleeper in (older, younger):
+            sleeper.kill()
+            sleeper.wait()
+
+
+@needs_unified
+def test_a_runner_in_a_systemd_scope_sweeps_the_scopes_beside_it() -> None:
+    # An earlier run re-executed in run-u1.scope was SIGKILLed with its fork servers; this one
+    # runs in run-u2.scope of the same user manager. Other units' cgroups are not scopes of runs.
+    user = os.path.join(UNIFIED, "flyte-decl-test-user@1000.service")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = f"{user}/app.slice/run-u1.scope/flyte-decl-{dead.pid}"
+    elsewhere = f"{user}/app.slice/other.service/flyte-decl-{dead.pid}"
+    own = f"{user}/app.slice/run-u2.scope"
+    os.makedirs(own)
+    survivor = sleeper_in(f"{stale}/flyte-decl-{dead.pid}-1-task")
+    bystander = sleeper_in(f"{elsewhere}/flyte-decl-{dead.pid}-1-task")
+    try:
+        assert cgroup2.sweep_scopes(f"{user}/app.slice/other.service") == 0
+        assert survivor.poll() is None
+
+        assert cgroup2.sweep_scopes(own) == 1
+
+        assert survivor.wait(timeout=5) == -9
+        assert not os.path.exists(stale)
+        assert os.path.isdir(os.path.dirname(stale)), "the scope itself is systemd's to collect"
+        assert bystander.poll() is None and os.path.isdir(elsewhere)
+    finally:
+        for sleeper in (survivor, bystander):
+            sleeper.kill()
+            sleeper.wait()
+        cgroup2.destroy(user)
 
 
 def test_memory_events_are_read_and_re_read_from_one_descriptor(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from flyte_decl.runtime import proctree
+from flyte_decl.runtime import cgroup2, proctree
 from flyte_decl.runtime.limits import Mechanisms, detect_mechanisms
 from flyte_decl.runtime.records import FailureKind, Phase, RunResult
 from flyte_decl.runtime.runner import LocalRunner
@@ -37,7 +37,7 @@ NOBODY = 65534
 SLOW = 480  # seconds one command may take in the VM (seconds on a quiet machine; minutes on a loaded one)
 
 TASKS = """
-import hashlib, os, subprocess, threading, time
+import ctypes, hashlib, os, shutil, signal, threading, time
 
 def own_cgroup():
     for line in open("/proc/self/cgroup"):
@@ -94,18 +94,26 @@ def spin(seconds):
     return {**spun, "wall_usec": round((ended - began) * 1e6), "cpu.max": open(cgroup + "/cpu.max").read().strip()}
 
 def escape(pid_file):
-    # A grandchild in its own session and a double-forked daemon: only the cgroup holds them all.
-    session = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    # A daemon that escapes all but its cgroup: not below this action (which stops being a subreaper,
+    # so the daemon is adopted above it and the action's lifeline kill misses it), in a session of
+    # its own, deaf to SIGTERM, holding no inherited descriptor (the lifeline), without the runner's mark.
+    ctypes.CDLL(None).prctl(36, 0, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER, off
+    environ = {key: value for key, value in os.environ.items() if key != "FLYTE_DECL_RUNNER"}
+    sleep = shutil.which("sleep")
     read, write = os.pipe()
-    if os.fork() == 0:
+    middle = os.fork()
+    if middle == 0:
         os.setsid()
         if os.fork() == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # kept across exec
             os.write(write, b"%d" % os.getpid())
-            time.sleep(600)
+            os.closerange(3, 1 << 16)
+            os.execve(sleep, ["sleep", "600"], environ)
         os._exit(0)
+    os.waitpid(middle, 0)
     daemon = int(os.read(read, 32))
     with open(pid_file + ".tmp", "w") as handle:
-        handle.write(f"{os.getpid()} {session.pid} {daemon}")
+        handle.write(f"{os.getpid()} {daemon}")
     os.rename(pid_file + ".tmp", pid_file)
     time.sleep(600)
 """
@@ -302,14 +310,54 @@ def escape_pids(pid_file: Path, timeout: float = SLOW) -> list[int]:
     return [int(pid) for pid in pid_file.read_text().split()]
 
 
+def cgroup_of(pid: int) -> str:
+    return ROOT + read(f"/proc/{pid}/cgroup").removeprefix("0::")
+
+
+def join(cgroup: str) -> subprocess.Popen[bytes]:
+    """`sleep 600` as a member of `cgroup`: no process tree, group, session or mark leads to it."""
+    return subprocess.Popen(
+        ["sleep", "600"], preexec_fn=lambda: write(f"{cgroup}/cgroup.procs", str(os.getpid()))
+    )
+
+
+class Escapees:
+    """Once the `escape` task runs: its pids, and a process that joined its cgroup from outside."""
+
+    def __init__(self, pid_file: Path, then: Any = None) -> None:
+        self.pids: list[int] = []
+        self.outsider: subprocess.Popen[bytes] | None = None
+        self._thread = threading.Thread(target=self._watch, args=(pid_file, then))
+        self._thread.start()
+
+    def _watch(self, pid_file: Path, then: Any) -> None:
+        self.pids = escape_pids(pid_file)
+        self.cgroup, self.daemon_cgroup = cgroup_of(self.pids[0]), cgroup_of(self.pids[1])
+        self.outsider = join(self.cgroup)
+        if then is not None:
+            then()
+
+    def assert_all_gone(self, cgroup_root: str | None) -> None:
+        self._thread.join()
+        assert self.outsider is not None and len(self.pids) == 2, self.pids
+        try:
+            assert self.daemon_cgroup == self.cgroup, "the daemon is in the action's cgroup"
+            assert self.outsider.wait(timeout=5.0) == -signal.SIGKILL, "cgroup.kill reaches what no tree does"
+        finally:
+            self.outsider.kill()
+            self.outsider.wait()
+        assert proctree.wait_gone(self.pids, timeout=5.0) == set(), "the daemon is gone"
+        assert children(cgroup_root or "") == ["runner"], "the action's cgroup is removed"
+
+
 def test_timeout_kills_the_whole_tree(folder: Path, mechanisms: Mechanisms) -> None:
     pid_file = folder / "timeout.pids"
+    escapees = Escapees(pid_file)
     # Long enough for the task to start its escapees even when the host's load slows the VM down.
     result = run(folder, mechanisms, "escape", {"pid_file": str(pid_file)}, timeout=30.0)
 
     assert result.actions[-1].kind == FailureKind.TIMED_OUT
-    assert proctree.wait_gone(escape_pids(pid_file, 0), timeout=5.0) == set()
-    assert children(mechanisms.cgroup_root or "") == ["runner"]
+    escapees.assert_all_gone(mechanisms.cgroup_root)
 
 
 def test_abort_kills_the_whole_tree(folder: Path, mechanisms: Mechanisms) -> None:
@@ -317,20 +365,12 @@ def test_abort_kills_the_whole_tree(folder: Path, mechanisms: Mechanisms) -> Non
     spec = TaskSpec(name="vm.escape", environment="vm", task="escape", fn="vmtasks:escape", root_dir=folder)
     runner = LocalRunner(RunConfig(tasks={spec.name: spec}, queues={}, capacity=Capacity()),
                          log_dir=folder / "logs", mechanisms=mechanisms)  # fmt: skip
-    pids: list[int] = []
+    escapees = Escapees(pid_file, then=runner.abort)
 
-    def abort_once_running() -> None:
-        pids.extend(escape_pids(pid_file))
-        runner.abort()
-
-    aborter = threading.Thread(target=abort_once_running)
-    aborter.start()
     result = runner.run(spec.name, {"pid_file": str(pid_file)})
-    aborter.join()
 
     assert result.status == Phase.ABORTED
-    assert len(pids) == 3 and proctree.wait_gone(pids, timeout=5.0) == set()
-    assert children(mechanisms.cgroup_root or "") == ["runner"]
+    escapees.assert_all_gone(mechanisms.cgroup_root)
 
 
 # --- 2. a delegated subtree, the runner an unprivileged user ------------------------------------
@@ -440,22 +480,33 @@ def test_a_user_without_a_cgroup_re_executes_the_run_in_a_systemd_user_scope(fol
 
 
 def test_sigkilled_runners_leave_no_process_and_no_cgroup_after_the_next_start(folder: Path) -> None:
-    # Two runs at once (each start costs half a minute under emulation), each with an action whose
-    # tree escapes every way it can. One runner is SIGKILLed alone: its fork server sees it go and
-    # kills its actions' cgroups, even a member no process tree leads to. The other is SIGKILLed
-    # with its fork servers, as by a tree-killing supervisor: the next start kills what is left.
+    # Two runs at once (each start costs half a minute under emulation), each with an action that
+    # leaves a daemon only its cgroup holds. One runner is SIGKILLed alone: its fork server sees it
+    # go and kills its actions' cgroups, even a member no process tree leads to. The other, in a
+    # scope of a user manager as a re-executed run is, is SIGKILLed with its fork servers, as by a
+    # tree-killing supervisor: its daemon lives on until the next start, in a new scope, kills it.
+    app = f"{ROOT}/user.slice/user@0.service/app.slice"
+    old_scope, new_scope = f"{app}/run-u1.scope", f"{app}/run-u2.scope"
+    for cgroup in (old_scope, new_scope):
+        os.makedirs(cgroup)
+    for parent in (ROOT, *(app.rsplit("/", depth)[0] for depth in (2, 1, 0))):
+        write(f"{parent}/cgroup.subtree_control", "+memory +cpu")
+    scoped = {"FLYTE_DECL_IN_SYSTEMD_SCOPE": "1"}
     alone_file, together_file = folder / "alone.pids", folder / "together.pids"
     alone = flyte_decl("run", "prog.py", "escape", "--pid_file", str(alone_file), cwd=folder)
-    together = flyte_decl("run", "prog.py", "escape", "--pid_file", str(together_file), cwd=folder)
+    together = flyte_decl(
+        "run", "prog.py", "escape", "--pid_file", str(together_file), cwd=folder, cgroup=old_scope, env=scoped
+    )
     outsider = None
     try:
         alone_pids, together_pids = escape_pids(alone_file), escape_pids(together_file)
-        alone_subtree, together_subtree = (f"{ROOT}/flyte-decl-{run.pid}" for run in (alone, together))
-        action = ROOT + read(f"/proc/{alone_pids[0]}/cgroup").removeprefix("0::")
-        assert os.path.dirname(action) == alone_subtree
-        outsider = subprocess.Popen(
-            ["sleep", "600"], preexec_fn=lambda: write(f"{action}/cgroup.procs", str(os.getpid()))
+        alone_subtree, together_subtree = (
+            f"{ROOT}/flyte-decl-{alone.pid}",
+            f"{old_scope}/flyte-decl-{together.pid}",
         )
+        action = cgroup_of(alone_pids[0])
+        assert os.path.dirname(action) == alone_subtree
+        outsider = join(action)
         servers = proctree.children(alone.pid)
         assert servers, "the runner has its fork server"
 
@@ -472,17 +523,22 @@ def test_sigkilled_runners_leave_no_process_and_no_cgroup_after_the_next_start(f
         assert proctree.wait_gone([*alone_pids, *servers], timeout=60) == set()
         assert children(alone_subtree) == ["runner"], "the actions' cgroups went with them"
 
+        together_action, daemon = together_pids
+        assert os.path.dirname(cgroup_of(daemon)) == together_subtree
         doomed = [together.pid, *proctree.children(together.pid)]
         for pid in doomed:
             os.kill(pid, signal.SIGKILL)
         together.wait()
         assert proctree.wait_gone(doomed, timeout=5.0) == set()
-        assert os.path.isdir(together_subtree)
+        assert proctree.wait_gone([together_action], timeout=60) == set(), "the action's lifeline ends it"
+        assert proctree.wait_gone([daemon], timeout=2.0) == {daemon}, "the daemon outlives them all"
+        assert os.path.dirname(cgroup_of(daemon)) == together_subtree
 
-        doctor(folder)  # the next start
+        doctor(folder, cgroup=new_scope, env=scoped)  # the next start, in a scope of its own
 
-        assert proctree.wait_gone(together_pids, timeout=5.0) == set()
-        assert not os.path.exists(alone_subtree) and not os.path.exists(together_subtree)
+        assert proctree.wait_gone([daemon], timeout=5.0) == set(), "the next start's sweep kills it"
+        assert not os.path.exists(together_subtree), "and removes the subtree it left in its old scope"
+        assert not os.path.exists(alone_subtree)
     finally:
         for run in (alone, together):
             run.kill()
@@ -490,6 +546,7 @@ def test_sigkilled_runners_leave_no_process_and_no_cgroup_after_the_next_start(f
         if outsider is not None:
             outsider.kill()
             outsider.wait()
+        cgroup2.destroy(f"{ROOT}/user.slice")
 
 
 @pytest.fixture(autouse=True)
