@@ -27,6 +27,7 @@ import dataclasses
 import os
 import pickle
 import select
+import signal
 import socket
 import sys
 import threading
@@ -213,10 +214,15 @@ def prepare_session() -> None:
     for a child forked for a launch. Orphans of the task's own tree (double forks, setsid'd daemons)
     are re-parented to this process, so the memory watchdog counts them and the kill at the end
     reaches them.
+
+    The fork server's death sends this process SIGCONT: a tree frozen (SIGSTOP) by a kill that
+    never finished, its killer SIGKILLed in between (a Ray node agent ended by its driver's death),
+    wakes, sees its lifeline closed and kills itself and its tree; stopped, it would wait forever.
     """
     global _session_prepared
     os.setsid()
     proctree.set_child_subreaper()
+    proctree.set_parent_death_signal(signal.SIGCONT)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)

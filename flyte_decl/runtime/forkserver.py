@@ -10,7 +10,8 @@ an import error per task that could not be loaded, and its environment after the
 
 Then, for each ``("launch", Launch)`` message (the action's socket and log pipe travel beside it as
 descriptors) a child of its own becomes the action (`action.run_action`). It tells the runner
-``("started", key, pid)`` and, once reaped, ``("exited", key, wait_status)``. The fork is taken off
+``("started", key, pid)`` and, once reaped, ``("exited", key, wait_status, max_rss)`` (the
+kernel's high-water mark of its resident set, bytes, from ``wait4``). The fork is taken off
 the launch's path: whenever the server has nothing else to do it keeps one *spare* child forked
 ahead, which has left the server's state behind, started its own session and waits for exactly one
 launch on a socket of its own (`_Spare`). A launch goes to the spare if there is one (its descriptors
@@ -314,14 +315,14 @@ class ForkServer:
         left_orphans = False
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, rusage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 break
             if pid == 0:
                 break
             key = self._actions.pop(pid, None)
             if key is not None:
-                self._conn.send(("exited", key, status), flush=False)
+                self._conn.send(("exited", key, status, rusage.ru_maxrss * 1024), flush=False)
             elif self._spare is not None and pid == self._spare.pid:  # killed before its launch came
                 self._spare.sock.close()
                 self._spare = None

@@ -912,8 +912,13 @@ class ActionLimiter:
                 self._killed = True
                 self._kill_tree()
 
-    def close(self) -> Usage:
-        """Final numbers; kills stragglers, removes the cgroups, gives back the cores. Idempotent."""
+    def close(self, max_rss: int | None = None) -> Usage:
+        """Final numbers; kills stragglers, removes the cgroups, gives back the cores. Idempotent.
+
+        `max_rss` (bytes) is the action's resident-set high-water mark from its reaper (``wait4``):
+        the peak when the watchdog took no sample before the action was gone (a task of a few
+        milliseconds).
+        """
         with self._lock:
             if self._usage is not None:
                 return self._usage
@@ -926,6 +931,7 @@ class ActionLimiter:
                 peak = self._cgroup_peak()
             else:
                 peak = self._watchdog.peak if self._watchdog else self._rss_peak
+                peak = peak or max_rss or 0
             if self._breach is not None:
                 peak = max(peak, self._breach.peak)
             self._remove_cgroups(timeout=2.0)

@@ -26,6 +26,7 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # prctl(2) options, from <linux/prctl.h>.
+_PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_GET_CHILD_SUBREAPER = 37
 
@@ -363,6 +364,15 @@ def _prctl(option: int, arg: int | ctypes._CArgObject = 0) -> None:
     if prctl(option, ctypes.c_ulong(arg) if isinstance(arg, int) else arg, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+def set_parent_death_signal(sig: int) -> None:
+    """Have the kernel send `sig` to this process once the thread that forked it exits.
+
+    ``prctl(PR_SET_PDEATHSIG)``: not inherited across fork, cleared by exec of a set-user-ID
+    program. Raises OSError off Linux.
+    """
+    _prctl(_PR_SET_PDEATHSIG, int(sig))
 
 
 def set_child_subreaper(enabled: bool = True) -> None:

@@ -518,15 +518,18 @@ class _Run:
             self._submit(child)
         self.backend.waiting_on_calls(parent)
 
-    def _on_exited(self, action: _Action, status: int | None) -> None:
-        """The attempt's process is gone (reaped, or its fork server died): settle what happened."""
+    def _on_exited(self, action: _Action, status: int | None, max_rss: int | None = None) -> None:
+        """The attempt's process is gone (reaped, or its fork server died): settle what happened.
+
+        `max_rss` is its resident set's high-water mark in bytes as its reaper got it (``wait4``).
+        """
         record = action.record
         if action.conn is not None:
             self._read_action_socket(action)
         self.answered.discard(action)
         if action.log_read is not None:
             self._on_log(action, drain=True)
-        self._close_limiter(action)
+        self._close_limiter(action, max_rss)
         self._take_breaches()
         self._release_io(action)
         self.scheduler.done(action)
@@ -581,11 +584,11 @@ class _Run:
             if action.key == key:
                 action.breach = breach
 
-    def _close_limiter(self, action: _Action) -> None:
+    def _close_limiter(self, action: _Action, max_rss: int | None = None) -> None:
         if action.limiter is None:
             return
         self.monitor.remove(action.limiter)
-        usage = action.limiter.close()
+        usage = action.limiter.close(max_rss)
         action.limiter = None
         # The breach may still be on its way from the Monitor's thread; the limiter knows it already.
         action.breach = action.breach or usage.breach

@@ -130,4 +130,5 @@ def test_ctrl_c_or_a_killed_driver_leaves_no_action_alive_on_any_node(
     deadline = time.monotonic() + (5 if signum == signal.SIGINT else 60)
     while [pid for pid, at in started.items() if alive(pid, at)] and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert [pid for pid, at in started.items() if alive(pid, at)] == []
+    left = [pid for pid, at in started.items() if alive(pid, at)]
+    assert left == [], {pid: Path(f"/proc/{pid}/stat").read_text() for pid in left}

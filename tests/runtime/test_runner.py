@@ -130,7 +130,9 @@ def test_fan_out_runs_every_call_as_an_action_of_its_own(ws: Workspace) -> None:
     assert [r.parent for r in kids] == ["a1"] * 10
     assert sorted(r.label for r in kids) == sorted(f"env2.square[{i}]" for i in range(10))
     assert all(r.phase == Phase.SUCCEEDED and r.limits["memory"] == 250 * MI for r in kids)
-    assert all(r.pid in pids and r.exit_code == 0 and r.peak_memory for r in kids)
+    assert all(r.pid in pids and r.exit_code == 0 and r.peak_memory for r in kids), [
+        (r.pid in pids, r.exit_code, r.peak_memory) for r in kids
+    ]
 
 
 def test_a_sync_task_calls_a_sync_task(ws: Workspace) -> None:

@@ -33,6 +33,12 @@ import os
 
 def whoami() -> tuple[int, str | None]:
     return os.getpid(), os.environ.get("SPARE_TEST")
+
+
+def nap() -> None:
+    if os.fork() == 0:  # a child in the action's process group, as a task's own subprocess
+        os.execvp("sleep", ["sleep", "300"])
+    os.system("sleep 300")
 """
 
 
@@ -53,9 +59,12 @@ class Server:
         self.selector = selectors.DefaultSelector()
         self.selector.register(ours, selectors.EVENT_READ)
         self.keys = iter(range(1, 1000))
-        spec = TaskSpec(name="env.whoami", environment="env", task="whoami", fn="tasks:whoami", root_dir=root)
+        specs = [
+            TaskSpec(name=f"env.{task}", environment="env", task=task, fn=f"tasks:{task}", root_dir=root)
+            for task in ("whoami", "nap")
+        ]
         self.root = root
-        self.conn.send(("init", "env", [spec]))
+        self.conn.send(("init", "env", specs))
         tag, problems, self.environ = self.next()
         assert (tag, problems) == ("ready", {})
 
@@ -86,7 +95,9 @@ class Server:
         assert (tag, started_key) == ("started", key)
         outcome = recv_message(ours)
         assert outcome[0] == "succeeded", outcome
-        assert self.next() == ("exited", key, 0)
+        tag, exited_key, status, max_rss = self.next()
+        assert (tag, exited_key, status) == ("exited", key, 0)
+        assert 1 << 20 < max_rss < 1 << 30  # the kernel's high-water mark of its resident set, bytes
         ours.close()
         os.close(log_read)
         return pid, load_payload(outcome[1])
@@ -146,3 +157,24 @@ def test_closing_the_control_socket_takes_the_spare_along(server: Server) -> Non
     server.close()
     assert server.process.returncode == 0
     assert wait_for(lambda: not proctree.is_alive(spare))
+
+
+def test_an_action_frozen_by_a_kill_that_never_finished_dies_with_its_fork_server(server: Server) -> None:
+    # A killer freezes a tree (SIGSTOP) before it kills it; SIGKILLed in between, together with the
+    # fork server (as Ray ends a node agent whose driver died), it leaves the tree stopped, where the
+    # action's lifeline cannot act. The fork server's death wakes the action (SIGCONT) to do so.
+    ours, theirs = socket.socketpair()
+    log_read, log_write = os.pipe()
+    send_message(ours, ("inputs", dump_payload(((), {})), {}))
+    launch = Launch(1, "env.nap", str(server.root), {}, ChildSetup(), 1 << 20)
+    server.conn.send(("launch", launch), [theirs.detach(), log_write])
+    tag, _key, pid = server.next()
+    assert tag == "started"
+    tree = wait_for(lambda: len(found := proctree.walk(pid)) >= 3 and found)  # nap, sleep, sh + sleep
+    os.killpg(pid, signal.SIGSTOP)
+    wait_for(lambda: proctree.process_state(pid) == "T")
+    server.process.kill()
+    server.process.wait()
+    assert wait_for(lambda: not any(proctree.is_alive(p) for p in [pid, *tree]), timeout=10)
+    ours.close()
+    os.close(log_read)

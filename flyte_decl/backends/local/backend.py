@@ -435,7 +435,7 @@ class LocalBackend:
                 if ended is None:
                     self._on_worker_exited(self.workers[message[1]], message[2])
                 else:
-                    self.run._on_exited(ended, message[2])
+                    self.run._on_exited(ended, message[2], message[3])
             elif tag == "fork_failed":
                 if message[1] in self.workers:
                     self._on_worker_fork_failed(self.workers[message[1]], message[2])

@@ -277,7 +277,7 @@ class _RunOnNode:
                 self.monitor.add(attempt.limiter, lambda _breach: None)  # the limiter kills; `close` says so
                 self._report(("started", attempt.key, message[2]))
             elif tag == "exited":
-                self._ended(attempt, ("exited", attempt.key, message[2]))
+                self._ended(attempt, ("exited", attempt.key, message[2]), message[3])
             elif tag == "fork_failed":
                 self._ended(attempt, ("failed", attempt.key, FailureKind.CRASHED.value, message[2], ""))
         if conn.closed:  # the fork server died: so did its attempts
@@ -293,8 +293,8 @@ class _RunOnNode:
             return
         self._watch(conn, server)
 
-    def _ended(self, attempt: _Attempt, report: tuple[Any, ...]) -> None:
+    def _ended(self, attempt: _Attempt, report: tuple[Any, ...], max_rss: int | None = None) -> None:
         del self.attempts[attempt.key]
         self.monitor.remove(attempt.limiter)
-        usage = attempt.limiter.close()
+        usage = attempt.limiter.close(max_rss)
         self._report((*report, usage) if report[0] == "exited" else report)
