@@ -271,6 +271,13 @@ def test_the_next_start_kills_what_a_killed_runner_left_behind(
 ) -> None:
     root, runner, pids = killed_run
     forkservers = proctree.children(runner.pid)
+    # The kernel's list of a process's children may miss one it is forking or reaping meanwhile (a
+    # fork server forks its next spare child after each launch): stopped first, the list is whole.
+    for pid in [runner.pid, *forkservers]:
+        proctree.signal_pid(pid, signal.SIGSTOP)
+    for pid in forkservers:
+        while proctree.process_state(pid) not in ("T", None):
+            time.sleep(0.01)
     actions = [pid for server in forkservers for pid in proctree.children(server)]
     assert len(actions) >= 2  # the fan-out's caller and its leaves (or their warm workers)
 
